@@ -1,0 +1,53 @@
+# Set-up and entry points. `make demo` and `make test` each do the whole set-up on a fresh
+# machine (Python 3.11 venv, torch 2.13.0 CPU, the package with dev extras, the default data)
+# and are quick no-ops for whatever is already in place.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+FORMS := $(VENV)/bin/forms
+STAMP := $(VENV)/.installed
+DATA_STAMP := .cache/data/.fetched
+OUT ?= runs/demo
+
+.PHONY: install data demo test test-slow lint bench system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DATA_STAMP): $(STAMP)
+	$(FORMS) data fetch mnist
+	$(FORMS) data fetch fashion-mnist
+	mkdir -p $(dir $(DATA_STAMP)) && touch $(DATA_STAMP)
+
+data: $(DATA_STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+demo: install data
+	$(FORMS) train --model lenet5 --dataset mnist --epochs 10 --out runs/lenet5
+
+test: install data system-deps
+	$(PY) -m pytest
+
+test-slow: install data system-deps
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: install data
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
