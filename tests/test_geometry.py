@@ -92,3 +92,15 @@ def test_layer_geometry_grouped_conv() -> None:
     g = layer_geometry("c", nn.Conv2d(8, 16, 3, groups=4))
     assert (g.groups, g.rows, g.cols) == (4, 2 * 9, 4)
     assert g.fragments(2, 128) == 4 * 9 * 4
+
+
+def test_crossbar_count_per_encoding() -> None:
+    from forms.geometry import crossbar_count
+
+    # 8-bit magnitudes, 2-bit cells: polarized 4 cells, offset 9 bits -> 5 cells, differential 2 x 4.
+    assert crossbar_count(128, 32, 1, "polarized", 8) == 1
+    assert crossbar_count(128, 32, 1, "offset", 8) == 2  # 160 columns
+    assert crossbar_count(128, 32, 1, "differential", 8) == 2
+    assert crossbar_count(129, 32, 2, "polarized", 8) == 4
+    # ISAAC-CE: 16-bit two's complement weights = 15 magnitude bits + sign -> 8 cells, 16 weights/crossbar.
+    assert crossbar_count(128, 16, 1, "offset", 15) == 1

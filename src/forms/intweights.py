@@ -93,3 +93,19 @@ class IntegerLayer:
             weight_bits=int(state["weight_bits"]),
             fragment_size=int(state["fragment_size"]),
         )
+
+
+def integer_layers_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> list[IntegerLayer]:
+    """The :class:`IntegerLayer` list a compressed checkpoint holds under ``"integer_layers"``."""
+    from forms.errors import CheckpointError
+
+    states = checkpoint.get("integer_layers")
+    if not states:
+        raise CheckpointError(
+            f"{source} holds no integer weights (stage '{checkpoint.get('stage', 'unknown')}'); "
+            "compress it first with `forms compress --checkpoint <float checkpoint> --out <dir>`"
+        )
+    try:
+        return [IntegerLayer.from_state(state) for state in states]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: corrupt integer layer record ({exc})") from None
