@@ -95,7 +95,9 @@ class IntegerLayer:
         )
 
 
-def integer_layers_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> list[IntegerLayer]:
+def integer_layers_from_checkpoint(
+    checkpoint: dict[str, Any], source: str = "checkpoint"
+) -> list[IntegerLayer]:
     """The :class:`IntegerLayer` list a compressed checkpoint holds under ``"integer_layers"``."""
     from forms.errors import CheckpointError
 
