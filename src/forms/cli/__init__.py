@@ -1,9 +1,8 @@
 """The ``forms`` command. Each submodule registers its commands on :data:`forms.cli.app.app`."""
 
-from forms.cli import app as _app_module
+# Command modules are imported for their registration side effect, one per subsystem.
+from forms.cli import compress, data, estimate, jobs, simulate, train  # noqa: F401
 from forms.cli.app import app, run_app
-
-# Command modules (imported for their registration side effect), one line each.
 
 __all__ = ["app", "main"]
 
@@ -11,6 +10,3 @@ __all__ = ["app", "main"]
 def main() -> None:
     """Console-script entry point."""
     run_app()
-
-
-del _app_module

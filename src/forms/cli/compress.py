@@ -1,0 +1,1 @@
+"""`forms` commands: compress (filled in by its subsystem)."""

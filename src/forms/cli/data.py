@@ -1,0 +1,1 @@
+"""`forms` commands: data (filled in by its subsystem)."""

@@ -1,0 +1,1 @@
+"""`forms` commands: estimate (filled in by its subsystem)."""

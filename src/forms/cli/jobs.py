@@ -1,0 +1,1 @@
+"""`forms` commands: jobs (filled in by its subsystem)."""

@@ -1,0 +1,1 @@
+"""`forms` commands: simulate (filled in by its subsystem)."""

@@ -1,0 +1,1 @@
+"""`forms` commands: train (filled in by its subsystem)."""
