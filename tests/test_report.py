@@ -1,0 +1,306 @@
+"""Report model, summary derivation and writers, on hand-made stage outputs (no other subsystem needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from forms.report import build_summary, stage_report, write_report
+from forms.report.model import MISSING, format_value, join_path, resolve, split_path
+from forms.report.summary import estimate_ratios, zero_skip_savings
+
+SECTION_IDS = [
+    "overview",
+    "accuracy",
+    "crossbars",
+    "zero-skip",
+    "adc-clip",
+    "cost",
+    "breakdown",
+    "assumptions",
+]
+LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+
+
+def _sim(accuracy: float, clip: float, skip: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "accuracy": accuracy,
+        "reference_accuracy": 0.9871,
+        "prediction_agreement": 1.0 if clip == 0 else 0.97,
+        "adc_clip_rate": {
+            "overall": clip,
+            "layers": {name: clip * (i + 1) / 5 for i, name in enumerate(LAYERS)},
+        },
+        "zero_skip": {
+            name: {
+                "conversions_total": 1000 * (i + 1),
+                "conversions_skipped_leading": int(1000 * (i + 1) * skip),
+                "conversions_skipped_bitplane": int(1000 * (i + 1) * min(1.0, skip * 1.5)),
+                "rows": 25 * (i + 1),
+                "fragment_size": 8,
+            }
+            for i, name in enumerate(LAYERS)
+        },
+        **extra,
+    }
+
+
+def _estimate(scale: float) -> dict[str, Any]:
+    return {
+        "chip_area_mm2": 85.4 * scale,
+        "chip_power_w": 65.8 * scale,
+        "fps": 1.0e5 / scale,
+        "latency_s": 2.2e-6 * scale,
+        "energy_per_inference_j": 6.5e-4 * scale,
+        "gops_per_s_mm2": 478.95 / scale,
+        "gops_per_w": 627.5 / scale,
+        "peak_gops_per_s_mm2": 500.0 / scale,
+        "peak_gops_per_w": 700.0 / scale,
+        "crossbars_used": int(40 * scale),
+        "chips": 1,
+        "breakdown": {
+            "area_mm2": {"adc": 10.0 * scale, "edram": 20.0, "router": 5.0, "crossbar": 0.1 * scale},
+            "power_w": {"adc": 8.0 * scale, "edram": 3.0, "router": 7.0, "crossbar": 0.4 * scale},
+        },
+        "assumptions": [f"clock 1.2 GHz (scale {scale})", "activity: measured zero-skip statistics"],
+        "layers": [{"name": n, "crossbars": 8} for n in LAYERS],
+    }
+
+
+def make_summary() -> dict[str, Any]:
+    """A complete summary of hand-made stage outputs with the field names of issues 2-5."""
+    return build_summary(
+        title="FORMS demo: LeNet-5 on MNIST (test sample)",
+        parameters={
+            "model": "lenet5",
+            "dataset": "mnist",
+            "compress": {"fragment_size": 8, "weight_bits": 8},
+        },
+        assumptions=["inputs are 16-bit unsigned after ReLU", "one ADC per crossbar"],
+        train={"test_accuracy": 0.9902, "epochs": 2, "seed": 0, "train_seconds": 31.5},
+        compress={
+            "accuracy_before": 0.9902,
+            "accuracy_after": 0.9887,
+            "fragment_size": 8,
+            "weight_bits": 8,
+            "fragments_total": 5000,
+            "fragments_mixed_sign": 0,
+            "sparsity": 0.42,
+            "crossbars": {
+                "dense_32bit": 96,
+                "pruned_32bit": 48,
+                "polarized": 12,
+                "offset": 15,
+                "differential": 24,
+                "factors": {"pruning": 2.0, "quantization": 4.0, "polarization": 2.0, "total": 16.0},
+            },
+        },
+        simulate={
+            "polarized-ideal": {
+                "setup": {"encoding": "polarized", "mode": "ideal", "adc_bits": 5, "limit": 1000},
+                "metrics": _sim(0.9887, 0.0, 0.3),
+            },
+            "offset-adc4": {
+                "setup": {"encoding": "offset", "mode": "adc", "adc_bits": 4, "limit": 1000},
+                "metrics": _sim(0.9512, 0.021, 0.3),
+            },
+            "polarized-variation": {
+                "setup": {"encoding": "polarized", "mode": "variation", "variation_sigma": 0.1, "runs": 5},
+                "metrics": _sim(0.981, 0.0, 0.3, accuracy_mean=0.9801, accuracy_std=0.0021),
+            },
+        },
+        estimate={"isaac-opt": _estimate(1.0), "prime": _estimate(1.6), "forms-8": _estimate(0.55)},
+        command="pytest",
+    )
+
+
+class _Cells(HTMLParser):
+    """Collect every <td> (attributes and text), section ids and img tags of a report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[tuple[dict[str, str | None], str]] = []
+        self.sections: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self._td: dict[str, str | None] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "td":
+            self._td, self._text = a, ""
+        elif tag == "section":
+            self.sections.append(a.get("id") or "")
+        elif tag == "img":
+            self.images.append(a)
+
+    def handle_data(self, data: str) -> None:
+        if self._td is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._td is not None:
+            self.cells.append((self._td, self._text))
+            self._td = None
+
+
+OPTIONAL = ("setup.variation_sigma", "setup.runs", "setup.limit", "setup.adc_bits")
+"""Setup fields a hand-made simulation run may leave out (the report shows an em dash)."""
+NUMBER = re.compile(r"^-?[\d.,]+(%|x|e[+-]\d+)?$")
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    write_report(stage_report(make_summary()), out)
+    return out
+
+
+def test_every_report_number_is_traceable_to_summary_json(written: Path) -> None:
+    """Each table cell with a path shows exactly the summary.json value there; no number lacks a path."""
+    summary = json.loads((written / "summary.json").read_text())
+    parser = _Cells()
+    parser.feed((written / "report.html").read_text())
+    traced = 0
+    for attrs, text in parser.cells:
+        path = attrs.get("data-path")
+        if path is None:
+            assert not NUMBER.match(text.strip()), f"untraceable number {text!r} in the report"
+            continue
+        value = resolve(summary, path)
+        if value is MISSING:
+            assert path.endswith(OPTIONAL), f"report cell reads {path}, which summary.json does not hold"
+            value = None
+        assert text == format_value(value, attrs["data-fmt"]), path  # type: ignore[arg-type]
+        traced += 1
+    assert traced > 100
+
+
+def test_report_has_every_section_and_embedded_images(written: Path) -> None:
+    parser = _Cells()
+    text = (written / "report.html").read_text()
+    parser.feed(text)
+    assert parser.sections == SECTION_IDS
+    assert parser.images, "no figure embedded"
+    assert all((img.get("src") or "").startswith("data:image/png;base64,") for img in parser.images)
+    assert "http://" not in text and "https://" not in text, "the report must not reference the network"
+
+
+def test_csv_tables_hold_the_raw_summary_values(written: Path) -> None:
+    """Every CSV value is the raw value of the HTML cell at the same position (both from summary.json)."""
+    parser = _Cells()
+    parser.feed((written / "report.html").read_text())
+    report = stage_report(json.loads((written / "summary.json").read_text()))
+    for table in report.tables():
+        with (written / "tables" / f"{table.id}.csv").open() as handle:
+            rows = list(csv.reader(handle))
+        assert rows[0] == table.columns
+        assert len(rows) == len(table.rows) + 1
+        for csv_row, cells in zip(rows[1:], table.rows, strict=True):
+            for raw, cell in zip(csv_row, cells, strict=True):
+                assert raw == ("" if cell.value is None else str(cell.value))
+    assert (written / "report.md").read_text().count("| ") > 50
+    assert sorted(p.name for p in (written / "figures").iterdir()) == sorted(
+        f"{f.id}.png" for f in report.figures()
+    )
+    assert not [p for p in written.rglob("*.tmp")], "temporary files left behind"
+
+
+def test_derived_values() -> None:
+    summary = make_summary()
+    ratios = summary["derived"]["estimate_ratios"]
+    assert all(v == pytest.approx(1.0) for v in ratios["isaac-opt"].values())
+    assert ratios["forms-8"]["gops_per_w"] == pytest.approx(1 / 0.55)
+    zs = summary["derived"]["zero_skip"]["polarized-ideal"]
+    assert zs["layers"]["conv2"]["saved_leading"] == pytest.approx(600 / 2000)
+    assert zs["overall"]["conversions_total"] == 15000
+
+
+def test_empty_summary_still_renders(tmp_path: Path) -> None:
+    """A report of a run that stopped early renders every section, with no numbers it does not have."""
+    summary = build_summary(title="empty", parameters={}, assumptions=[])
+    files = write_report(stage_report(summary), tmp_path)
+    parser = _Cells()
+    parser.feed(files.html.read_text())
+    assert parser.sections == SECTION_IDS
+    assert summary["derived"] == {"estimate_ratios": {}, "zero_skip": {}}
+
+
+keys = st.text(alphabet="abc.[]_-1", min_size=1, max_size=6).filter(lambda k: "[" not in k and "]" not in k)
+
+
+@given(st.lists(keys, min_size=1, max_size=4))
+def test_join_then_split_is_identity(parts: list[str]) -> None:
+    assert split_path(join_path("", *parts)) == parts
+    assert split_path(join_path(join_path("", parts[0]), *parts[1:])) == parts
+
+
+@given(st.lists(keys, min_size=1, max_size=4), st.integers())
+def test_resolve_finds_what_join_path_names(parts: list[str], value: int) -> None:
+    tree: dict[str, Any] = {}
+    node = tree
+    for key in parts[:-1]:
+        node = node.setdefault(key, {})
+    node[parts[-1]] = value
+    if len(set(parts)) == len(parts):
+        assert resolve(tree, join_path("", *parts)) == value
+    assert resolve(tree, join_path("", *parts, "missing-key")) is MISSING
+
+
+finite = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), finite, min_size=1), st.sampled_from(["a", "b", "c"])
+)
+def test_ratio_to_baseline_identities(values: dict[str, float], base: str) -> None:
+    estimates = {arch: {"fps": v, "gops_per_w": 2 * v} for arch, v in values.items()}
+    ratios = estimate_ratios(estimates, base)
+    if base not in values:
+        assert ratios == {}
+        return
+    for arch, v in values.items():
+        assert ratios[arch]["fps"] == pytest.approx(v / values[base])
+        assert ratios[arch]["gops_per_w"] == pytest.approx(ratios[arch]["fps"])
+        assert ratios[arch]["chip_area_mm2"] is None
+
+
+@given(st.lists(st.tuples(st.integers(1, 10**6), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=6))
+def test_zero_skip_overall_is_the_sum_of_layers(rows: list[tuple[int, float, float]]) -> None:
+    stats = {
+        f"l{i}": {
+            "conversions_total": t,
+            "conversions_skipped_leading": int(t * a),
+            "conversions_skipped_bitplane": int(t * b),
+        }
+        for i, (t, a, b) in enumerate(rows)
+    }
+    out = zero_skip_savings(stats)
+    total = sum(t for t, _, _ in rows)
+    assert out["overall"]["conversions_total"] == total
+    lead = sum(int(t * a) for t, a, _ in rows)
+    assert out["overall"]["saved_leading"] == pytest.approx(lead / total)
+    for name, row in out["layers"].items():
+        assert 0.0 <= row["saved_bitplane"] <= 1.0
+        assert (
+            row["saved_leading"]
+            == stats[name]["conversions_skipped_leading"] / stats[name]["conversions_total"]
+        )
+
+
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**12), 10**12), st.none()))
+def test_format_value_never_fails(value: float | int | None) -> None:
+    for fmt in ("text", "int", "float", "pct", "ratio", "sci"):
+        text = format_value(value, fmt)  # type: ignore[arg-type]
+        assert text
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            assert text == "—"
