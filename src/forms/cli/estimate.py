@@ -1,1 +1,157 @@
-"""`forms` commands: estimate (filled in by its subsystem)."""
+"""`forms estimate` and `forms compare`: the architecture cost model (forms.hw.perf) on a zoo network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from forms.cli.app import app
+from forms.errors import ConfigError
+
+_out = Console()
+
+ARCH_HELP = "Preset name (isaac-ce, isaac-opt, prime, forms-4/8/16/32) or an architecture YAML file."
+SHAPE_HELP = "Input C,H,W (default: 1,28,28 for lenet5/mlp, 3,224,224 for *-imagenet/resnet50, else 3,32,32)."
+
+
+def _workload(model: str | None, input_shape: str | None, num_classes: int | None, checkpoint: Path | None):
+    from forms.hw.layer_shapes import parse_input_shape, zoo_workload
+
+    shape = parse_input_shape(input_shape) if input_shape else None
+    return zoo_workload(model, shape, num_classes, str(checkpoint) if checkpoint else None)
+
+
+def _activity(path: Path | None, rule: str | None, arch_rule: str):
+    from forms.hw.perf import load_activity
+
+    if path is None:
+        return None
+    chosen = rule or (arch_rule if arch_rule != "none" else "leading")
+    return load_activity(path, chosen)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+@app.command()
+def estimate(
+    arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
+    out: Path = typer.Option(..., "--out", help="Folder for estimate.json and estimate.csv."),
+    model: str | None = typer.Option(None, "--model", help="Zoo model name (see forms.nn.models)."),
+    input_shape: str | None = typer.Option(None, "--input-shape", help=SHAPE_HELP),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", help="Classes (default 1000 at 224x224, else 10)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Compressed checkpoint: cost its pruned shapes."
+    ),
+    activity: Path | None = typer.Option(
+        None, "--activity", help="metrics.json of `forms simulate` (zero-skip)."
+    ),
+    skip_rule: str | None = typer.Option(
+        None, "--skip-rule", help="leading or bitplane (default: the arch's)."
+    ),
+    skip_fraction: float | None = typer.Option(
+        None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
+    ),
+) -> None:
+    """Area, power, energy, FPS, latency and GOPs/(s*mm2), GOPs/W of one network on one architecture."""
+    from forms.hw.arch import load_arch
+    from forms.hw.perf import estimate as run_estimate
+    from forms.hw.perf import save_estimate
+
+    spec = load_arch(arch)
+    shapes, name, notes = _workload(model, input_shape, num_classes, checkpoint)
+    act = _activity(activity, skip_rule, spec.zero_skip.rule)
+    est = run_estimate(
+        spec,
+        shapes,
+        activity=act,
+        default_skip_fraction=skip_fraction,
+        model_name=name,
+        extra_assumptions=notes,
+    )
+    paths = save_estimate(est, out)
+    table = Table(title=f"{est.arch} running {est.model} ({'x'.join(map(str, est.input_shape))})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in (
+        "chip_area_mm2",
+        "chip_power_w",
+        "chips",
+        "crossbars_needed",
+        "crossbars_used",
+        "fps",
+        "latency_s",
+        "energy_per_inference_j",
+        "gops_per_s_mm2",
+        "gops_per_w",
+        "peak_gops_per_s_mm2",
+        "peak_gops_per_w",
+    ):
+        table.add_row(key, _fmt(getattr(est, key)))
+    _out.print(table)
+    for line in est.assumptions:
+        _out.print(f"  - {line}", highlight=False)
+    _out.print(f"wrote {paths['json']} and {paths['csv']}")
+
+
+@app.command()
+def compare(
+    archs: str = typer.Option(
+        ..., "--archs", help="Comma-separated presets or YAML files; ratios are to the first."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for compare.json and compare.csv."),
+    model: str | None = typer.Option(None, "--model", help="Zoo model name."),
+    input_shape: str | None = typer.Option(None, "--input-shape", help=SHAPE_HELP),
+    num_classes: int | None = typer.Option(
+        None, "--num-classes", help="Classes (default 1000 at 224x224, else 10)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Compressed checkpoint: cost its pruned shapes."
+    ),
+    activity: Path | None = typer.Option(
+        None, "--activity", help="metrics.json of `forms simulate` (zero-skip)."
+    ),
+    skip_rule: str | None = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading)."),
+    skip_fraction: float | None = typer.Option(
+        None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
+    ),
+) -> None:
+    """Several architectures side by side on one network, with ratios to the first."""
+    from forms.hw.arch import load_arch
+    from forms.hw.perf import COMPARE_FIELDS, save_comparison
+    from forms.hw.perf import compare as run_compare
+
+    names = [a.strip() for a in archs.split(",") if a.strip()]
+    if not names:
+        raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
+    specs = [load_arch(n) for n in names]
+    shapes, name, notes = _workload(model, input_shape, num_classes, checkpoint)
+    act = _activity(activity, skip_rule, "leading")
+    cmp = run_compare(
+        specs,
+        shapes,
+        activity=act,
+        default_skip_fraction=skip_fraction,
+        model_name=name,
+        extra_assumptions=notes,
+    )
+    paths = save_comparison(cmp, out)
+    table = Table(title=f"{name}: ratios to {specs[0].name}")
+    table.add_column("figure")
+    for spec in specs:
+        table.add_column(spec.name, justify="right")
+    rows = cmp.rows()
+    for f in COMPARE_FIELDS:
+        table.add_row(f, *[f"{_fmt(r[f])} ({r[f + '_ratio']:.2f}x)" for r in rows])
+    _out.print(table)
+    for est in cmp.estimates:
+        _out.print(f"[bold]{est.arch}[/] assumptions:")
+        for line in est.assumptions:
+            _out.print(f"  - {line}", highlight=False)
+    _out.print(f"wrote {paths['json']} and {paths['csv']}")

@@ -1,0 +1,209 @@
+"""Architecture specs (ISAAC, PRIME, FORMS and users' own) and preset loading.
+
+An :class:`ArchSpec` is a YAML file users can write: the sign encoding, precisions, crossbar
+geometry, ADC (priced from a published anchor by :func:`forms.hw.components.adc_cost`), chip
+organization, zero-skip logic, the components it uses from the component table, and a ``notes``
+list of every assumption not in the paper. Presets live in ``forms/presets/arch/*.yaml``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from forms.config import CrossbarSpec, Spec, load_yaml_mapping
+from forms.errors import ConfigError
+from forms.geometry import crossbar_sets, slices_per_weight
+from forms.hw.components import PricedAdc, adc_cost, load_library, lossless_adc_bits
+
+DEFAULT_COMPONENTS: tuple[str, ...] = (
+    "isaac-crossbar",
+    "isaac-dac-1b",
+    "isaac-sample-hold",
+    "isaac-ima-shift-add",
+    "isaac-input-register",
+    "isaac-output-register",
+    "isaac-edram",
+    "isaac-edram-bus",
+    "isaac-router",
+    "isaac-sigmoid",
+    "isaac-tile-shift-add",
+    "isaac-max-pool",
+    "isaac-tile-output-register",
+    "isaac-hypertransport",
+)
+"""ISAAC's Table I components (all but the ADC, which each architecture prices itself)."""
+
+
+class AdcSpec(Spec):
+    """The ADCs of each crossbar: which published ADC prices them, their resolution, count and rate."""
+
+    anchor: str = Field(description="ADC anchor in the component table that the scaling rule starts from.")
+    bits: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Resolution; null = lossless: ceil(log2(R(2^w-1)(2^v-1)+1)), one less with flip.",
+    )
+    flip: bool = Field(False, description="ISAAC's column flipping (saves one bit of resolution).")
+    allow_clipping: bool = Field(
+        False, description="Accept a resolution below the lossless one (the simulator measures the clipping)."
+    )
+    per_crossbar: float = Field(
+        1.0, gt=0, description="ADCs serving one crossbar (ISAAC: 1; FORMS: unknown, a parameter)."
+    )
+    rate_hz: float | None = Field(
+        None, gt=0, description="Conversions per second of one ADC; null = the anchor's published rate."
+    )
+
+
+class OrganizationSpec(Spec):
+    """How crossbars group into IMAs (compute units), tiles and a chip."""
+
+    tiles: int = Field(168, ge=1, description="Tiles per chip (ISAAC: 14 x 12 = 168).")
+    imas_per_tile: int = Field(12, ge=1, description="IMAs (compute units) per tile.")
+    crossbars_per_ima: int = Field(8, ge=1, description="Crossbars per IMA.")
+    hypertransport: bool = Field(True, description="Include ISAAC's off-chip HyperTransport links.")
+
+    @property
+    def crossbars(self) -> int:
+        """Crossbars per chip."""
+        return self.tiles * self.imas_per_tile * self.crossbars_per_ima
+
+
+class ZeroSkipSpec(Spec):
+    """Input zero-skipping (FORMS): which rule, what its logic costs, what to assume without measurements."""
+
+    rule: Literal["none", "leading", "bitplane"] = Field(
+        "none",
+        description="Skip rule: none, leading (trailing all-zero bits) or bitplane (any all-zero bit).",
+    )
+    logic_power_mw_per_crossbar: float = Field(
+        0.0, ge=0, description="Static power of the skip logic per crossbar, mW (unknown in FORMS)."
+    )
+    logic_area_mm2_per_crossbar: float = Field(
+        0.0, ge=0, description="Area of the skip logic per crossbar, mm^2 (unknown in FORMS)."
+    )
+    default_skip_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Fraction of conversions skipped when no measured activity is given."
+    )
+
+
+class ArchSpec(Spec):
+    """One accelerator architecture, as a user-writable, validated YAML preset."""
+
+    name: str = Field(description="Short name, e.g. 'forms-8'.")
+    description: str = Field("", description="One line on what this architecture is.")
+    encoding: Literal["polarized", "offset", "differential"] = Field(
+        description="Sign encoding: polarized (FORMS), offset (ISAAC), differential (PRIME)."
+    )
+    weight_bits: int = Field(ge=1, le=32, description="Weight magnitude bits (the sign is separate).")
+    input_bits: int = Field(16, ge=1, le=32, description="Input bits, applied one DAC step at a time.")
+    dac_bits: int = Field(1, ge=1, le=8, description="Bits per DAC step (input bits per crossbar read).")
+    crossbar: CrossbarSpec = Field(
+        description="Crossbar geometry; fragment_size = rows for offset/differential."
+    )
+    read_time_ns: float = Field(100.0, gt=0, description="One crossbar read (one input-bit step), ns.")
+    adc: AdcSpec = Field(description="ADCs per crossbar and how they are priced.")
+    organization: OrganizationSpec = Field(
+        default_factory=lambda: OrganizationSpec.model_validate({}), description="IMAs, tiles and crossbars per chip."
+    )
+    zero_skip: ZeroSkipSpec = Field(
+        default_factory=lambda: ZeroSkipSpec.model_validate({}), description="Input zero-skipping."
+    )
+    digital_cycles_per_layer: int = Field(
+        6,
+        ge=0,
+        description="Extra read-time cycles per layer in the single-image latency (ISAAC: 22 - 16 = 6).",
+    )
+    tile_clock_hz: float = Field(1.2e9, gt=0, description="Digital tile clock (ISAAC: 1.2 GHz).")
+    components: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_COMPONENTS),
+        description="Component-table rows this architecture holds, besides its ADCs.",
+    )
+    notes: list[str] = Field(default_factory=list, description="Every assumption that is not in the paper.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArchSpec:
+        xb = self.crossbar
+        if self.encoding != "polarized" and xb.fragment_size != xb.rows:
+            raise ValueError(
+                f"crossbar.fragment_size must equal crossbar.rows ({xb.rows}) for the {self.encoding} "
+                f"encoding (a whole column converts at once); got {xb.fragment_size}"
+            )
+        if self.input_bits % self.dac_bits != 0:
+            raise ValueError(
+                f"input_bits ({self.input_bits}) must be a multiple of dac_bits ({self.dac_bits})"
+            )
+        lossless = self.lossless_adc_bits
+        if self.adc.bits is not None and self.adc.bits < lossless and not self.adc.allow_clipping:
+            raise ValueError(
+                f"adc.bits = {self.adc.bits} is below the lossless {lossless} bits for fragments of "
+                f"{xb.fragment_size} rows of {xb.cell_bits}-bit cells (flip={self.adc.flip}); raise it, "
+                "set it to null, or set adc.allow_clipping: true"
+            )
+        lib = load_library()
+        lib.adc_anchor(self.adc.anchor)
+        known = {c.name for c in lib.components}
+        unknown = [c for c in self.components if c not in known]
+        if unknown:
+            raise ValueError(f"components {unknown} are not in the component table; known: {sorted(known)}")
+        return self
+
+    @property
+    def lossless_adc_bits(self) -> int:
+        """Resolution that converts any fragment sum exactly."""
+        xb = self.crossbar
+        return lossless_adc_bits(xb.fragment_size, xb.cell_bits, self.dac_bits, self.adc.flip)
+
+    @property
+    def adc_bits(self) -> int:
+        """The ADC resolution in use (lossless when ``adc.bits`` is null)."""
+        return self.adc.bits if self.adc.bits is not None else self.lossless_adc_bits
+
+    def priced_adc(self) -> PricedAdc:
+        """The ADC priced at :attr:`adc_bits` by the single scaling rule."""
+        return adc_cost(self.adc_bits, self.adc.anchor, self.adc.rate_hz)
+
+    @property
+    def slices(self) -> int:
+        """Cells (adjacent columns) per weight on one crossbar set."""
+        return slices_per_weight(self.encoding, self.weight_bits, self.crossbar.cell_bits)
+
+    @property
+    def sets(self) -> int:
+        """Crossbar sets per layer (2 for differential)."""
+        return crossbar_sets(self.encoding)
+
+    @property
+    def input_steps(self) -> int:
+        """Crossbar reads per MVM: input_bits / dac_bits."""
+        return self.input_bits // self.dac_bits
+
+
+def preset_dir() -> Path:
+    """Folder of the packaged architecture presets."""
+    return Path(str(resources.files("forms") / "presets" / "arch"))
+
+
+def list_presets() -> list[str]:
+    """Names of the packaged architecture presets."""
+    return sorted(p.stem for p in preset_dir().glob("*.yaml"))
+
+
+def load_arch(name_or_path: str | Path) -> ArchSpec:
+    """Load a packaged preset by name (``forms-8``) or a user's YAML file; ConfigError when invalid."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return ArchSpec.from_dict(load_yaml_mapping(path), source=str(path))
+    preset = preset_dir() / f"{text}.yaml"
+    if not preset.is_file():
+        raise ConfigError(
+            f"unknown architecture '{text}'; give a YAML file or one of the presets: "
+            f"{', '.join(list_presets())}"
+        )
+    return ArchSpec.from_dict(load_yaml_mapping(preset), source=str(preset))

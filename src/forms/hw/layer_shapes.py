@@ -1,0 +1,242 @@
+"""Per-layer workload shapes of a model on one input: output positions, activations, pooling.
+
+Computed once per (model, input shape) by a forward pass on *meta* tensors (shape arithmetic only,
+no real convolution, the model's own parameters untouched) and reused across design points.
+Crossbar geometry comes from :func:`forms.geometry.model_geometry`; compressed checkpoints shrink
+each layer to its rows and columns that are not all zero (:func:`apply_sparsity`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from forms.errors import ConfigError
+from forms.geometry import LayerGeometry, mapped_layers, model_geometry
+from forms.intweights import IntegerLayer
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One mapped layer's workload for one image."""
+
+    geometry: LayerGeometry
+    positions: int
+    """Output positions per image: H_out x W_out of a conv, leading dims of a Linear (1 for (N, F))."""
+    in_activations: int
+    """Input elements per image."""
+    out_activations: int
+    """Output elements per image."""
+    rows_used: int
+    """Crossbar rows that hold a non-zero weight in some group (= geometry.rows when dense)."""
+    cols_used: int
+    """Crossbar columns that hold a non-zero weight in some group (= geometry.cols when dense)."""
+
+    @property
+    def name(self) -> str:
+        """The layer's qualified module name."""
+        return self.geometry.name
+
+    @property
+    def dense_macs(self) -> int:
+        """MACs per image of the dense layer."""
+        g = self.geometry
+        return g.groups * g.rows * g.cols * self.positions
+
+    @property
+    def mapped_macs(self) -> int:
+        """MACs per image the mapped (compacted) layer performs."""
+        return self.geometry.groups * self.rows_used * self.cols_used * self.positions
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form."""
+        d = asdict(self)
+        d["geometry"]["weight_shape"] = list(self.geometry.weight_shape)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    """Workload of a whole model on one input shape."""
+
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerShape, ...]
+    pool_comparisons: int
+    """Max/avg-pool window inputs per image (charged to the tile's max-pool unit)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form."""
+        return {
+            "input_shape": list(self.input_shape),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "pool_comparisons": self.pool_comparisons,
+        }
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """Parse '3,224,224' into (3, 224, 224); ConfigError on anything else."""
+    try:
+        dims = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ConfigError(f"input shape '{text}' must be comma-separated integers, e.g. 3,224,224") from None
+    if not dims or any(d < 1 for d in dims):
+        raise ConfigError(f"input shape '{text}' must hold positive integers, e.g. 3,224,224")
+    return dims
+
+
+def _kernel_area(module: nn.Module) -> int:
+    k = getattr(module, "kernel_size", 1)
+    return int(math.prod(k)) if isinstance(k, tuple) else int(k) ** 2
+
+
+def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> ModelShapes:
+    """Shapes of every mapped layer of ``model`` for one image of ``input_shape`` (no batch dim).
+
+    Runs ``model`` once on meta tensors via :func:`torch.func.functional_call`, so it costs shape
+    arithmetic only and leaves the model (weights, buffers, BatchNorm statistics) untouched.
+    A module called several times accumulates its positions.
+    """
+    geoms = {g.name: g for g in model_geometry(model)}
+    mapped = dict(mapped_layers(model))
+    positions = dict.fromkeys(geoms, 0)
+    in_act = dict.fromkeys(geoms, 0)
+    out_act = dict.fromkeys(geoms, 0)
+    pool = [0]
+    handles = []
+
+    def mapped_hook(name: str):
+        def hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+            positions[name] += (
+                int(out.shape[-2] * out.shape[-1])
+                if isinstance(module, nn.Conv2d)
+                else out.numel() // out.shape[-1]
+            )
+            in_act[name] += args[0].numel()
+            out_act[name] += out.numel()
+
+        return hook
+
+    def pool_hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        pool[0] += out.numel() * _kernel_area(module)
+
+    for name, module in mapped.items():
+        handles.append(module.register_forward_hook(mapped_hook(name)))
+    for module in model.modules():
+        if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
+            handles.append(module.register_forward_hook(pool_hook))
+    state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
+    x = torch.empty((1, *input_shape), device="meta")
+    try:
+        with torch.no_grad():
+            torch.func.functional_call(model, state, (x,))
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"input shape {tuple(input_shape)} does not fit model {type(model).__name__}: {exc}; "
+            "give --input-shape as C,H,W matching the model"
+        ) from None
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [n for n, p in positions.items() if p == 0]
+    if missing:
+        raise ConfigError(f"layers {missing} were never called in a forward pass; they cannot be costed")
+    layers = tuple(
+        LayerShape(g, positions[n], in_act[n], out_act[n], g.rows, g.cols) for n, g in geoms.items()
+    )
+    return ModelShapes(tuple(int(d) for d in input_shape), layers, pool[0])
+
+
+def apply_sparsity(
+    shapes: ModelShapes, integer_layers: Sequence[IntegerLayer]
+) -> tuple[ModelShapes, list[str]]:
+    """Shrink each layer to its rows and columns holding a non-zero integer weight (structured pruning).
+
+    Returns the new shapes and notes (layers without integer weights stay dense). A row (column) is
+    compacted away only when it is zero in every group, so every group keeps the same geometry.
+    """
+    by_name = {layer.name: layer for layer in integer_layers}
+    notes: list[str] = []
+    out = []
+    for layer in shapes.layers:
+        il = by_name.get(layer.name)
+        if il is None:
+            notes.append(f"{layer.name}: no integer weights in the checkpoint, costed dense")
+            out.append(layer)
+            continue
+        g = layer.geometry
+        if tuple(il.weight_int.shape) != (g.groups, g.rows, g.cols):
+            raise ConfigError(
+                f"checkpoint layer {layer.name} has integer matrices {tuple(il.weight_int.shape)} but the "
+                f"model "
+                f"has {(g.groups, g.rows, g.cols)}; use the checkpoint of this model"
+            )
+        nz = il.weight_int != 0
+        rows_used = int(nz.any(dim=2).any(dim=0).sum())
+        cols_used = int(nz.any(dim=1).any(dim=0).sum())
+        out.append(replace(layer, rows_used=rows_used, cols_used=cols_used))
+    return ModelShapes(shapes.input_shape, tuple(out), shapes.pool_comparisons), notes
+
+
+def default_input_shape(model_name: str) -> tuple[int, ...]:
+    """Input shape assumed for a zoo model without one: ImageNet 3x224x224, MNIST 1x28x28, else CIFAR."""
+    if model_name.endswith("-imagenet") or model_name == "resnet50":
+        return (3, 224, 224)
+    if model_name in ("lenet5", "mlp"):
+        return (1, 28, 28)
+    return (3, 32, 32)
+
+
+def zoo_workload(
+    model_name: str | None,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    checkpoint: str | None = None,
+) -> tuple[ModelShapes, str, list[str]]:
+    """Shapes of a zoo model (or of a compressed checkpoint's model, compacted), its name, and notes.
+
+    With ``checkpoint`` the model is rebuilt from the checkpoint's own record and its all-zero rows
+    and columns are compacted away (:func:`apply_sparsity`); otherwise ``build_model`` builds
+    ``model_name`` for ``input_shape`` (default :func:`default_input_shape`) and ``num_classes``
+    (default 1000 for 224x224 inputs, else 10).
+    """
+    from forms.intweights import integer_layers_from_checkpoint
+    from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
+    from forms.nn.models import build_model
+
+    notes: list[str] = []
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        name = str(ckpt.get("model", {}).get("name", model_name or "model"))
+        if model_name and model_name != name:
+            raise ConfigError(
+                f"checkpoint {checkpoint} holds model '{name}', not '{model_name}'; drop --model or match it"
+            )
+        kwargs = ckpt.get("model", {}).get("kwargs", {})
+        shape = (
+            tuple(input_shape)
+            if input_shape
+            else (int(kwargs["in_channels"]), *(2 * [int(kwargs["image_size"])]))
+        )
+        model = model_from_checkpoint(ckpt, source=checkpoint)
+        shapes, sparse_notes = apply_sparsity(
+            layer_shapes(model, shape), integer_layers_from_checkpoint(ckpt, source=checkpoint)
+        )
+        notes.append(f"weights from compressed checkpoint {checkpoint}: all-zero rows/columns compacted away")
+        notes.extend(sparse_notes)
+        return shapes, name, notes
+    if not model_name:
+        raise ConfigError("give --model <zoo name> or --checkpoint <compressed checkpoint>")
+    shape = tuple(input_shape) if input_shape else default_input_shape(model_name)
+    if len(shape) != 3:
+        raise ConfigError(f"input shape must be C,H,W, got {','.join(map(str, shape))}")
+    classes = num_classes if num_classes is not None else (1000 if shape[1] >= 224 else 10)
+    model = build_model(model_name, in_channels=shape[0], num_classes=classes, image_size=shape[1])
+    notes.append(
+        f"model {model_name} ({classes} classes) on input {'x'.join(map(str, shape))}, dense weights"
+    )
+    return layer_shapes(model, shape), model_name, notes
