@@ -1,0 +1,111 @@
+"""Architecture presets: loading, validation errors, and ISAAC Table I totals from components."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from forms.errors import ConfigError
+from forms.hw.arch import ArchSpec, list_presets, load_arch, preset_dir
+from forms.hw.perf import chip_inventory
+
+PRESETS = ["isaac-ce", "isaac-opt", "prime", "forms-4", "forms-8", "forms-16", "forms-32"]
+
+
+def test_all_presets_load_with_notes() -> None:
+    assert set(PRESETS) <= set(list_presets())
+    for name in PRESETS:
+        arch = load_arch(name)
+        assert arch.name == name
+        assert arch.notes, f"{name} must list its assumptions"
+
+
+def test_forms_adc_resolution_is_lossless_per_fragment() -> None:
+    assert [load_arch(f"forms-{r}").adc_bits for r in (4, 8, 16, 32)] == [4, 5, 6, 7]
+    assert load_arch("isaac-ce").adc_bits == 8
+
+
+def test_cells_per_weight() -> None:
+    assert load_arch("isaac-ce").slices == 8  # 16 bits of w + 2^15 in 2-bit cells
+    assert load_arch("isaac-opt").slices == 5  # 9 bits of w + 2^8
+    assert load_arch("prime").slices == 4 and load_arch("prime").sets == 2
+    assert load_arch("forms-8").slices == 4 and load_arch("forms-8").sets == 1
+
+
+def _level_sums(name: str) -> dict[str, tuple[float, float]]:
+    arch = load_arch(name)
+    tiles = arch.organization.tiles
+    inv = chip_inventory(arch)
+    out = {}
+    for level in ("ima", "tile", "chip"):
+        items = [i for i in inv if i.level == level]
+        out[level] = (sum(i.power_mw for i in items), sum(i.area_mm2 for i in items))
+    ima_p, ima_a = out["ima"]
+    tile_p, tile_a = out["tile"]
+    return {
+        "imas_per_tile": (ima_p / tiles, ima_a / tiles),
+        "tile": ((ima_p + tile_p) / tiles, (ima_a + tile_a) / tiles),
+        "chip": (sum(i.power_mw for i in inv), sum(i.area_mm2 for i in inv)),
+    }
+
+
+def test_isaac_ce_reproduces_table_one_totals() -> None:
+    sums = _level_sums("isaac-ce")
+    # ISAAC (ISCA 2016) Table I: 12 IMAs 289 mW / 0.157 mm2; tile 330 mW / 0.372 mm2; chip 65.8 W / 85.4 mm2.
+    assert sums["imas_per_tile"][0] == pytest.approx(289, rel=0.01)
+    assert sums["imas_per_tile"][1] == pytest.approx(0.157, rel=0.01)
+    assert sums["tile"][0] == pytest.approx(330, rel=0.01)
+    assert sums["tile"][1] == pytest.approx(0.372, rel=0.01)
+    assert sums["chip"][0] == pytest.approx(65.8e3, rel=0.01)
+    assert sums["chip"][1] == pytest.approx(85.4, rel=0.01)
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "arch.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _base() -> dict:
+    return yaml.safe_load((preset_dir() / "forms-8.yaml").read_text())
+
+
+def test_user_yaml_round_trips(tmp_path: Path) -> None:
+    data = _base()
+    data["adc"]["per_crossbar"] = 8.0
+    arch = load_arch(_write(tmp_path, data))
+    assert arch.adc.per_crossbar == 8.0
+    assert ArchSpec.from_dict(yaml.safe_load(arch.to_yaml())) == arch
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(colour="red"), "unknown key 'colour'"),
+        (lambda d: d["adc"].update(bits=3), "adc.bits = 3 is below the lossless 5"),
+        (lambda d: d["crossbar"].update(fragment_size=12), "must divide the crossbar rows"),
+        (lambda d: d["adc"].update(per_crossbar=0), "adc.per_crossbar"),
+        (lambda d: d.update(encoding="offset"), "fragment_size must equal crossbar.rows"),
+        (lambda d: d["adc"].update(anchor="nope"), "unknown ADC 'nope'"),
+        (lambda d: d.update(components=["isaac-edram", "flux-capacitor"]), "flux-capacitor"),
+        (lambda d: d["zero_skip"].update(rule="sometimes"), "zero_skip.rule"),
+    ],
+)
+def test_invalid_preset_is_refused_naming_the_field(tmp_path: Path, change, message: str) -> None:
+    data = _base()
+    change(data)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_arch(_write(tmp_path, data))
+
+
+def test_clipping_adc_allowed_when_asked(tmp_path: Path) -> None:
+    data = _base()
+    data["adc"].update(bits=4, allow_clipping=True)
+    assert load_arch(_write(tmp_path, data)).adc_bits == 4
+
+
+def test_unknown_preset_lists_presets() -> None:
+    with pytest.raises(ConfigError, match="forms-8"):
+        load_arch("isaac-xl")

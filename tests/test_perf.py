@@ -1,0 +1,229 @@
+"""Performance model: ISAAC peak efficiency, hand-computed cases, monotonicity, activity, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from typer.testing import CliRunner
+
+from forms.errors import ConfigError
+from forms.geometry import LayerGeometry
+from forms.hw.arch import load_arch
+from forms.hw.layer_shapes import LayerShape, ModelShapes, apply_sparsity, layer_shapes
+from forms.hw.perf import activity_from_metrics, balance_replication, compare, estimate, peak_ops_per_s
+from forms.intweights import IntegerLayer
+
+
+def _linear_shape(name: str, rows: int, cols: int, positions: int) -> LayerShape:
+    geom = LayerGeometry(name, "conv", (cols, rows, 1, 1), 1, rows, cols)
+    return LayerShape(geom, positions, rows * positions, cols * positions, rows, cols)
+
+
+def _shapes(*layers: LayerShape) -> ModelShapes:
+    return ModelShapes((1, 1, 1), tuple(layers), 0)
+
+
+def test_isaac_ce_peak_efficiency_matches_the_paper() -> None:
+    est = estimate("isaac-ce", _shapes(_linear_shape("fc", 128, 16, 1)))
+    # ISAAC (ISCA 2016): ISAAC-CE peak 478.95 GOPs/(s*mm2) and 627.5 GOPs/W.
+    assert est.peak_gops_per_s_mm2 == pytest.approx(478.95, rel=0.03)
+    assert est.peak_gops_per_w == pytest.approx(627.5, rel=0.03)
+
+
+def test_one_layer_on_one_crossbar_by_hand() -> None:
+    arch = load_arch("isaac-ce")
+    est = estimate(arch, _shapes(_linear_shape("fc", 100, 16, 1)))
+    layer = est.layers[0]
+    # 16 weights x 8 cells = 128 columns, 100 rows: one crossbar, one row tile.
+    assert (layer.crossbars, layer.row_tiles, layer.col_tiles) == (1, 1, 1)
+    # 128 data columns + ISAAC's unit column, one 1.28 GS/s ADC: 129 / 1.28e9 s > 100 ns read.
+    step = 129 / 1.28e9
+    assert layer.bound == "adc"
+    assert layer.step_time_ns == pytest.approx(step * 1e9)
+    assert layer.replication == 1  # one output position: copies cannot help
+    assert est.fps == pytest.approx(1 / (16 * step))
+    assert est.latency_s == pytest.approx(16 * step + 6 * 100e-9)
+    assert layer.conversions == 129 * 16
+    assert est.breakdown["energy_j"]["adc"] == pytest.approx(129 * 16 * 1.5625e-12)
+    assert est.breakdown["actions"]["crossbar"] == 16
+    assert est.dense_ops == 2 * 100 * 16
+
+
+def _tiny_chip(crossbars: int):
+    arch = load_arch("isaac-opt")
+    org = arch.organization.replace(tiles=1, imas_per_tile=1, crossbars_per_ima=crossbars)
+    return arch.replace(organization=org.model_dump())
+
+
+def test_two_unequal_stages_balanced_by_replication() -> None:
+    # Two one-crossbar layers: 10 and 40 output positions (25 weights x 5 cells = 125 columns).
+    shapes = _shapes(_linear_shape("a", 64, 25, 10), _linear_shape("b", 64, 25, 40))
+    step = 100e-9  # 126 conversions / 1.28 GS/s < 100 ns: read-bound
+    unbalanced = estimate(_tiny_chip(2), shapes)
+    assert [c.replication for c in unbalanced.layers] == [1, 1]
+    assert unbalanced.fps == pytest.approx(1 / (40 * 16 * step))
+    balanced = estimate(_tiny_chip(5), shapes)
+    assert [c.replication for c in balanced.layers] == [1, 4]
+    assert balanced.fps == pytest.approx(1 / (10 * 16 * step))
+    assert balanced.crossbars_used == 5
+    # latency: both layers one after another (after replication) + 6 digital cycles each
+    assert balanced.latency_s == pytest.approx(2 * 10 * 16 * step + 2 * 6 * step)
+
+
+def test_network_larger_than_a_chip_needs_more_chips() -> None:
+    shapes = _shapes(_linear_shape("big", 1024, 512, 1))  # 8 row tiles x 20 col tiles = 160 crossbars
+    est = estimate(_tiny_chip(64), shapes)
+    assert est.crossbars_needed == 160
+    assert est.chips == 3
+    assert any("3 chips" in a for a in est.assumptions)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    times=st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=6),
+    data=st.data(),
+)
+def test_replication_is_feasible_and_no_worse(times: list[float], data) -> None:
+    n = len(times)
+    xbars = data.draw(st.lists(st.integers(1, 20), min_size=n, max_size=n))
+    pos = data.draw(st.lists(st.integers(1, 50), min_size=n, max_size=n))
+    cap = sum(xbars) + data.draw(st.integers(0, 200))
+    reps = balance_replication(times, xbars, pos, cap)
+    assert all(1 <= r <= p for r, p in zip(reps, pos, strict=True))
+    assert sum(r * c for r, c in zip(reps, xbars, strict=True)) <= cap
+    assert max(t / r for t, r in zip(times, reps, strict=True)) <= max(times) * (1 + 1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(f1=st.floats(0.0, 0.95), f2=st.floats(0.0, 0.95), r=st.sampled_from([4, 8, 16, 32]))
+def test_more_zero_skipping_never_lowers_fps(f1: float, f2: float, r: int) -> None:
+    lo, hi = sorted((f1, f2))
+    shapes = _shapes(_linear_shape("a", 300, 64, 49), _linear_shape("b", 576, 128, 16))
+    arch = load_arch(f"forms-{r}")
+    assert (
+        estimate(arch, shapes, default_skip_fraction=hi).fps
+        >= estimate(arch, shapes, default_skip_fraction=lo).fps
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(bits=st.integers(3, 11), preset=st.sampled_from(["isaac-opt", "prime", "forms-8"]))
+def test_wider_adc_never_lowers_area(bits: int, preset: str) -> None:
+    arch = load_arch(preset)
+    shapes = _shapes(_linear_shape("a", 128, 16, 4))
+
+    def area(b: int) -> float:
+        spec = arch.replace(adc={**arch.adc.model_dump(), "bits": b, "allow_clipping": True})
+        return estimate(spec, shapes).chip_area_mm2
+
+    assert area(bits + 1) >= area(bits)
+
+
+def test_activity_from_simulator_metrics() -> None:
+    metrics = {
+        "zero_skip": {
+            "a": {
+                "conversions_total": 1000,
+                "conversions_skipped_leading": 250,
+                "conversions_skipped_bitplane": 400,
+            },
+        }
+    }
+    act = activity_from_metrics(metrics, "bitplane")
+    assert act.skip_fraction == {"a": 0.4}
+    shapes = _shapes(_linear_shape("a", 128, 32, 4), _linear_shape("b", 128, 32, 4))
+    est = estimate("forms-8", shapes, activity=act, default_skip_fraction=0.1)
+    assert [c.skip_fraction for c in est.layers] == [0.4, 0.1]
+    assert est.layers[0].conversions == pytest.approx(0.6 * 16 * 32 * 4 * 16 * 4)
+    # ISAAC has no skip logic: measured activity does not apply.
+    assert all(c.skip_fraction == 0 for c in estimate("isaac-opt", shapes, activity=act).layers)
+    with pytest.raises(ConfigError, match="conversions_skipped_leading"):
+        activity_from_metrics({"zero_skip": {"a": {"conversions_total": 5}}}, "leading")
+    with pytest.raises(ConfigError, match="no 'zero_skip'"):
+        activity_from_metrics({}, "leading")
+
+
+def test_layer_shapes_of_a_small_model_leave_it_untouched() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(200, 10),
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    shapes = layer_shapes(model, (3, 10, 10))
+    assert [(s.positions, s.geometry.rows, s.geometry.cols) for s in shapes.layers] == [
+        (100, 27, 8),
+        (1, 200, 10),
+    ]
+    assert shapes.pool_comparisons == 8 * 5 * 5 * 4
+    for k, v in model.state_dict().items():
+        assert v.device.type == "cpu" and torch.equal(v, before[k])
+    with pytest.raises(ConfigError, match="input shape"):
+        layer_shapes(model, (3, 12, 12))
+
+
+def test_pruned_rows_and_columns_are_compacted() -> None:
+    shapes = _shapes(_linear_shape("a", 256, 64, 1))
+    w = torch.ones(1, 256, 64, dtype=torch.int64)
+    w[:, 128:, :] = 0  # half the rows pruned
+    w[:, :, 32:] = 0  # half the columns pruned
+    il = IntegerLayer("a", w, torch.tensor(1.0), (64, 256, 1, 1), 8, 8)
+    pruned, notes = apply_sparsity(shapes, [il])
+    assert (pruned.layers[0].rows_used, pruned.layers[0].cols_used) == (128, 32)
+    dense, small = estimate("forms-8", shapes), estimate("forms-8", pruned)
+    assert (dense.crossbars_needed, small.crossbars_needed) == (4, 1)
+    assert small.dense_ops == dense.dense_ops and small.executed_ops == dense.dense_ops // 4
+    assert not notes
+
+
+def test_compare_ratios_to_the_first() -> None:
+    shapes = _shapes(_linear_shape("a", 300, 64, 49))
+    cmp = compare(["isaac-opt", "prime", "forms-8"], shapes)
+    rows = cmp.rows()
+    assert all(rows[0][k] == 1.0 for k in rows[0] if k.endswith("_ratio"))
+    assert rows[1]["crossbars_needed_ratio"] == pytest.approx(
+        cmp.estimates[1].crossbars_needed / cmp.estimates[0].crossbars_needed
+    )
+
+
+def test_peak_counts_weights_per_crossbar() -> None:
+    arch = load_arch("forms-8")
+    # 128 rows x 32 weights, 16 steps of max(100 ns, 16 x 128 / (4 x 2.1 GS/s)).
+    step = max(100e-9, 16 * 128 / (4 * 2.1e9))
+    expected = arch.organization.crossbars * 2 * 128 * 32 / (16 * step)
+    assert peak_ops_per_s(arch, arch.priced_adc()) == pytest.approx(expected)
+
+
+def test_cli_estimate_and_compare(tmp_path: Path) -> None:
+    from forms.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["estimate", "--arch", "forms-8", "--model", "lenet5", "--out", str(tmp_path / "e")]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "e" / "estimate.json").read_text())
+    for key in (
+        "chip_area_mm2", "chip_power_w", "fps", "latency_s", "energy_per_inference_j", "gops_per_s_mm2",
+        "gops_per_w", "peak_gops_per_s_mm2", "peak_gops_per_w", "crossbars_used", "chips", "breakdown",
+        "layers", "assumptions",
+    ):  # fmt: skip
+        assert key in data
+    assert len(data["layers"]) == 5
+    assert (tmp_path / "e" / "estimate.csv").read_text().count("\n") == 6
+    res = runner.invoke(
+        app, ["compare", "--archs", "isaac-opt,forms-8", "--model", "lenet5", "--out", str(tmp_path / "c")]
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "c" / "compare.json").read_text())["rows"]
+    assert [r["arch"] for r in rows] == ["isaac-opt", "forms-8"]
