@@ -1,0 +1,149 @@
+"""One adapter per stage of the pipeline, with resume: a stage whose output file exists is not rerun.
+
+Each function calls the owning subsystem's library entry point and returns the plain dict it wrote
+(``metrics.json`` / ``estimate.json``), so jobs (demo, reproduce, sweep) only pass dicts around.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from forms.errors import ConfigError
+from forms.report.io import write_json_atomic
+
+METRICS = "metrics.json"
+ESTIMATE = "estimate.json"
+
+
+def load_done(out_dir: str | Path, name: str = METRICS) -> dict[str, Any] | None:
+    """The output dict of a finished stage in ``out_dir`` (its ``name`` file), or None when not finished.
+
+    A stage writes this file atomically as its last step, so its presence means the stage completed.
+    """
+    path = Path(out_dir) / name
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_once(out_dir: str | Path, run: Callable[[], dict[str, Any]], name: str = METRICS) -> dict[str, Any]:
+    """Return the finished output of ``out_dir`` or run the stage (which must write ``name`` itself)."""
+    done = load_done(out_dir, name)
+    if done is not None:
+        return done
+    result = run()
+    if load_done(out_dir, name) is None:
+        write_json_atomic(result, Path(out_dir) / name)
+    return result
+
+
+def train_stage(out_dir: str | Path, progress: bool = True, **spec: Any) -> dict[str, Any]:
+    """Train a float model (:func:`forms.nn.train.train`), resuming an interrupted run; skip a done one."""
+    from forms.nn.train import TrainSpec, train
+
+    train_spec = TrainSpec.from_dict(spec, source="train stage")
+    return run_once(out_dir, lambda: train(train_spec, out_dir, resume=True, progress=progress))
+
+
+def compress_stage(checkpoint: str | Path, out_dir: str | Path, **spec: Any) -> dict[str, Any]:
+    """ADMM-compress a float checkpoint (:func:`forms.compress.pipeline.compress`), resumable."""
+    from forms.compress.pipeline import compress
+    from forms.compress.spec import CompressSpec
+
+    compress_spec = CompressSpec.from_dict(spec, source="compress stage")
+    return run_once(out_dir, lambda: compress(compress_spec, checkpoint, out_dir, resume=True))
+
+
+def simulate_stage(checkpoint: str | Path, out_dir: str | Path, **spec: Any) -> dict[str, Any]:
+    """Simulate a compressed checkpoint on crossbars (:func:`forms.hw.simulate.simulate`); skip when done."""
+    from forms.hw.sim_spec import SimSpec
+    from forms.hw.simulate import simulate
+
+    sim_spec = SimSpec.from_dict(spec, source="simulate stage")
+    return run_once(out_dir, lambda: simulate(sim_spec, checkpoint, out_dir))
+
+
+def default_input_shape(model: str) -> tuple[int, int, int]:
+    """The input (C, H, W) a zoo model is usually costed at: MNIST for lenet5/mlp, ImageNet for the
+    *-imagenet models and resnet50, CIFAR otherwise."""
+    if model in ("lenet5", "mlp"):
+        return (1, 28, 28)
+    if model.endswith("-imagenet") or model == "resnet50":
+        return (3, 224, 224)
+    return (3, 32, 32)
+
+
+def estimate_workload(
+    arch: Any,
+    model: str,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    checkpoint: str | Path | Mapping[str, Any] | None = None,
+    activity: Mapping[str, Any] | None = None,
+    extra_assumptions: Sequence[str] = (),
+) -> dict[str, Any]:
+    """estimate.json of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.hw.perf.
+
+    ``checkpoint`` (a compressed checkpoint path or dict) shrinks each layer to its non-zero rows and
+    columns; ``activity`` (a simulate metrics dict) supplies measured zero-skip fractions for the
+    arch's skip rule. Without them the layers are costed dense and the arch's default skip fraction
+    applies, which the estimate's assumptions say.
+    """
+    from forms.hw.arch import ArchSpec, load_arch
+    from forms.hw.layer_shapes import apply_sparsity, layer_shapes
+    from forms.hw.perf import activity_from_metrics, estimate
+    from forms.intweights import integer_layers_from_checkpoint
+    from forms.nn.models import MODEL_NAMES, build_model
+
+    if model not in MODEL_NAMES:
+        raise ConfigError(f"unknown model '{model}'; choose one of {', '.join(MODEL_NAMES)}")
+    spec = arch if isinstance(arch, ArchSpec) else load_arch(str(arch))
+    ckpt = _load_checkpoint(checkpoint) if checkpoint is not None else None
+    if ckpt is not None:
+        from forms.nn.checkpoint import model_from_checkpoint
+
+        net = model_from_checkpoint(ckpt, str(checkpoint))
+        kwargs = ckpt["model"]["kwargs"]
+        shape: tuple[int, ...] = (kwargs["in_channels"], kwargs["image_size"], kwargs["image_size"])
+    else:
+        shape = tuple(input_shape) if input_shape else default_input_shape(model)
+        classes = num_classes or (1000 if shape[-1] >= 224 else 10)
+        net = build_model(model, in_channels=shape[0], num_classes=classes, image_size=shape[-1])
+    shapes = layer_shapes(net, shape)
+    notes = list(extra_assumptions)
+    if ckpt is not None:
+        shapes, sparsity_notes = apply_sparsity(shapes, integer_layers_from_checkpoint(ckpt, str(checkpoint)))
+        notes += [
+            "layers costed at the non-zero rows and columns of the compressed checkpoint",
+            *sparsity_notes,
+        ]
+    act = None
+    if activity is not None and spec.zero_skip.rule != "none":
+        act = activity_from_metrics(activity, spec.zero_skip.rule, "simulation metrics")
+    return estimate(spec, shapes, activity=act, model_name=model, extra_assumptions=notes).to_dict()
+
+
+def _load_checkpoint(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(checkpoint, Mapping):
+        return dict(checkpoint)
+    from forms.nn.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)
+
+
+def estimate_stage(out_dir: str | Path, arch: Any, model: str, **kwargs: Any) -> dict[str, Any]:
+    """:func:`estimate_workload` written to ``out_dir/estimate.json``; skipped when that file exists."""
+
+    def run() -> dict[str, Any]:
+        result = estimate_workload(arch, model, **kwargs)
+        write_json_atomic(result, Path(out_dir) / ESTIMATE)
+        return result
+
+    return run_once(out_dir, run, ESTIMATE)

@@ -1,0 +1,134 @@
+"""Sweeps: spec validation before any point runs, resumable atomic points, parallel workers, Pareto."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from forms.errors import ConfigError
+from forms.experiments.sweep import SweepSpec, load_sweep_spec, plan, run_sweep
+from forms.report.plots import pareto_mask
+
+SMALL: dict[str, Any] = {
+    "name": "test",
+    "grid": {
+        "arch": ["forms-8", "isaac-opt"],
+        "model": ["lenet5"],
+        "fragment_size": [4, 8],
+        "cell_bits": [2],
+    },
+}
+
+
+def _spec(tmp_path: Path, data: dict[str, Any]) -> SweepSpec:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_sweep_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"grid": {"arch": ["forms-8"], "fragmnet_size": [8]}}, "grid.fragmnet_size"),
+        ({"grid": {"arch": ["forms-8"]}, "jobz": 2}, "jobz"),
+        ({"grid": {"arch": ["forms-8"]}, "simulate": {"checkpoint": "x.pt", "limt": 5}}, "simulate.limt"),
+    ],
+)
+def test_unknown_key_is_refused_by_name(tmp_path: Path, data: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        _spec(tmp_path, data)
+
+
+@pytest.mark.parametrize(
+    ("grid", "key"),
+    [
+        ({"arch": ["forms-8"], "fragment_size": [8, 24]}, "'fragment_size' = 24"),
+        ({"arch": ["forms-8"], "fragment_size": [16], "crossbar_size": [128, 8]}, "'crossbar_size' = 8"),
+        ({"arch": ["forms-8"], "adc_bits": [3]}, "'adc_bits' = 3"),
+        ({"arch": ["forms-8"], "cell_bits": [16]}, "'cell_bits' = 16"),
+        ({"arch": ["no-such-arch"]}, "'arch'"),
+        ({"arch": ["forms-8"], "model": ["lenet6"]}, "'model'"),
+    ],
+)
+def test_impossible_combination_is_refused_before_any_point_runs(
+    tmp_path: Path, grid: dict[str, Any], key: str
+) -> None:
+    spec = _spec(tmp_path, {"grid": grid})
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=key):
+        run_sweep(spec, out, progress=False)
+    assert not out.exists(), "nothing may be written for a refused sweep"
+
+
+def test_clipping_adc_is_accepted_when_allowed(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, {"grid": {"arch": ["forms-8"], "adc_bits": [3, None]}, "allow_clipping": True})
+    bits = sorted(p.adc_bits for p, _ in plan(spec))
+    assert bits == [3, 5]  # 5 = lossless for R = 8, 2-bit cells, 1-bit DAC
+
+
+def test_offset_points_ignore_fragment_size(tmp_path: Path) -> None:
+    points = [p for p, _ in plan(_spec(tmp_path, SMALL))]
+    assert sorted(p.fragment_size for p in points if p.encoding == "polarized") == [4, 8]
+    offset = [p for p in points if p.encoding == "offset"]
+    assert len(offset) == 1 and offset[0].fragment_size == offset[0].crossbar_size
+    assert len({p.id for p in points}) == len(points)
+
+
+def test_sweep_writes_points_and_resumes_without_recomputing(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, SMALL)
+    out = tmp_path / "out"
+    seen: list[str] = []
+
+    def interrupt_after_two(record: dict[str, Any]) -> None:
+        seen.append(record["row"]["id"])
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, jobs=1, progress=False, on_point=interrupt_after_two)
+    kept = sorted(p.stem for p in (out / "points").glob("*.json"))
+    assert kept == sorted(seen), "an interrupted sweep keeps exactly its finished points"
+
+    result = run_sweep(spec, out, jobs=1, progress=False)
+    assert (result.points, result.reused, result.computed) == (3, 2, 1)
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    for row in rows:
+        record = json.loads((out / "points" / f"{row['id']}.json").read_text())
+        assert float(row["gops_per_w"]) == pytest.approx(record["estimate"]["gops_per_w"])
+        assert float(row["gops_per_w"]) > 0 and float(row["chip_area_mm2"]) > 0
+    assert (out / "report.html").is_file() and (out / "figures" / "pareto-density-area.png").is_file()
+
+    again = run_sweep(spec, out, jobs=1, progress=False)
+    assert (again.reused, again.computed) == (3, 0)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_parallel_workers_match_in_process_results(tmp_path: Path) -> None:
+    """Spawned worker processes compute the same figures as the in-process path."""
+    spec = _spec(tmp_path, SMALL)
+    serial = run_sweep(spec, tmp_path / "serial", jobs=1, progress=False)
+    parallel = run_sweep(spec, tmp_path / "parallel", jobs=2, progress=False)
+    assert parallel.computed == 3
+    assert serial.rows == parallel.rows
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=25))
+def test_pareto_front_is_exactly_the_non_dominated_points(points: list[tuple[int, int]]) -> None:
+    xs = [float(x) for x, _ in points]
+    ys = [float(y) for _, y in points]
+    mask = pareto_mask(xs, ys)
+    assert any(mask)
+    for i, on_front in enumerate(mask):
+        dominated = any(
+            xs[j] >= xs[i] and ys[j] >= ys[i] and (xs[j] > xs[i] or ys[j] > ys[i]) for j in range(len(xs))
+        )
+        assert on_front == (not dominated)
