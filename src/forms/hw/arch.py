@@ -109,7 +109,8 @@ class ArchSpec(Spec):
     read_time_ns: float = Field(100.0, gt=0, description="One crossbar read (one input-bit step), ns.")
     adc: AdcSpec = Field(description="ADCs per crossbar and how they are priced.")
     organization: OrganizationSpec = Field(
-        default_factory=lambda: OrganizationSpec.model_validate({}), description="IMAs, tiles and crossbars per chip."
+        default_factory=lambda: OrganizationSpec.model_validate({}),
+        description="IMAs, tiles and crossbars per chip.",
     )
     zero_skip: ZeroSkipSpec = Field(
         default_factory=lambda: ZeroSkipSpec.model_validate({}), description="Input zero-skipping."

@@ -463,7 +463,8 @@ def estimate(
         f"zero-skip ({spec.zero_skip.rule}): " + "; ".join(skip_sources),
         "ops: a MAC is 2 ops; achieved GOPs use dense-equivalent ops, *_executed the mapped network's ops",
         "chip_power_w is every component at its full Table I rate (peak); energy counts actions, plus "
-        "static power for 1/FPS per image",
+        "static power for 1/FPS per image, so achieved GOPs/W can exceed peak GOPs/W (peak ops / "
+        "chip_power_w, ISAAC's convention) when tile components are busy less than every cycle",
         "latency: layers one after another (no inter-layer overlap for one image) plus "
         f"{spec.digital_cycles_per_layer} digital cycles per layer",
         *extra_assumptions,
