@@ -1,0 +1,78 @@
+"""Analog-to-digital converters of the crossbar columns: resolution rules and the conversion itself.
+
+One conversion turns a column's analog partial sum ``p`` (in units of one cell level times one DAC
+level) into ``step * clamp(round(p / step), 0, 2^bits - 1)``. With ``step = 1`` and integer ``p`` (ideal
+cells, no read noise) that is just a clip, and it is lossless when ``2^bits - 1`` covers the largest
+possible sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def max_partial_sum(group_rows: int, cell_bits: int, dac_bits: int) -> int:
+    """Largest analog partial sum of ``group_rows`` cells: R * (2^cell_bits - 1) * (2^dac_bits - 1)."""
+    return group_rows * ((1 << cell_bits) - 1) * ((1 << dac_bits) - 1)
+
+
+def lossless_adc_bits(group_rows: int, cell_bits: int, dac_bits: int, flipped: bool = False) -> int:
+    """Bits converting every partial sum exactly: ceil(log2(R (2^w - 1)(2^v - 1) + 1)); one less flipped.
+
+    ISAAC (Shafiee et al., ISCA 2016, Sec. 4) gives the same count, log2(R) + v + w (- 1 when v or w is 1),
+    for power-of-two R; a flipped column never sums above half the range, so it needs one bit less
+    (for R = 128, w = 2, v = 1: 9 bits, 8 flipped).
+    """
+    full = max_partial_sum(group_rows, cell_bits, dac_bits)
+    bits = max(1, full.bit_length())
+    if flipped:
+        bits = max(1, (full // 2).bit_length())
+    return bits
+
+
+@dataclass(frozen=True)
+class Adc:
+    """A column ADC: ``bits`` of resolution, ``step`` partial-sum units per code."""
+
+    bits: int
+    step: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.bits < 1:
+            raise ValueError(f"an ADC needs at least 1 bit, got {self.bits}")
+        if not self.step > 0:
+            raise ValueError(f"ADC step must be positive, got {self.step}")
+
+    @property
+    def max_code(self) -> int:
+        """Largest output code: 2^bits - 1."""
+        return (1 << self.bits) - 1
+
+    @property
+    def full_scale(self) -> float:
+        """Largest converted value: max_code * step."""
+        return self.max_code * self.step
+
+    def is_lossless_for(self, max_sum: int) -> bool:
+        """True when every integer partial sum in [0, max_sum] converts exactly."""
+        return self.step == 1.0 and max_sum <= self.max_code
+
+    def convert_(self, partial: Tensor, integral: bool) -> int:
+        """Convert ``partial`` IN PLACE to the ADC's output values; return how many conversions clipped.
+
+        A conversion clips when its rounded code exceeds ``max_code``. ``integral`` says the partial sums
+        already are integers on the code grid (step 1, ideal cells), which skips the rounding.
+        """
+        clip_at = (self.max_code + 0.5) * self.step
+        clipped = int(torch.count_nonzero(partial > clip_at))
+        if self.step != 1.0:
+            partial.div_(self.step)
+        if not integral or self.step != 1.0:
+            partial.round_()
+        partial.clamp_(0, self.max_code)
+        if self.step != 1.0:
+            partial.mul_(self.step)
+        return clipped

@@ -1,0 +1,212 @@
+"""The bit-accurate crossbar engine of one mapped layer: integer codes in, exact integer sums out.
+
+Input: integer activation codes ``x`` (vectors, groups, rows), output: ``y`` (vectors, groups, cols)
+as float64 tensors holding integers. Two paths compute the same hardware:
+
+- **Exact fast path.** When the cells are ideal and the ADC cannot clip any partial sum (every column's
+  level sum times the largest DAC digit fits the ADC), the bit-serial pipeline equals one integer GEMM
+  ``x @ W`` (DESIGN.md, "Making the simulator fast"). It runs in float32 when rows * max|x| * max|w|
+  < 2^24 (exact), else float64 (exact to 2^53). Zero-skip statistics come from the input bit planes.
+- **Bit-level path.** Otherwise, input digits go into the batch dimension and cells are laid out as
+  (groups x row groups, group rows, cols x physical columns), so one batched GEMM yields every (step,
+  row group, column, slice) partial sum. Read noise is added, the ADC clips/quantizes elementwise, and
+  the shift-and-add reduces with 2^(k*cell_bits), fragment/set/flip signs and the digit weights
+  coef * 2^shift. The offset encoding subtracts 2^weight_bits * sum(x); flipped columns add M * U back.
+  Work is chunked over vectors so at most ``chunk_elements`` partial sums are held at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from forms.hw.adc import Adc
+from forms.hw.devices import ProgrammedCells, add_read_noise_, program_cells
+from forms.hw.encodings import EncodedLayer
+from forms.hw.quant_inputs import DigitPlan
+from forms.hw.sim_spec import DeviceSpec
+from forms.hw.zeroskip import ZeroSkipCounts, count_subarray_steps
+
+FLOAT32_EXACT = 1 << 24
+"""Integers below 2^24 are exact in float32 (24-bit significand)."""
+
+
+def integer_matmul(codes: Tensor, weight_int: Tensor, max_code: int | None = None) -> Tensor:
+    """Exact ``codes @ W`` per group: codes (V, G, rows), W (G, rows, cols) -> (V, G, cols) float64.
+
+    Uses float32 when every sum is provably below 2^24 (rows * max|x| * max|w|), float64 otherwise.
+    ``max_code`` bounds |x| when known (saves a pass over the codes).
+    """
+    rows = weight_int.shape[1]
+    max_x = float(max_code) if max_code is not None else float(codes.abs().max()) if codes.numel() else 0.0
+    max_w = float(weight_int.abs().max()) if weight_int.numel() else 0.0
+    dtype = torch.float32 if rows * max_x * max_w < FLOAT32_EXACT else torch.float64
+    x = codes.to(dtype).transpose(0, 1)  # (G, V, rows)
+    y = torch.bmm(x, weight_int.to(dtype))  # (G, V, cols)
+    return y.transpose(0, 1).to(torch.float64)
+
+
+@dataclass
+class LayerStats:
+    """Per-layer counters accumulated over every vector a layer converted."""
+
+    conversions: int = 0
+    """Partial sums converted (every step, row group and physical column; no skipping)."""
+    clipped: int = 0
+    """Conversions whose code exceeded the ADC's largest code."""
+    columns: int = 0
+    """Physical columns one sub-array round converts (weight columns x slices x sets, all groups)."""
+    zero_skip: ZeroSkipCounts = field(default_factory=ZeroSkipCounts)
+    bit_level_calls: int = 0
+    fast_calls: int = 0
+
+    def zero_skip_dict(self) -> dict[str, int]:
+        """Conversions with and without skipping, per :mod:`forms.hw.zeroskip`."""
+        z = self.zero_skip
+        return {
+            "conversions_total": z.rounds_total * self.columns,
+            "conversions_skipped_leading": (z.rounds_total - z.rounds_needed_leading) * self.columns,
+            "conversions_skipped_bitplane": (z.rounds_total - z.rounds_needed_bitplane) * self.columns,
+        }
+
+
+class CrossbarArray(nn.Module):
+    """One layer's encoded weights on (simulated) crossbars, with its ADC, DAC plan and devices."""
+
+    weight_int: Tensor
+    ideal_cells: Tensor
+    multiplier: Tensor
+    flip_correction: Tensor
+    cells: Tensor
+    conductance_sq: Tensor
+
+    def __init__(
+        self,
+        weight_int: Tensor,
+        encoded: EncodedLayer,
+        adc: Adc,
+        plan: DigitPlan,
+        fragment_size: int,
+        devices: DeviceSpec | None = None,
+        chunk_elements: int = 1 << 21,
+        force_bit_level: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoded = encoded
+        self.adc = adc
+        self.plan = plan
+        self.fragment_size = fragment_size
+        self.devices = devices or DeviceSpec.model_validate({})
+        self.chunk_elements = chunk_elements
+        self.force_bit_level = force_bit_level
+        self.stats = LayerStats()
+        g, _, _, c, q = encoded.cells.shape
+        self.register_buffer("weight_int", weight_int.to(torch.int64))
+        self.register_buffer("ideal_cells", encoded.cells.clone())
+        # Engine layout: physical columns ordered (slice/set, weight column), so the shift-and-add
+        # reduces over outer dimensions (contiguous inner runs of C columns).
+        self.register_buffer("multiplier", encoded.multiplier.permute(0, 1, 3, 2).contiguous())
+        self.register_buffer(
+            "flip_correction",
+            encoded.flip_correction.clone() if encoded.flip_correction is not None else torch.zeros(0),
+        )
+        self.register_buffer("cells", self._engine_layout(encoded.cells.to(torch.float32)))
+        self.register_buffer("conductance_sq", torch.zeros(0))
+        self.integral = True
+        self.generator: torch.Generator | None = None
+        col_sum_max = int(encoded.cells.sum(2).max()) if encoded.cells.numel() else 0
+        self.max_partial = col_sum_max * plan.max_digit
+        """Largest partial sum the ideal cells can produce for any input."""
+        self.stats.columns = g * c * q
+        self.max_code = 1 << plan.bits
+        """Bound on |code| of this layer's inputs."""
+
+    @property
+    def lossless(self) -> bool:
+        """True when ideal cells make every conversion exact (so the fast path is the hardware)."""
+        return self.devices.ideal and self.adc.is_lossless_for(self.max_partial)
+
+    def program(self, seed: int | None) -> None:
+        """Program a fresh chip: faults and variation drawn with ``seed`` (ideal when devices are ideal)."""
+        device = self.ideal_cells.device
+        self.generator = None
+        if seed is not None:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(seed)
+        prog: ProgrammedCells = program_cells(
+            self.ideal_cells, self.encoded.cell_max, self.devices, self.generator
+        )
+        self.cells = self._engine_layout(prog.levels)
+        self.conductance_sq = (
+            self._engine_layout(prog.conductance_sq)
+            if prog.conductance_sq is not None
+            else torch.zeros(0, device=device)
+        )
+        self.integral = prog.integral
+
+    @staticmethod
+    def _engine_layout(cells: Tensor) -> Tensor:
+        """(G, F, Rg, C, Q) -> (G*F, Rg, Q*C) for the batched GEMM."""
+        g, f, rg, c, q = cells.shape
+        return cells.permute(0, 1, 2, 4, 3).reshape(g * f, rg, q * c).contiguous()
+
+    def reset_stats(self) -> None:
+        """Zero the counters (columns are kept)."""
+        self.stats = LayerStats(columns=self.stats.columns)
+
+    def forward(self, codes: Tensor, collect: bool = True) -> Tensor:
+        """Integer sums (V, G, cols) float64 of integer codes (V, G, rows) through the crossbars."""
+        enc = self.encoded
+        v = codes.shape[0]
+        if collect:
+            self.stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
+            self.stats.conversions += (
+                self.plan.steps * v * enc.groups * enc.row_groups * (enc.columns * enc.physical_columns)
+            )
+        if self.lossless and not self.force_bit_level:
+            self.stats.fast_calls += 1
+            return integer_matmul(codes, self.weight_int, self.max_code)
+        self.stats.bit_level_calls += 1
+        per_vector = self.plan.steps * enc.groups * enc.row_groups * enc.columns * enc.physical_columns
+        chunk = max(1, self.chunk_elements // max(1, per_vector))
+        outs = [self._bit_level(codes[s : s + chunk], collect) for s in range(0, v, chunk)]
+        return torch.cat(outs) if outs else codes.new_zeros((0, enc.groups, enc.columns))
+
+    def _bit_level(self, codes: Tensor, collect: bool) -> Tensor:
+        enc = self.encoded
+        g, f, rg, c, q = enc.groups, enc.row_groups, enc.group_rows, enc.columns, enc.physical_columns
+        plan = self.plan
+        nd, v = plan.steps, codes.shape[0]
+        exact_sums = rg * enc.cell_max * plan.max_digit < FLOAT32_EXACT
+        dtype = torch.float32 if exact_sums else torch.float64
+        digits = plan.digits(codes).to(dtype)  # (nd, V, G, rows)
+        pad = f * rg - enc.rows
+        if pad:
+            digits = torch.nn.functional.pad(digits, (0, pad))
+        digits = digits.reshape(nd, v, g, f, rg).permute(2, 3, 0, 1, 4).reshape(g * f, nd * v, rg)
+        partial = torch.bmm(digits, self.cells.to(dtype))  # (G*F, nd*V, Q*C)
+        if self.devices.read_noise > 0:
+            variance = torch.bmm(digits.square(), self.conductance_sq.to(dtype))
+            add_read_noise_(partial, variance, self.devices.read_noise, self.generator)
+            del variance
+        integral = self.integral and self.devices.read_noise == 0
+        clipped = self.adc.convert_(partial, integral=integral)
+        if collect:
+            self.stats.clipped += clipped
+        mult = self.multiplier
+        bound = f * float(mult.abs().sum(-1).max()) * self.adc.full_scale if mult.numel() else 0.0
+        red_dtype = dtype if bound < FLOAT32_EXACT else torch.float64
+        partial = partial.to(red_dtype).view(g, f, nd * v, q, c)
+        partial.mul_(mult.to(red_dtype).view(g, f, 1, q, c))
+        red = partial.sum(1).sum(2).to(torch.float64)  # (G, nd*V, C): outer-dimension sums are fast
+        del partial
+        if self.flip_correction.numel():
+            u = digits.view(g, f, nd * v, rg).sum(-1).to(torch.float64)  # (G, F, nd*V)
+            red = red + torch.einsum("gfn,gfc->gnc", u, self.flip_correction)
+        weights = plan.digit_weights(device=red.device).view(1, nd, 1, 1)
+        y = (red.view(g, nd, v, c) * weights).sum(1).transpose(0, 1)  # (V, G, C)
+        if enc.input_sum_coefficient:
+            y = y + enc.input_sum_coefficient * codes.to(torch.float64).sum(-1, keepdim=True)
+        return y
