@@ -1,1 +1,82 @@
-"""`forms` commands: train (filled in by its subsystem)."""
+"""`forms train`: train a zoo model on a dataset, resumable, optionally on several processes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from forms.cli.app import app
+from forms.config import load_yaml_mapping
+from forms.nn import distributed
+from forms.nn.train import TrainSpec, train
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` with any ``--nproc N`` / ``--nproc=N`` removed (the torchrun children must not relaunch)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+@app.command("train")
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="Run directory (checkpoint.pt, metrics.json)."),
+    model: str | None = typer.Option(None, "--model", help="Zoo model (default lenet5)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default mnist)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default 10)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size (default 128)."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default 0.05)."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adam."),
+    schedule: str | None = typer.Option(None, "--schedule", help="onecycle, cosine or constant."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of weights, data order, augmentation."),
+    pad_to: int | None = typer.Option(None, "--pad-to", help="Zero-pad images to this side (e.g. 32)."),
+    channels: int | None = typer.Option(None, "--channels", help="Repeat grey images to N channels."),
+    shift: int | None = typer.Option(None, "--shift", help="Random-shift augmentation, max pixels."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    config: Path | None = typer.Option(None, "--config", help="YAML TrainSpec; options override it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt if present."),
+    nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torchrun)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train a model; checkpoint every epoch; print the test accuracy."""
+    if nproc > 1 and distributed.env_world_size() == 1:
+        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+    values: dict[str, Any] = load_yaml_mapping(config) if config is not None else {}
+    overrides = {
+        "model": model,
+        "dataset": dataset,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "seed": seed,
+        "pad_to": pad_to,
+        "channels": channels,
+        "shift": shift,
+        "data_dir": data_dir,
+        "device": device,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    spec = TrainSpec.from_dict(values, source=str(config) if config else "command line")
+    metrics = train(spec, out, resume=resume, progress=not quiet)
+    if distributed.is_main():
+        Console().print(
+            f"{spec.model} on {spec.dataset}: test accuracy {metrics['test_accuracy']:.4f} after "
+            f"{metrics['epochs']} epochs ({metrics['mean_epoch_seconds']:.1f} s/epoch); "
+            f"results in {out}/metrics.json",
+            highlight=False,
+        )
+    distributed.cleanup()
