@@ -31,3 +31,35 @@ def sweep_cmd(
         f"{result.points} points ({result.computed} computed, {result.reused} reused) -> "
         f"{out / 'results.csv'}, {result.report.html}"
     )
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder (one subfolder per stage)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """LeNet-5 on MNIST: train, compress (ADMM), simulate, estimate, report. Resumes where it stopped."""
+    from forms.experiments.demo import DemoSpec, run_demo
+
+    result = run_demo(out, DemoSpec.from_dict({"data_dir": data_dir}), progress=not quiet)
+    out_console.print(f"demo finished in {result.seconds:.0f} s; report: {result.report.html}")
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output folder."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Shrink epochs, images and runs to finish in minutes (CI)."
+    ),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """The paper-style experiments (a)-(d), each a table and a plot in one report."""
+    from forms.experiments.reproduce import ReproduceSpec, run_reproduce
+
+    spec = ReproduceSpec.quick() if quick else ReproduceSpec.from_dict({})
+    if data_dir is not None:
+        spec = spec.replace(data_dir=data_dir)
+    result = run_reproduce(out, spec, progress=not quiet)
+    out_console.print(f"reproduce finished in {result.seconds:.0f} s; report: {result.report.html}")

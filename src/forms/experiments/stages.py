@@ -61,13 +61,20 @@ def compress_stage(checkpoint: str | Path, out_dir: str | Path, **spec: Any) -> 
     return run_once(out_dir, lambda: compress(compress_spec, checkpoint, out_dir, resume=True))
 
 
-def simulate_stage(checkpoint: str | Path, out_dir: str | Path, **spec: Any) -> dict[str, Any]:
-    """Simulate a compressed checkpoint on crossbars (:func:`forms.hw.simulate.simulate`); skip when done."""
+def simulate_stage(
+    checkpoint: str | Path, out_dir: str | Path, progress: bool = False, **spec: Any
+) -> dict[str, Any]:
+    """Simulate a compressed checkpoint on crossbars (:func:`forms.hw.simulate.simulate`).
+
+    Skipped when ``out_dir/metrics.json`` exists; an interrupted Monte Carlo run resumes its chips.
+    """
     from forms.hw.sim_spec import SimSpec
     from forms.hw.simulate import simulate
 
     sim_spec = SimSpec.from_dict(spec, source="simulate stage")
-    return run_once(out_dir, lambda: simulate(sim_spec, checkpoint, out_dir))
+    return run_once(
+        out_dir, lambda: simulate(sim_spec, checkpoint, out_dir, resume=True, device="cpu", progress=progress)
+    )
 
 
 def default_input_shape(model: str) -> tuple[int, int, int]:

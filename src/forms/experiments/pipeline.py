@@ -1,0 +1,195 @@
+"""The shared pipeline of `forms demo` and `forms reproduce`: train -> compress -> simulate -> estimate.
+
+Every step writes its own subfolder of the output directory and is skipped when its output is complete,
+so an interrupted job resumes where it stopped. The functions return the plain dicts the stages wrote,
+ready for :func:`forms.report.build_summary`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forms.experiments.stages import compress_stage, estimate_stage, load_done, simulate_stage, train_stage
+from forms.report.model import join_path
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class StageClock:
+    """Wall seconds of each stage run in this process, and which stages were reused from disk."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+    def run(self, name: str, out_dir: Path, fn: Any, done_file: str = "metrics.json") -> Any:
+        """Call ``fn()``; time it, or record the stage as reused when ``out_dir/done_file`` exists."""
+        if load_done(out_dir, done_file) is not None:
+            self.reused.append(name)
+            return fn()
+        start = time.perf_counter()
+        result = fn()
+        self.seconds[name] = time.perf_counter() - start
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (in summary.json ``meta``)."""
+        return {"stage_seconds": dict(self.seconds), "reused_stages": list(self.reused)}
+
+
+def train_float(out: Path, clock: StageClock, progress: bool, **train_spec: Any) -> dict[str, Any]:
+    """Train the float model in ``out`` (resuming or reusing a finished run)."""
+    return clock.run("train", out, lambda: train_stage(out, progress=progress, **train_spec))
+
+
+def compress_float(
+    float_dir: Path, out: Path, clock: StageClock, compress_spec: Mapping[str, Any], name: str = "compress"
+) -> dict[str, Any]:
+    """ADMM-compress ``float_dir/checkpoint.pt`` into ``out`` (resuming or reusing)."""
+    return clock.run(name, out, lambda: compress_stage(float_dir / CHECKPOINT, out, **compress_spec))
+
+
+def lossless_bits(encoding: str, fragment_size: int, rows: int, cell_bits: int, flipped: bool) -> int:
+    """Lossless ADC width of an encoding: fragments of R rows (polarized) or whole columns (others)."""
+    from forms.hw.adc import lossless_adc_bits
+
+    group = fragment_size if encoding == "polarized" else rows
+    return lossless_adc_bits(group, cell_bits, 1, flipped)
+
+
+@dataclass(frozen=True)
+class SimSetup:
+    """One simulation run of a job: how the report names it and what the simulator is asked."""
+
+    name: str
+    encoding: str
+    mode: str
+    """'ideal' (lossless ADC, ideal devices), 'adc' (narrower ADC) or 'variation'."""
+    adc_bits: int
+    flipped: bool = False
+    variation_sigma: float = 0.0
+    runs: int = 1
+    limit: int | None = None
+    seed: int = 0
+
+    def setup(self) -> dict[str, Any]:
+        """The ``setup`` record in summary.json."""
+        return {
+            "encoding": self.encoding,
+            "mode": self.mode,
+            "adc_bits": self.adc_bits,
+            "flipped": self.flipped,
+            "variation_sigma": self.variation_sigma,
+            "runs": self.runs,
+            "limit": self.limit,
+            "seed": self.seed,
+        }
+
+    def sim_spec(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`forms.hw.sim_spec.SimSpec`."""
+        return {
+            "encoding": self.encoding,
+            "adc_bits": self.adc_bits,
+            "flipped": self.flipped,
+            "limit": self.limit,
+            "devices": {"variation": self.variation_sigma},
+            "runs": self.runs,
+            "seed": self.seed,
+        }
+
+
+def standard_setups(
+    encodings: Sequence[str],
+    fragment_size: int,
+    rows: int = 128,
+    cell_bits: int = 2,
+    ideal_limit: int | None = None,
+    narrow_drop: int = 1,
+    narrow_limit: int | None = 2000,
+    sigma: float = 0.1,
+    runs: int = 5,
+    variation_limit: int | None = 1000,
+    seed: int = 0,
+) -> list[SimSetup]:
+    """Per encoding: ideal (lossless ADC), an ADC ``narrow_drop`` bits narrower, log-normal variation.
+
+    The offset encoding uses ISAAC's column flipping (as the isaac-opt preset does).
+    """
+    setups: list[SimSetup] = []
+    for mode in ("ideal", "adc", "variation"):
+        if mode == "adc" and narrow_drop <= 0:
+            continue
+        if mode == "variation" and (sigma <= 0 or runs < 1):
+            continue
+        for enc in encodings:
+            flipped = enc == "offset"
+            bits = lossless_bits(enc, fragment_size, rows, cell_bits, flipped)
+            if mode == "ideal":
+                setups.append(
+                    SimSetup(f"{enc}-ideal", enc, mode, bits, flipped, limit=ideal_limit, seed=seed)
+                )
+            elif mode == "adc":
+                narrow = max(1, bits - narrow_drop)
+                setups.append(
+                    SimSetup(f"{enc}-adc{narrow}", enc, mode, narrow, flipped, limit=narrow_limit, seed=seed)
+                )
+            else:
+                setups.append(
+                    SimSetup(
+                        f"{enc}-sigma{sigma:g}", enc, mode, bits, flipped, sigma, runs, variation_limit, seed
+                    )
+                )
+    return setups
+
+
+def simulate_all(
+    checkpoint: Path, out: Path, setups: Sequence[SimSetup], clock: StageClock, progress: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Run every setup into ``out/<name>`` (reusing finished ones); ``{name: {setup, metrics}}``."""
+    results: dict[str, dict[str, Any]] = {}
+    for s in setups:
+        run_dir = out / s.name
+        metrics = clock.run(
+            join_path("simulate", s.name),
+            run_dir,
+            lambda s=s, run_dir=run_dir: simulate_stage(
+                checkpoint, run_dir, progress=progress, **s.sim_spec()
+            ),
+        )
+        results[s.name] = {"setup": s.setup(), "metrics": metrics}
+    return results
+
+
+def estimate_all(
+    out: Path,
+    archs: Sequence[str],
+    model: str,
+    clock: StageClock,
+    checkpoint: Path | None = None,
+    activity: Mapping[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
+    extra_assumptions: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """estimate.json of ``model`` on every arch into ``out/<arch>`` (reusing finished ones)."""
+    results = {}
+    for arch in archs:
+        arch_dir = out / arch
+        results[arch] = clock.run(
+            join_path("estimate", arch),
+            arch_dir,
+            lambda arch=arch, arch_dir=arch_dir: estimate_stage(
+                arch_dir,
+                arch,
+                model,
+                input_shape=input_shape,
+                checkpoint=checkpoint,
+                activity=activity,
+                extra_assumptions=extra_assumptions,
+            ),
+            done_file="estimate.json",
+        )
+    return results
