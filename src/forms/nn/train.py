@@ -154,7 +154,7 @@ class EpochLoader:
         else:
             order = torch.arange(n)
         pad = (-n) % self.world_size if self.wrap else 0
-        return torch.cat([order, order[:pad]]) if pad else order
+        return torch.cat([order, order.repeat(-(-pad // n))[:pad]]) if pad else order
 
     def __len__(self) -> int:
         n = len(self.labels) + ((-len(self.labels)) % self.world_size if self.wrap else 0)
