@@ -1,0 +1,241 @@
+"""Whole networks through the simulator: exact agreement in ideal mode, conv geometry, CLI, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from typer.testing import CliRunner
+
+from _simhelpers import fake_compress
+from forms.cli.app import app
+from forms.errors import ConfigError, UnsupportedLayerError
+from forms.hw.quant_inputs import InputQuantizer
+from forms.hw.sim_spec import SimSpec
+from forms.hw.simnet import SimulatedLayer, build_simulated_model
+from forms.hw.simulate import simulate, simulate_model
+
+
+class Block(nn.Module):
+    """Conv geometries (groups, stride, dilation, padding), BN, a residual add, pooling, a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, bias=False)
+        self.down = nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.fc = nn.Linear(12 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn(self.stem(x)))
+        h = F.relu(h + self.grouped(h))
+        h = F.relu(self.down(h))
+        return self.fc(F.adaptive_avg_pool2d(h, 4).flatten(1))
+
+
+def tiny_net(seed: int = 0) -> tuple[nn.Module, list]:
+    torch.manual_seed(seed)
+    net = Block().eval()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-0.1, 0.1)
+        net.bn.running_var.uniform_(0.5, 1.5)
+    return net, fake_compress(net, weight_bits=6, fragment_size=4)
+
+
+IMAGES = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+LABELS = torch.randint(0, 10, (24,), generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("encoding", ["polarized", "offset", "differential"])
+@pytest.mark.parametrize("bit_level", [False, True])
+def test_ideal_network_agrees_exactly(encoding: str, bit_level: bool) -> None:
+    net, layers = tiny_net()
+    spec = SimSpec.from_dict(
+        {
+            "encoding": encoding,
+            "bit_level": bit_level,
+            "rows": 32,
+            "cols": 32,
+            "input_bits": 10,
+            "batch_size": 8,
+        }
+    )
+    m = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    assert m["prediction_agreement"] == 1.0
+    assert m["accuracy"] == m["reference_accuracy"]
+    assert m["adc_clip_rate"]["overall"] == 0.0
+    assert set(m["zero_skip"]) == {"stem", "grouped", "down", "fc"}
+    for z in m["zero_skip"].values():
+        assert (
+            0
+            <= z["conversions_skipped_leading"]
+            <= z["conversions_skipped_bitplane"]
+            <= z["conversions_total"]
+        )
+    assert all(v["path"] == ("bit_level" if bit_level else "exact_fast") for v in m["layers"].values())
+    assert m["layers"]["stem"]["input_signed"] and not m["layers"]["fc"]["input_signed"]
+
+
+def test_narrow_adc_and_monte_carlo() -> None:
+    net, layers = tiny_net()
+    spec = SimSpec.from_dict(
+        {"adc_bits": 2, "rows": 32, "input_bits": 8, "devices": {"variation": 0.1}, "runs": 3, "seed": 4}
+    )
+    m1 = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    m2 = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    assert m1["runs"]["accuracy"] == m2["runs"]["accuracy"]  # seeded
+    assert m1["runs"]["count"] == 3 and m1["accuracy_std"] >= 0
+    assert m1["adc_clip_rate"]["overall"] > 0
+    assert all(v["path"] == "bit_level" for v in m1["layers"].values())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    groups=st.sampled_from([1, 2, 3]),
+    k=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    size=st.integers(5, 8),
+)
+def test_conv_geometry_equals_integer_conv(groups, k, stride, padding, dilation, size) -> None:
+    torch.manual_seed(groups * 100 + k)
+    conv = nn.Conv2d(2 * groups, 3 * groups, k, stride, padding, dilation, groups, bias=True)
+    (layer,) = fake_compress(nn.Sequential(conv), weight_bits=5, fragment_size=1)
+    layer.name = "0"
+    q = InputQuantizer(scale=0.25, bits=8, signed=True)
+    spec = SimSpec.from_dict({"rows": 8, "input_bits": 8, "bit_level": True})
+    sim = SimulatedLayer(conv, layer, q, spec)
+    x = torch.randn(2, 2 * groups, size, size)
+    codes = q.codes(x)
+    w_int = conv.weight.detach().double() / float(layer.scale)
+    want = F.conv2d(codes, w_int.round(), None, stride, padding, dilation, groups)
+    vec, shape = sim.vectors(codes)
+    got = sim.assemble(sim.array(vec), shape)
+    assert torch.equal(got, want)
+    out = sim(x)
+    torch.testing.assert_close(out, (want * 0.25 * float(layer.scale)).float() + conv.bias.view(-1, 1, 1))
+
+
+def test_unsupported_layer_is_named() -> None:
+    net = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Linear(2, 2))
+    with pytest.raises(UnsupportedLayerError, match=r"'0' \(Conv1d\).*nn.Conv2d, nn.Linear"):
+        build_simulated_model(net, [], {}, SimSpec.from_dict({}))
+
+
+def test_bad_specs() -> None:
+    with pytest.raises(ConfigError, match="adc_bits"):
+        SimSpec.from_dict({"adc_bits": 0})
+    with pytest.raises(ConfigError, match="flipped"):
+        SimSpec.from_dict({"flipped": True, "encoding": "polarized"})
+    with pytest.raises(ConfigError, match="must divide"):
+        SimSpec.from_dict({"fragment_size": 3})
+
+
+def test_polarized_refuses_an_unpolarized_checkpoint() -> None:
+    torch.manual_seed(0)
+    net = Block().eval()
+    layers = fake_compress(net, weight_bits=6, fragment_size=4, polarize=False)
+    spec = SimSpec.from_dict({"encoding": "polarized", "rows": 32})
+    with pytest.raises(ConfigError, match="encoding the checkpoint cannot provide"):
+        simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    ok = simulate_model(
+        spec.replace(encoding="offset"), net, layers, IMAGES[:4], LABELS[:4], IMAGES[:4], device="cpu"
+    )
+    assert ok["prediction_agreement"] == 1.0
+
+
+def fake_mnist(root: Path, n: int = 40) -> None:
+    from forms.nn.data import write_idx
+
+    d = root / "mnist"
+    d.mkdir(parents=True)
+    gen = np.random.default_rng(0)
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        write_idx(gen.integers(0, 256, (n, 28, 28), dtype=np.uint8), d / f"{prefix}-images-idx3-ubyte")
+        write_idx(gen.integers(0, 10, n, dtype=np.uint8), d / f"{prefix}-labels-idx1-ubyte")
+        del split
+
+
+def fake_checkpoint(path: Path) -> None:
+    from forms.nn.checkpoint import save_checkpoint
+    from forms.nn.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet5")
+    layers = fake_compress(model, weight_bits=8, fragment_size=8)
+    save_checkpoint(
+        {
+            "stage": "compressed",
+            "model": {"name": "lenet5", "kwargs": {}},
+            "state_dict": model.state_dict(),
+            "data": {"dataset": "mnist", "pad_to": None, "channels": None},
+            "integer_layers": [layer.state() for layer in layers],
+        },
+        path,
+    )
+
+
+def test_cli_end_to_end(tmp_path: Path) -> None:
+    fake_mnist(tmp_path / "data")
+    fake_checkpoint(tmp_path / "c.pt")
+    out = tmp_path / "sim"
+    args = [
+        "simulate",
+        "--checkpoint",
+        str(tmp_path / "c.pt"),
+        "--out",
+        str(out),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--limit",
+        "16",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
+    res = CliRunner().invoke(app, [*args, "--encoding", "polarized"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "accuracy",
+        "reference_accuracy",
+        "prediction_agreement",
+        "adc_clip_rate",
+        "zero_skip",
+        "mapping",
+    ):
+        assert key in m
+    assert m["prediction_agreement"] == 1.0 and m["images"] == 16
+    assert set(m["zero_skip"]["features.0"]) >= {
+        "conversions_total",
+        "conversions_skipped_leading",
+        "conversions_skipped_bitplane",
+        "rows",
+        "fragment_size",
+    }
+    res = CliRunner().invoke(
+        app, [*args, "--encoding", "offset", "--adc-bits", "6", "--variation", "0.1", "--runs", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["runs"]["count"] == 2 and "accuracy_std" in m and m["adc_clip_rate"]["overall"] > 0
+    again = simulate(
+        SimSpec.from_dict(
+            {"encoding": "offset", "adc_bits": 6, "devices": {"variation": 0.1}, "runs": 2, "limit": 16}
+        ),
+        tmp_path / "c.pt",
+        out,
+        resume=True,
+        data_dir=tmp_path / "data",
+        device="cpu",
+    )
+    assert again["runs"]["accuracy"] == m["runs"]["accuracy"]  # resumed from runs.json
