@@ -57,16 +57,16 @@ class DemoSpec(Spec):
     encodings: list[str] = Field(
         default_factory=lambda: ["polarized", "offset", "differential"], description="Encodings simulated."
     )
-    ideal_limit: int | None = Field(None, ge=1, description="Test images of the ideal runs (null = all).")
+    ideal_limit: int | None = Field(2000, ge=1, description="Test images of the ideal runs (null = all).")
     narrow_adc_drop: int = Field(
         1, ge=0, description="Bits below lossless of the narrow-ADC runs (0 = none)."
     )
-    narrow_limit: int | None = Field(2000, ge=1, description="Test images of the narrow-ADC runs.")
+    narrow_limit: int | None = Field(500, ge=1, description="Test images of the narrow-ADC runs.")
     variation_sigma: float = Field(
         0.1, ge=0, description="Log-normal conductance variation sigma (0 = none)."
     )
-    variation_runs: int = Field(5, ge=1, description="Monte Carlo chips (the paper uses 50).")
-    variation_limit: int | None = Field(1000, ge=1, description="Test images per variation chip.")
+    variation_runs: int = Field(4, ge=1, description="Monte Carlo chips (the paper uses 50).")
+    variation_limit: int | None = Field(250, ge=1, description="Test images per variation chip.")
     archs: list[str] = Field(
         default_factory=lambda: ["isaac-opt", "prime", "forms-8"], description="Architectures estimated."
     )

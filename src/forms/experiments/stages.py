@@ -46,6 +46,9 @@ def run_once(out_dir: str | Path, run: Callable[[], dict[str, Any]], name: str =
 
 def train_stage(out_dir: str | Path, progress: bool = True, **spec: Any) -> dict[str, Any]:
     """Train a float model (:func:`forms.nn.train.train`), resuming an interrupted run; skip a done one."""
+    done = load_done(out_dir)
+    if done is not None:
+        return done
     from forms.nn.train import TrainSpec, train
 
     train_spec = TrainSpec.from_dict(spec, source="train stage")
@@ -54,6 +57,9 @@ def train_stage(out_dir: str | Path, progress: bool = True, **spec: Any) -> dict
 
 def compress_stage(checkpoint: str | Path, out_dir: str | Path, **spec: Any) -> dict[str, Any]:
     """ADMM-compress a float checkpoint (:func:`forms.compress.pipeline.compress`), resumable."""
+    done = load_done(out_dir)
+    if done is not None:
+        return done
     from forms.compress.pipeline import compress
     from forms.compress.spec import CompressSpec
 
@@ -68,6 +74,9 @@ def simulate_stage(
 
     Skipped when ``out_dir/metrics.json`` exists; an interrupted Monte Carlo run resumes its chips.
     """
+    done = load_done(out_dir)
+    if done is not None:
+        return done
     from forms.hw.sim_spec import SimSpec
     from forms.hw.simulate import simulate
 

@@ -36,6 +36,9 @@ ACCURACY_STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 """Accuracy rows before the hardware: label, short plot label, candidate summary paths (preferred first)."""
 
+CHARTED_BREAKDOWNS: tuple[str, ...] = ("area_mm2", "power_w", "energy_j")
+"""Breakdown quantities drawn as stacked bars (others, such as action counts, only as tables)."""
+
 MEAN_KEYS = ("accuracy_mean", "variation.accuracy_mean", "runs.accuracy_mean")
 STD_KEYS = ("accuracy_std", "variation.accuracy_std", "runs.accuracy_std")
 
@@ -88,9 +91,21 @@ def sim_runs(summary: Mapping[str, Any]) -> list[str]:
 def overview_section(summary: Mapping[str, Any], intro: Sequence[str] = ()) -> Section:
     """Title facts: what was run, when, where, and the headline parameters."""
     table = Table("overview", "Run", ["item", "value"])
-    for path in ("title", "meta.created", "meta.command", "meta.machine", "meta.wall_seconds"):
+    items: tuple[tuple[str, str, Fmt], ...] = (
+        ("title", "title", "text"),
+        ("meta.created", "created", "text"),
+        ("meta.command", "command", "text"),
+        ("meta.machine", "machine", "text"),
+        ("meta.wall_seconds", "wall time of this run (s)", "float"),
+    )
+    for path, name, fmt in items:
         if resolve(summary, path) is not MISSING:
-            table.add([label(path.split(".")[-1]), ref(summary, path, "text")])
+            table.add([label(name), ref(summary, path, fmt)])
+    for stage in summary.get("meta", {}).get("stage_seconds") or {}:
+        table.add([label(f"{stage} (s)"), ref(summary, join_path("meta.stage_seconds", stage), "float")])
+    reused = summary.get("meta", {}).get("reused_stages")
+    if reused:
+        table.add([label("stages reused from an earlier run"), Cell(", ".join(reused), None, "text")])
     return Section("overview", "Overview", paragraphs=list(intro), tables=[table])
 
 
@@ -245,8 +260,13 @@ def zero_skip_section(summary: Mapping[str, Any]) -> Section:
         ],
     )
     derived = summary.get("derived", {}).get("zero_skip", {})
-    ideal = [r for r in derived if resolve(summary, join_path("simulate", r, "setup", "mode")) == "ideal"]
-    runs = ideal or list(derived)
+
+    def setup(run: str, key: str) -> Any:
+        return resolve(summary, join_path("simulate", run, "setup", key))
+
+    ideal = [r for r in derived if setup(r, "mode") == "ideal"]
+    polarized = [r for r in ideal if setup(r, "encoding") == "polarized"]
+    runs = polarized or ideal or list(derived)
     figures: list[Figure] = []
     for run in runs:
         zs = join_path("simulate", run, "metrics", "zero_skip")
@@ -288,8 +308,8 @@ def zero_skip_section(summary: Mapping[str, Any]) -> Section:
         paragraphs=[
             "ADC conversions counted from the real activations, per sub-array of R rows: 'leading' skips "
             "the input-bit cycles above the longest input of the sub-array, 'bitplane' skips every bit "
-            "position at which all R inputs are zero. Zero-skipping depends on the inputs and R only, so "
-            "it is shown for the ideal runs."
+            "position at which all R inputs are zero. FORMS skips per fragment sub-array, so the counts "
+            "are shown for the ideal polarized run (its fragment size R)."
         ],
         tables=[table],
         figures=figures,
@@ -428,7 +448,7 @@ def breakdown_section(
             ]
             for comp in components
         }
-        if components:
+        if components and quantity in CHARTED_BREAKDOWNS:
             png = plots.stacked_bars(archs, series, quantity, f"{quantity} by component")
             section.figures.append(
                 Figure(
