@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from forms.errors import ConfigError, DataError
 from forms.nn import data as D
-from forms.nn.fetch import fetch
+from forms.nn.fetch import fetch, idx_files_present
 from nn_helpers import pattern_images, write_cifar, write_idx_dataset
 
 
@@ -31,6 +31,7 @@ def test_idx_round_trip(tmp_path_factory: pytest.TempPathFactory, array: np.ndar
     path = tmp_path_factory.mktemp("idx") / "a.idx"
     D.write_idx(array, path, compress=compress)
     back = D.read_idx(path)
+    assert D.idx_header(path) == (array.shape, True)
     assert back.shape == array.shape
     np.testing.assert_array_equal(back, array)
 
@@ -105,6 +106,18 @@ def test_corrupt_idx_file_is_named(tmp_path: Path, corrupt, message: str) -> Non
         D.load_dataset("fashion-mnist", "test", data_dir=tmp_path)
     assert str(victim) in str(info.value)
     assert "forms data fetch fashion-mnist" in str(info.value)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_fetch_refetches_truncated_files_judged_by_header(tmp_path: Path, gz: bool) -> None:
+    directory = write_idx_dataset(tmp_path / "mnist", 8, 8, gz=gz)
+    assert idx_files_present(directory) is not None
+    victim = directory / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
+    victim.write_bytes(victim.read_bytes()[:-5])
+    header = D.idx_header(victim)
+    assert header is None or header[1] is False
+    assert idx_files_present(directory) is None
+    assert D.idx_header(tmp_path / "missing") is None
 
 
 def test_label_count_mismatch_and_range(tmp_path: Path) -> None:

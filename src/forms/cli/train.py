@@ -6,11 +6,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
 from rich.console import Console
 
 from forms.cli.app import app
 from forms.config import load_yaml_mapping
+from forms.errors import ConfigError
 from forms.nn import distributed
 from forms.nn.train import TrainSpec, train
 
@@ -40,6 +42,7 @@ def train_cmd(
     optimizer: str | None = typer.Option(None, "--optimizer", help="sgd or adam."),
     schedule: str | None = typer.Option(None, "--schedule", help="onecycle, cosine or constant."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of weights, data order, augmentation."),
+    flip: bool | None = typer.Option(None, "--flip/--no-flip", help="Random horizontal flips."),
     pad_to: int | None = typer.Option(None, "--pad-to", help="Zero-pad images to this side (e.g. 32)."),
     channels: int | None = typer.Option(None, "--channels", help="Repeat grey images to N channels."),
     shift: int | None = typer.Option(None, "--shift", help="Random-shift augmentation, max pixels."),
@@ -48,11 +51,18 @@ def train_cmd(
     config: Path | None = typer.Option(None, "--config", help="YAML TrainSpec; options override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt if present."),
     nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torchrun)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="Torch CPU threads per process (default: torch's choice, the core count)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train a model; checkpoint every epoch; print the test accuracy."""
     if nproc > 1 and distributed.env_world_size() == 1:
         raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
     values: dict[str, Any] = load_yaml_mapping(config) if config is not None else {}
     overrides = {
         "model": model,
@@ -66,6 +76,7 @@ def train_cmd(
         "pad_to": pad_to,
         "channels": channels,
         "shift": shift,
+        "flip": flip,
         "data_dir": data_dir,
         "device": device,
     }

@@ -153,6 +153,37 @@ def read_idx(path: str | Path, hint: str = "") -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+def idx_header(path: str | Path) -> tuple[tuple[int, ...], bool] | None:
+    """Cheap check of an IDX file without reading its data: (shape, size matches header), or None.
+
+    Reads only the header (for gzip, the first block and the ISIZE trailer, i.e. the uncompressed
+    size mod 2^32). None when the file is missing or its header does not parse.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        opener = gzip.open if gz else open
+        with opener(p, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in IDX_DTYPES:
+                return None
+            dims = fh.read(4 * head[3])
+        if gz:
+            with p.open("rb") as fh:
+                fh.seek(-4, os.SEEK_END)
+                size = int.from_bytes(fh.read(4), "little")
+        else:
+            size = p.stat().st_size
+    except (OSError, EOFError):
+        return None
+    if len(dims) < 4 * head[3]:
+        return None
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(head[3]))
+    expected = 4 + len(dims) + int(np.prod(shape, dtype=np.int64)) * IDX_DTYPES[head[2]].itemsize
+    return shape, size == (expected % 2**32 if gz else expected)
+
+
 def write_idx(array: np.ndarray, path: str | Path, compress: bool = False) -> None:
     """Write ``array`` as an IDX file (gzip-compressed when ``compress``); inverse of :func:`read_idx`."""
     codes = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}

