@@ -17,20 +17,6 @@ from forms.nn import distributed
 from forms.nn.train import TrainSpec, train
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
-    """``argv`` with any ``--nproc N`` / ``--nproc=N`` removed (the torchrun children must not relaunch)."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
-
-
 @app.command("train")
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoint.pt, metrics.json)."),
@@ -58,7 +44,7 @@ def train_cmd(
 ) -> None:
     """Train a model; checkpoint every epoch; print the test accuracy."""
     if nproc > 1 and distributed.env_world_size() == 1:
-        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {threads}")

@@ -17,12 +17,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from forms.errors import ConfigError
+from forms.nn.loader import EpochLoader
 
 
 def env_world_size() -> int:
@@ -102,6 +105,25 @@ def unwrap(model: nn.Module) -> nn.Module:
 def shard_indices(indices: torch.Tensor, rank_: int, world: int) -> torch.Tensor:
     """Rank ``rank_``'s share of ``indices``: every ``world``-th element starting at ``rank_``."""
     return indices[rank_::world]
+
+
+def strip_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``--nproc N`` / ``--nproc=N``, for the torchrun children (so they do not relaunch)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def sharded_loader(dataset: TensorDataset, batch_size: int, seed: int = 0, **kwargs: Any) -> EpochLoader:
+    """An :class:`EpochLoader` over this process's share of each global batch (rank/world from torchrun)."""
+    return EpochLoader(dataset, batch_size, seed=seed, rank=rank(), world_size=world_size(), **kwargs)
 
 
 def cleanup() -> None:
