@@ -30,7 +30,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 demo: install data
-	$(FORMS) train --model lenet5 --dataset mnist --epochs 10 --out runs/lenet5
+	$(FORMS) demo --out $(OUT)
 
 test: install data system-deps
 	$(PY) -m pytest
