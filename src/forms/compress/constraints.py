@@ -1,0 +1,81 @@
+"""From a model and a :class:`CompressSpec` to per-layer constraints, and model-wide projection."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from forms.compress.projections import LayerConstraint, Projection, global_prune_masks, group_block, project
+from forms.compress.spec import CompressSpec
+from forms.geometry import layer_geometry, mapped_layers, weight_to_matrix
+
+
+def layer_constraints(model: nn.Module, spec: CompressSpec) -> list[LayerConstraint]:
+    """One :class:`LayerConstraint` per mapped layer of ``model``, in module order.
+
+    Raises :class:`forms.errors.UnsupportedLayerError` for a model without Conv2d/Linear layers.
+    """
+    layers = mapped_layers(model)
+    last = len(layers) - 1
+    constraints = []
+    for i, (name, module) in enumerate(layers):
+        geo = layer_geometry(name, module)
+        polarized = spec.polarize.enabled and (
+            (i != 0 or spec.polarize.first_layer) and (i != last or spec.polarize.last_layer)
+        )
+        prunable = (i != 0 or spec.prune.first_layer) and (i != last or spec.prune.last_layer)
+        ratio = spec.prune.layer_ratios.get(name, spec.prune.ratio) if prunable else 0.0
+        constraints.append(
+            LayerConstraint(
+                name=name,
+                weight_shape=geo.weight_shape,
+                groups=geo.groups,
+                weight_bits=spec.quant.weight_bits,
+                fragment_size=spec.crossbar.fragment_size if polarized else None,
+                scale_mode=spec.quant.scale,
+                scale_method=spec.quant.scale_method,
+                scale_iterations=spec.quant.scale_iterations,
+                prune_ratio=ratio,
+                prune_granularity=spec.prune.granularity,
+                prune_block=group_block(
+                    spec.prune.granularity, geo.weight_shape, geo.groups, spec.crossbar.fragment_size
+                ),
+            )
+        )
+    unknown = set(spec.prune.layer_ratios) - {c.name for c in constraints}
+    if unknown:
+        from forms.errors import ConfigError
+
+        raise ConfigError(
+            f"prune.layer_ratios names layers the model does not have: {sorted(unknown)}; "
+            f"mapped layers are {[c.name for c in constraints]}"
+        )
+    return constraints
+
+
+def project_all(
+    matrices: dict[str, Tensor],
+    constraints: list[LayerConstraint],
+    spec: CompressSpec,
+    keeps: dict[str, Tensor] | None = None,
+) -> dict[str, Projection]:
+    """Project every layer's matrices; a global pruning ratio ranks groups across layers first."""
+    if keeps is None and spec.prune.scope == "global" and spec.prune.ratio > 0:
+        prunable = [c for c in constraints if c.prune_ratio > 0]
+        keeps = global_prune_masks(
+            {c.name: matrices[c.name] for c in prunable},
+            spec.prune.ratio,
+            spec.prune.granularity,
+            {c.name: c.prune_block for c in prunable},
+        )
+    keeps = keeps or {}
+    return {c.name: project(matrices[c.name], c, keeps.get(c.name)) for c in constraints}
+
+
+def model_matrices(model: nn.Module, constraints: list[LayerConstraint]) -> dict[str, Tensor]:
+    """Detached crossbar matrices of the constrained layers."""
+    out = {}
+    for c in constraints:
+        weight = model.get_submodule(c.name).weight
+        assert isinstance(weight, Tensor)
+        out[c.name] = weight_to_matrix(weight.detach().cpu(), c.groups)
+    return out

@@ -1,0 +1,111 @@
+"""Crossbar counts of a compressed model and the reduction factors compression buys.
+
+Counts use :func:`forms.geometry.crossbar_count`, the same function the mapping and cost model use.
+The chain of factors follows the FORMS paper's accounting (Yuan et al., ISCA 2021, Sec. 6):
+
+- ``dense_32bit``: the uncompressed layers as 32-bit fixed-point magnitudes on the DIFFERENTIAL
+  encoding (PRIME-style, two crossbar sets). The paper's 2x polarization factor is measured against
+  such a two-crossbar signed design, so both baselines use it.
+- ``pruned_32bit``: the same after removing the all-zero columns and all-zero rows of each matrix
+  (pruned filters, input channels; a fragment-pruned block only counts when its whole row is zero).
+  Zero columns of one layer are not propagated to the next layer's rows.
+- ``final``: the pruned, ``weight_bits``-bit integers under each encoding.
+
+factors: pruning = dense_32bit / pruned_32bit, quantization = pruned_32bit / final.differential,
+polarization = final.differential / final.polarized, total = dense_32bit / final.polarized; their
+product is the total by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from forms.config import CrossbarSpec
+from forms.geometry import ENCODINGS, crossbar_count
+
+BASELINE_BITS = 32
+"""Magnitude bits of the uncompressed baseline (a 32-bit weight)."""
+BASELINE_ENCODING = "differential"
+"""Sign encoding of both uncompressed baselines (see module docstring)."""
+
+
+def _count(rows: int, cols: int, groups: int, encoding: str, bits: int, xbar: CrossbarSpec) -> int:
+    return crossbar_count(rows, cols, groups, encoding, bits, xbar.rows, xbar.cols, xbar.cell_bits)
+
+
+def compact_shapes(weight_int: Tensor) -> list[tuple[int, int]]:
+    """(rows, cols) per group after dropping all-zero rows and all-zero columns."""
+    nz = weight_int != 0
+    return [(int(g.any(dim=1).sum()), int(g.any(dim=0).sum())) for g in nz]
+
+
+def crossbar_report(layers: dict[str, Tensor], weight_bits: int, crossbar: CrossbarSpec) -> dict[str, Any]:
+    """Crossbar counts and factors of integer matrices ``{name: (groups, rows, cols)}``."""
+    per_layer = []
+    dense = pruned = 0
+    final = dict.fromkeys(ENCODINGS, 0)
+    for name, w in layers.items():
+        groups, rows, cols = w.shape
+        shapes = compact_shapes(w)
+        d = _count(rows, cols, groups, BASELINE_ENCODING, BASELINE_BITS, crossbar)
+        p = sum(_count(r, c, 1, BASELINE_ENCODING, BASELINE_BITS, crossbar) for r, c in shapes)
+        f = {e: sum(_count(r, c, 1, e, weight_bits, crossbar) for r, c in shapes) for e in ENCODINGS}
+        dense += d
+        pruned += p
+        for e in ENCODINGS:
+            final[e] += f[e]
+        per_layer.append(
+            {
+                "name": name,
+                "groups": groups,
+                "rows": rows,
+                "cols": cols,
+                "kept_rows": [r for r, _ in shapes],
+                "kept_cols": [c for _, c in shapes],
+                "dense_32bit": d,
+                "pruned_32bit": p,
+                "final": f,
+            }
+        )
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("inf") if a else 1.0
+
+    return {
+        "baseline": f"{BASELINE_BITS}-bit magnitudes, {BASELINE_ENCODING} encoding (two crossbar sets)",
+        "crossbar": {"rows": crossbar.rows, "cols": crossbar.cols, "cell_bits": crossbar.cell_bits},
+        "dense_32bit": dense,
+        "pruned_32bit": pruned,
+        "final": final,
+        "factors": {
+            "pruning": ratio(dense, pruned),
+            "quantization": ratio(pruned, final["differential"]),
+            "polarization": ratio(final["differential"], final["polarized"]),
+            "total": ratio(dense, final["polarized"]),
+        },
+        "layers": per_layer,
+    }
+
+
+def sparsity(layers: dict[str, Tensor]) -> float:
+    """Fraction of zero weights over all mapped layers."""
+    total = sum(w.numel() for w in layers.values())
+    zeros = sum(int((w == 0).sum()) for w in layers.values())
+    return zeros / total if total else 0.0
+
+
+def fragment_totals(layers: dict[str, Tensor], fragment_sizes: dict[str, int]) -> tuple[int, int]:
+    """(fragments, mixed-sign fragments) over all layers, each with its own R."""
+    from forms.geometry import fragment_signs, num_row_fragments
+
+    total = mixed = 0
+    for name, w in layers.items():
+        r = fragment_sizes[name]
+        total += w.shape[0] * num_row_fragments(w.shape[1], r) * w.shape[2]
+        mixed += int(fragment_signs(w, r).mixed.sum())
+    return total, mixed
+
+
+__all__ = ["crossbar_report", "fragment_totals", "sparsity"]

@@ -1,0 +1,156 @@
+"""Typed specification of a compression run: constraints (polarize, quantize, prune) and schedule.
+
+Every field is validated on load; impossible combinations (R not dividing the crossbar rows,
+bits out of range, a pruning ratio outside [0, 1)) are refused here, before any file is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from forms.config import CrossbarSpec, Spec
+
+MAX_WEIGHT_BITS = 16
+"""Widest integer weight we accept: 16 magnitude bits (ISAAC's 16-bit fixed-point weights,
+Shafiee et al., ISCA 2016, Sec. 3)."""
+
+PRUNE_GRANULARITIES = ("filter", "channel", "fragment")
+"""filter: a whole output channel (a crossbar column); channel: a whole input channel (kh*kw crossbar
+rows, or one row of a Linear layer); fragment: R consecutive rows of one column (one sign fragment)."""
+
+
+class QuantSpec(Spec):
+    """Symmetric uniform quantization of every mapped layer to signed integers."""
+
+    weight_bits: int = Field(
+        8, ge=1, le=MAX_WEIGHT_BITS, description="Magnitude bits b: integers satisfy |q| <= 2^b - 1."
+    )
+    scale: Literal["channel", "layer"] = Field(
+        "channel",
+        description="One step size per output channel (crossbar column; digital per-column scaling "
+        "after the ADC) or one per layer.",
+    )
+    scale_method: Literal["lsq", "maxabs"] = Field(
+        "lsq",
+        description="How the step size is chosen: 'maxabs' maps the largest |w| to 2^b - 1; 'lsq' starts "
+        "there and alternates nearest-integer rounding with the least-squares step (error never grows).",
+    )
+    scale_iterations: int = Field(
+        8, ge=0, le=100, description="Alternations of the 'lsq' step-size search (0 = max-abs)."
+    )
+
+
+class PolarizeSpec(Spec):
+    """Fragment polarization: every fragment of R rows of one crossbar column is >= 0 or <= 0."""
+
+    enabled: bool = Field(True, description="Enforce single-signed fragments (FORMS).")
+    first_layer: bool = Field(
+        True,
+        description="Polarize the first mapped layer too. FORMS maps every layer on crossbars, so the "
+        "default polarizes all; set false to keep it mixed-sign (its IntegerLayer then has R = 1).",
+    )
+    last_layer: bool = Field(True, description="Polarize the last mapped layer too (see first_layer).")
+
+
+class PruneSpec(Spec):
+    """Structured pruning at crossbar-friendly granularity."""
+
+    ratio: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Fraction of groups (filters/channels/fragments) set to zero."
+    )
+    granularity: Literal["filter", "channel", "fragment"] = Field(
+        "filter", description="What is removed as a unit: " + "; ".join(PRUNE_GRANULARITIES) + "."
+    )
+    scope: Literal["layer", "global"] = Field(
+        "layer",
+        description="'layer': the ratio applies to each layer (exact Euclidean projection per layer); "
+        "'global': groups of all layers are ranked together by RMS relative to their layer's RMS.",
+    )
+    layer_ratios: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-layer ratio overrides by qualified module name ('layer' scope).",
+    )
+    first_layer: bool = Field(
+        True,
+        description="Prune the first mapped layer (its input channels are the image channels, which "
+        "channel pruning never removes entirely: at least one group of every layer is kept).",
+    )
+    last_layer: bool = Field(
+        False, description="Prune the last mapped layer (its outputs are the class logits)."
+    )
+
+    @field_validator("layer_ratios")
+    @classmethod
+    def _ratios_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, ratio in value.items():
+            if not 0.0 <= ratio < 1.0:
+                raise ValueError(f"ratio of layer '{name}' must lie in [0, 1), got {ratio}")
+        return value
+
+    @property
+    def active(self) -> bool:
+        """Whether any layer is pruned."""
+        return self.ratio > 0 or any(r > 0 for r in self.layer_ratios.values())
+
+
+class ScheduleSpec(Spec):
+    """ADMM and masked-retraining schedule."""
+
+    admm_rounds: int = Field(
+        6, ge=0, le=1000, description="ADMM rounds (each: W-step epochs, Z and U steps)."
+    )
+    round_epochs: int = Field(1, ge=1, le=1000, description="W-step training epochs per ADMM round.")
+    retrain_epochs: int = Field(
+        4, ge=0, le=1000, description="Masked retraining epochs after hard projection."
+    )
+    rho: float = Field(0.01, gt=0, description="Initial ADMM penalty rho.")
+    rho_growth: float = Field(1.5, ge=1.0, description="rho is multiplied by this after every round.")
+    rho_max: float = Field(10.0, gt=0, description="Cap of rho.")
+    optimizer: Literal["sgd", "adam"] = Field("adam", description="Optimizer of the W-step and retraining.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate of the ADMM W-step (constant within ADMM).")
+    retrain_lr: float = Field(
+        5e-4, gt=0, description="Initial learning rate of retraining; cosine-decayed to 0 over its epochs."
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay of both phases.")
+    batch_size: int = Field(128, ge=1, le=65536, description="Training mini-batch size.")
+    eval_batch_size: int = Field(1000, ge=1, description="Evaluation batch size.")
+    bn_recalibration_batches: int = Field(
+        50,
+        ge=0,
+        description="Training batches used to re-estimate BatchNorm statistics after hard projection "
+        "(0 = keep the running statistics).",
+    )
+
+
+class CompressSpec(Spec):
+    """A whole compression run: crossbar geometry, constraints and schedule."""
+
+    crossbar: CrossbarSpec = Field(
+        default_factory=CrossbarSpec,  # type: ignore[arg-type]
+        description="Crossbar geometry; fragment_size is R of the polarization constraint.",
+    )
+    quant: QuantSpec = Field(default_factory=QuantSpec, description="Weight quantization.")  # type: ignore[arg-type]
+    polarize: PolarizeSpec = Field(default_factory=PolarizeSpec, description="Fragment polarization.")  # type: ignore[arg-type]
+    prune: PruneSpec = Field(default_factory=PruneSpec, description="Structured pruning.")  # type: ignore[arg-type]
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="ADMM/retraining schedule.")  # type: ignore[arg-type]
+    seed: int = Field(0, ge=0, description="Seed of data order and every other random choice.")
+    data_dir: str | None = Field(None, description="Data root (default: $FORMS_DATA or ~/.cache/forms/data).")
+    train_subset: int | None = Field(None, ge=1, description="Use only the first N training images.")
+    test_subset: int | None = Field(None, ge=1, description="Use only the first N test images.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> CompressSpec:
+        """Apply dotted-key overrides (``{"crossbar.fragment_size": 16}``), validating the result."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            node = data
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        return CompressSpec.from_dict(data, source="command-line options")

@@ -1,0 +1,219 @@
+"""ADMM steps, masked retraining with parametrizations, baking, and the resumable pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from compress_helpers import make_float_checkpoint, tiny_spec
+from forms.compress import pipeline
+from forms.compress.admm import grow_rho, init_state, penalty_fn, projected_weights, zu_step
+from forms.compress.constraints import layer_constraints
+from forms.compress.retrain import attach, bake, load_projected
+from forms.compress.spec import CompressSpec
+from forms.errors import CheckpointError, ConfigError, UnsupportedLayerError
+from forms.geometry import weight_to_matrix
+from forms.intweights import integer_layers_from_checkpoint
+from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 5)
+    )
+
+
+@pytest.fixture(scope="module")
+def float_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_float_checkpoint(tmp_path_factory.mktemp("admm"))
+
+
+def test_zu_step_identities_and_rho_rescaling() -> None:
+    model = small_net()
+    spec = CompressSpec.from_dict(
+        {"crossbar": {"fragment_size": 2}, "schedule": {"rho": 0.1, "rho_max": 0.15}}
+    )
+    cons = layer_constraints(model, spec)
+    state = init_state(model, cons, spec)
+    w = {c.name: model.get_submodule(c.name).weight.detach().clone() for c in cons}
+    assert all(torch.equal(state.U[n], torch.zeros_like(w[n])) for n in w)  # warm start: U = 0, Z = proj(W)
+    z_expected, _ = projected_weights(model, cons, spec, offsets=state.U)
+    u_before = {n: u.clone() for n, u in state.U.items()}
+    residuals = zu_step(model, cons, spec, state)
+    for n in w:
+        assert torch.equal(state.Z[n], z_expected[n])
+        torch.testing.assert_close(state.U[n], u_before[n] + w[n] - state.Z[n])
+        assert residuals[n] == pytest.approx(float((w[n] - state.Z[n]).norm() / w[n].norm()))
+    dual = {n: state.rho * u for n, u in state.U.items()}
+    grow_rho(state, spec)
+    assert state.rho == pytest.approx(0.15)  # 0.1 * 1.5 = 0.15, the cap
+    for n in dual:
+        torch.testing.assert_close(state.rho * state.U[n], dual[n])  # unscaled dual unchanged
+    grow_rho(state, spec)
+    assert state.rho == pytest.approx(0.15)
+
+
+def test_penalty_matches_its_formula_and_gradient() -> None:
+    model = small_net()
+    spec = CompressSpec.from_dict({"crossbar": {"fragment_size": 2}, "schedule": {"rho": 0.3}})
+    cons = layer_constraints(model, spec)
+    state = init_state(model, cons, spec)
+    state.U = {n: torch.randn_like(z) for n, z in state.Z.items()}
+    loss = penalty_fn(state, torch.device("cpu"))(model)
+    expected = sum(
+        0.15 * (model.get_submodule(n).weight - state.Z[n] + state.U[n]).square().sum() for n in state.Z
+    )
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    for n in state.Z:
+        w = model.get_submodule(n).weight
+        torch.testing.assert_close(w.grad, 0.3 * (w.detach() - state.Z[n] + state.U[n]))
+
+
+def test_admm_w_step_drives_residual_down() -> None:
+    torch.manual_seed(1)
+    model = small_net()
+    x, y = torch.randn(64, 2, 6, 6), torch.randint(0, 5, (64,))
+    spec = CompressSpec.from_dict({"crossbar": {"fragment_size": 4}, "quant": {"weight_bits": 3}})
+    cons = layer_constraints(model, spec)
+    state = init_state(model, cons, spec)
+    state.rho = 1.0
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    history = []
+    for _ in range(4):
+        extra = penalty_fn(state, torch.device("cpu"))
+        for _ in range(8):
+            loss = nn.functional.cross_entropy(model(x), y) + extra(model)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        history.append(max(zu_step(model, cons, spec, state).values()))
+        grow_rho(state, spec)
+    assert history[-1] < 0.75 * history[0]
+
+
+def test_parametrized_retraining_keeps_types_constraints_and_bakes_exactly() -> None:
+    model = small_net()
+    spec = CompressSpec.from_dict(
+        {
+            "crossbar": {"fragment_size": 4},
+            "quant": {"weight_bits": 4},
+            "prune": {"ratio": 0.25, "last_layer": True},
+        }
+    )
+    cons = layer_constraints(model, spec)
+    _, proj = projected_weights(model, cons, spec)
+    load_projected(model, cons, proj)
+    attach(model, cons, proj)
+    assert isinstance(model[0], nn.Conv2d) and parametrize.is_parametrized(model[0], "weight")
+    # the parametrized weight equals the projection right after attaching (latent = projected)
+    for c in cons:
+        weight = model.get_submodule(c.name).weight.detach()
+        torch.testing.assert_close(weight_to_matrix(weight, c.groups), proj[c.name].matrix)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(32, 2, 6, 6), torch.randint(0, 5, (32,))
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        latent = model[0].parametrizations["weight"].original
+        assert latent.grad is not None and float(latent.grad.abs().sum()) > 0  # STE lets gradients through
+        opt.step()
+    out_param = model(x).detach()
+    layers = bake(model, cons)
+    assert not parametrize.is_parametrized(model[0])
+    torch.testing.assert_close(model(x).detach(), out_param)
+    for layer, c in zip(layers, cons, strict=True):
+        weight = model.get_submodule(c.name).weight.detach()
+        assert torch.equal(weight, layer.dequantized_weight())
+        assert layer.mixed_sign_fragments() == 0
+        assert int(layer.weight_int.abs().max()) <= 15
+        assert torch.all(layer.weight_int[~proj[c.name].keep] == 0)  # pruned zeros stayed zero
+        # no entry crossed to the other side of its fragment's sign chosen at the projection
+        signs = proj[c.name].signs
+        assert signs is not None and bool(torch.all(layer.weight_int * signs >= 0))
+
+
+def test_first_and_last_layer_options() -> None:
+    model = small_net()
+    spec = CompressSpec.from_dict({"polarize": {"first_layer": False}})
+    cons = layer_constraints(model, spec)
+    assert cons[0].fragment_size is None and cons[0].integer_fragment_size == 1
+    assert cons[1].fragment_size == 8
+    prune = CompressSpec.from_dict({"prune": {"ratio": 0.5}})
+    c2 = layer_constraints(model, prune)
+    assert c2[0].prune_ratio == 0.5 and c2[-1].prune_ratio == 0.0  # logits are not pruned by default
+
+
+def test_model_without_mapped_layers_is_refused() -> None:
+    with pytest.raises(UnsupportedLayerError, match="no layer to map"):
+        layer_constraints(nn.Sequential(nn.ReLU()), CompressSpec())
+
+
+def test_unknown_layer_ratio_is_refused() -> None:
+    with pytest.raises(ConfigError, match="does not have"):
+        layer_constraints(small_net(), CompressSpec.from_dict({"prune": {"layer_ratios": {"nope": 0.5}}}))
+
+
+def test_pipeline_end_to_end_and_resume_is_bit_identical(
+    float_ckpt: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt, data_dir = float_ckpt
+    spec = tiny_spec(data_dir, prune={"ratio": 0.5})
+    full = pipeline.compress(spec, ckpt, tmp_path / "full", progress=False)
+    assert full["fragments_mixed_sign"] == 0 and full["fragments_total"] > 0
+    f = full["crossbars"]["factors"]
+    assert f["pruning"] * f["quantization"] * f["polarization"] == pytest.approx(f["total"])
+    assert len(full["admm"]["history"]) == 2
+    assert set(full["admm"]["history"][0]["residuals"]) == {c["name"] for c in full["layers"]}
+    written = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert written["accuracy_after"] == full["accuracy_after"]
+    saved = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    assert saved["stage"] == "compressed" and "Z" in saved["admm"]
+    model = model_from_checkpoint(saved)
+    for layer in integer_layers_from_checkpoint(saved):
+        assert torch.equal(model.get_submodule(layer.name).weight.detach(), layer.dequantized_weight())
+    assert not (tmp_path / "full" / pipeline.STATE_NAME).exists()
+
+    # interrupt during ADMM round 2, then during retraining; each resume reaches identical weights
+    calls = {"n": 0}
+    real_zu = pipeline.zu_step
+
+    def failing_zu(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_zu(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "zu_step", failing_zu)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.compress(spec, ckpt, tmp_path / "cut", progress=False)
+    assert (tmp_path / "cut" / pipeline.STATE_NAME).is_file()
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+    with pytest.raises(ConfigError, match="--resume"):
+        pipeline.compress(spec, ckpt, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(pipeline, "zu_step", real_zu)
+    with pytest.raises(ConfigError, match="settings differ"):
+        pipeline.compress(spec.replace(seed=5), ckpt, tmp_path / "cut", resume=True, progress=False)
+    resumed = pipeline.compress(spec, ckpt, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["accuracy_after"] == full["accuracy_after"]
+    a = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state_dict"]
+    for key, value in saved["state_dict"].items():
+        assert torch.equal(a[key], value), key
+    again = pipeline.compress(spec, ckpt, tmp_path / "cut", resume=True, progress=False)  # finished: reused
+    assert again["accuracy_after"] == resumed["accuracy_after"]
+
+
+def test_compressed_checkpoint_is_refused_as_input(float_ckpt: tuple[Path, Path], tmp_path: Path) -> None:
+    ckpt, data_dir = float_ckpt
+    spec = tiny_spec(data_dir, schedule={"admm_rounds": 0, "retrain_epochs": 0})
+    pipeline.compress(spec, ckpt, tmp_path / "a", progress=False)
+    with pytest.raises(CheckpointError, match="compressed"):
+        pipeline.compress(spec, tmp_path / "a" / "checkpoint.pt", tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()
