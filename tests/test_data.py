@@ -171,6 +171,7 @@ def test_fetch_is_a_noop_when_files_are_present(tmp_path: Path) -> None:
 REAL = D.default_data_root()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REAL / "mnist").is_dir(), reason="real MNIST not fetched (make data)")
 @pytest.mark.parametrize("name, count", [("mnist", 60000), ("fashion-mnist", 60000)])
 def test_real_data_statistics_match_the_constants(name: str, count: int) -> None:
