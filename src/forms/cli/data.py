@@ -26,6 +26,7 @@ def fetch_cmd(
     """Fetch datasets into the data root; a quick no-op for those already there."""
     console = Console()
     for name in names:
-        result = fetch(name, data_dir)
+        with Console(stderr=True).status(f"{name}: checking, fetching what is missing"):
+            result = fetch(name, data_dir)
         state = f"fetched from {result.source}" if result.fetched else "already present"
         console.print(f"{name}: {state} in {result.directory}", highlight=False)
