@@ -257,3 +257,18 @@ def test_bad_widths_are_refused(weight_bits: int, cell_bits: int, encoding: str)
 def test_adc_needs_a_bit() -> None:
     with pytest.raises(ValueError, match="at least 1 bit"):
         Adc(0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(8, 40), signed=st.booleans())
+def test_compacted_risky_columns_match_direct_computation(seed: int, rows: int, signed: bool) -> None:
+    # small weights everywhere except one column: only that column's fragments can overflow a 4-bit ADC
+    r, wb, cb, bits, adc_bits = 8, 6, 2, 6, 4
+    w = random_case(seed, 2, rows, 6, wb, r, True)
+    w = torch.where(torch.arange(6) == 2, w.sign() * 63, w.clamp(-1, 1))
+    x = random_codes(seed, 4, 2, rows, bits, signed)
+    arr = make_array(w, "polarized", wb, cb, 16, r, bits, signed, adc_bits=adc_bits)
+    assert arr.risky_count > 0 and not arr.dense
+    want, clipped = direct_polarized(x, w, wb, cb, r, bits, signed, adc_bits)
+    assert torch.equal(arr(x), want)
+    assert arr.stats.clipped == clipped

@@ -73,14 +73,30 @@ class LayerStats:
 
 
 class CrossbarArray(nn.Module):
-    """One layer's encoded weights on (simulated) crossbars, with its ADC, DAC plan and devices."""
+    """One layer's encoded weights on (simulated) crossbars, with its ADC, DAC plan and devices.
+
+    After programming, the physical columns are split in two. A column is *exact* when its
+    conversions provably equal its integer partial sums: integral cell levels (no variation), no read
+    noise, ADC step 1, and its level sum times the largest DAC digit fits the ADC. Exact columns (and
+    the offset encoding's bias removal, which is linear) fold into one integer matrix computed with a
+    single GEMM. The other, *risky* columns go through the bit-level engine: all of them in the dense
+    layout when every column is risky (noise, variation, or ``force_bit_level``), else a compacted
+    (row group, risky column) layout padded to the largest risky count, scattered back to the output
+    columns after the shift-and-add.
+    """
 
     weight_int: Tensor
     ideal_cells: Tensor
     multiplier: Tensor
-    flip_correction: Tensor
+    flip_weight: Tensor
     cells: Tensor
     conductance_sq: Tensor
+    exact_weight: Tensor
+    risky_cells: Tensor
+    risky_conductance_sq: Tensor
+    risky_multiplier: Tensor
+    risky_columns: Tensor
+    risky_flip_correction: Tensor
 
     def __init__(
         self,
@@ -102,18 +118,25 @@ class CrossbarArray(nn.Module):
         self.chunk_elements = chunk_elements
         self.force_bit_level = force_bit_level
         self.stats = LayerStats()
-        g, _, _, c, q = encoded.cells.shape
+        g, f, _, c, q = encoded.cells.shape
         self.register_buffer("weight_int", weight_int.to(torch.int64))
         self.register_buffer("ideal_cells", encoded.cells.clone())
         # Engine layout: physical columns ordered (slice/set, weight column), so the shift-and-add
         # reduces over outer dimensions (contiguous inner runs of C columns).
         self.register_buffer("multiplier", encoded.multiplier.permute(0, 1, 3, 2).contiguous())
-        self.register_buffer(
-            "flip_correction",
-            encoded.flip_correction.clone() if encoded.flip_correction is not None else torch.zeros(0),
+        flip = (
+            encoded.flipped.permute(0, 1, 3, 2).to(torch.float64)
+            if encoded.flipped is not None
+            else torch.zeros(g, f, q, c, dtype=torch.float64)
         )
+        # M * 2^(k*cell_bits) for a flipped column, 0 otherwise: its coefficient on U (encodings.py).
+        self.register_buffer("flip_weight", flip * encoded.cell_max * self.multiplier.abs())
         self.register_buffer("cells", self._engine_layout(encoded.cells.to(torch.float32)))
         self.register_buffer("conductance_sq", torch.zeros(0))
+        for name in ("exact_weight", "risky_cells", "risky_conductance_sq", "risky_multiplier"):
+            self.register_buffer(name, torch.zeros(0))
+        self.register_buffer("risky_columns", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("risky_flip_correction", torch.zeros(0))
         self.integral = True
         self.generator: torch.Generator | None = None
         col_sum_max = int(encoded.cells.sum(2).max()) if encoded.cells.numel() else 0
@@ -122,11 +145,14 @@ class CrossbarArray(nn.Module):
         self.stats.columns = g * c * q
         self.max_code = 1 << plan.bits
         """Bound on |code| of this layer's inputs."""
+        self.risky_count = 0
+        self.dense = False
+        self._split_columns()
 
     @property
     def lossless(self) -> bool:
-        """True when ideal cells make every conversion exact (so the fast path is the hardware)."""
-        return self.devices.ideal and self.adc.is_lossless_for(self.max_partial)
+        """True when every conversion of this chip is exact (so one integer GEMM is the hardware)."""
+        return self.risky_count == 0
 
     def program(self, seed: int | None) -> None:
         """Program a fresh chip: faults and variation drawn with ``seed`` (ideal when devices are ideal)."""
@@ -145,12 +171,51 @@ class CrossbarArray(nn.Module):
             else torch.zeros(0, device=device)
         )
         self.integral = prog.integral
+        self._split_columns()
 
     @staticmethod
     def _engine_layout(cells: Tensor) -> Tensor:
         """(G, F, Rg, C, Q) -> (G*F, Rg, Q*C) for the batched GEMM."""
         g, f, rg, c, q = cells.shape
         return cells.permute(0, 1, 2, 4, 3).reshape(g * f, rg, q * c).contiguous()
+
+    def _split_columns(self) -> None:
+        """Fold exact columns into ``exact_weight``; lay the risky ones out for the bit-level engine."""
+        enc = self.encoded
+        g, f, rg, c, q = enc.cells.shape
+        levels = self.cells.view(g, f, rg, q, c)
+        noisy = self.devices.read_noise > 0 or not self.integral or self.adc.step != 1.0
+        if noisy or self.force_bit_level:
+            risky = torch.ones(g, f, q, c, dtype=torch.bool, device=levels.device)
+        else:
+            risky = levels.sum(2) * self.plan.max_digit > self.adc.max_code
+            most = int(risky.reshape(g, f, q * c).sum(-1).max()) if risky.numel() else 0
+            if 2 * most > q * c:  # compacting would save little: run every column densely
+                risky = torch.ones_like(risky)
+        safe = (~risky).to(torch.float64)
+        contrib = (levels.to(torch.float64) * (self.multiplier * safe).unsqueeze(2)).sum(3)  # (G,F,Rg,C)
+        contrib = contrib + (self.flip_weight * safe).sum(2).unsqueeze(2)
+        exact = contrib.reshape(g, f * rg, c)[:, : enc.rows] + enc.input_sum_coefficient
+        self.exact_weight = exact
+        per_group = risky.reshape(g, f, q * c).sum(-1)
+        self.risky_count = int(per_group.max()) if per_group.numel() else 0
+        self.dense = self.risky_count == q * c
+        self.risky_flip_correction = (self.flip_weight * risky).sum(2)  # (G, F, C)
+        if self.risky_count == 0 or self.dense:
+            return
+        k = self.risky_count
+        flat = risky.reshape(g * f, q * c)
+        # risky columns first (stable), then padding columns whose multiplier is zeroed
+        order = torch.argsort((~flat).to(torch.int8), dim=-1, stable=True)[:, :k]
+        valid = torch.gather(flat, 1, order)
+        self.risky_cells = torch.gather(self.cells, 2, order.unsqueeze(1).expand(g * f, rg, k)).contiguous()
+        if self.conductance_sq.numel():
+            self.risky_conductance_sq = torch.gather(
+                self.conductance_sq, 2, order.unsqueeze(1).expand(g * f, rg, k)
+            ).contiguous()
+        mult = torch.gather(self.multiplier.reshape(g * f, q * c), 1, order) * valid
+        self.risky_multiplier = mult.reshape(g, f, k)
+        self.risky_columns = (order % c).reshape(g, f, k)
 
     def reset_stats(self) -> None:
         """Zero the counters (columns are kept)."""
@@ -165,18 +230,24 @@ class CrossbarArray(nn.Module):
             self.stats.conversions += (
                 self.plan.steps * v * enc.groups * enc.row_groups * (enc.columns * enc.physical_columns)
             )
-        if self.lossless and not self.force_bit_level:
+        if self.lossless:
             self.stats.fast_calls += 1
-            return integer_matmul(codes, self.weight_int, self.max_code)
+            return integer_matmul(codes, self.exact_weight, self.max_code)
         self.stats.bit_level_calls += 1
-        per_vector = self.plan.steps * enc.groups * enc.row_groups * enc.columns * enc.physical_columns
+        width = self.risky_count if self.dense else max(self.risky_count, enc.columns)
+        per_vector = self.plan.steps * enc.groups * enc.row_groups * width
         chunk = max(1, self.chunk_elements // max(1, per_vector))
         outs = [self._bit_level(codes[s : s + chunk], collect) for s in range(0, v, chunk)]
-        return torch.cat(outs) if outs else codes.new_zeros((0, enc.groups, enc.columns))
+        analog = (
+            torch.cat(outs) if outs else codes.new_zeros((0, enc.groups, enc.columns), dtype=torch.float64)
+        )
+        if self.dense and not enc.input_sum_coefficient:
+            return analog
+        return analog + integer_matmul(codes, self.exact_weight, self.max_code)
 
     def _bit_level(self, codes: Tensor, collect: bool) -> Tensor:
         enc = self.encoded
-        g, f, rg, c, q = enc.groups, enc.row_groups, enc.group_rows, enc.columns, enc.physical_columns
+        g, f, rg, c = enc.groups, enc.row_groups, enc.group_rows, enc.columns
         plan = self.plan
         nd, v = plan.steps, codes.shape[0]
         exact_sums = rg * enc.cell_max * plan.max_digit < FLOAT32_EXACT
@@ -186,27 +257,35 @@ class CrossbarArray(nn.Module):
         if pad:
             digits = torch.nn.functional.pad(digits, (0, pad))
         digits = digits.reshape(nd, v, g, f, rg).permute(2, 3, 0, 1, 4).reshape(g * f, nd * v, rg)
-        partial = torch.bmm(digits, self.cells.to(dtype))  # (G*F, nd*V, Q*C)
+        cells = self.cells if self.dense else self.risky_cells
+        partial = torch.bmm(digits, cells.to(dtype))  # (G*F, nd*V, columns)
         if self.devices.read_noise > 0:
-            variance = torch.bmm(digits.square(), self.conductance_sq.to(dtype))
+            gsq = self.conductance_sq if self.dense else self.risky_conductance_sq
+            variance = torch.bmm(digits.square(), gsq.to(dtype))
             add_read_noise_(partial, variance, self.devices.read_noise, self.generator)
             del variance
         integral = self.integral and self.devices.read_noise == 0
         clipped = self.adc.convert_(partial, integral=integral)
         if collect:
             self.stats.clipped += clipped
-        mult = self.multiplier
-        bound = f * float(mult.abs().sum(-1).max()) * self.adc.full_scale if mult.numel() else 0.0
+        mult = self.multiplier if self.dense else self.risky_multiplier
+        bound = f * float(mult.abs().reshape(g, f, -1).sum(-1).max()) * self.adc.full_scale
         red_dtype = dtype if bound < FLOAT32_EXACT else torch.float64
-        partial = partial.to(red_dtype).view(g, f, nd * v, q, c)
-        partial.mul_(mult.to(red_dtype).view(g, f, 1, q, c))
-        red = partial.sum(1).sum(2).to(torch.float64)  # (G, nd*V, C): outer-dimension sums are fast
+        if self.dense:
+            q = enc.physical_columns
+            partial = partial.to(red_dtype).view(g, f, nd * v, q, c)
+            partial.mul_(mult.to(red_dtype).view(g, f, 1, q, c))
+            red = partial.sum(1).sum(2).to(torch.float64)  # (G, nd*V, C): outer-dimension sums are fast
+        else:
+            k = self.risky_count
+            partial = partial.to(red_dtype).view(g, f, nd * v, k)
+            partial.mul_(mult.to(red_dtype).view(g, f, 1, k))
+            index = self.risky_columns.view(g, f, 1, k).expand(g, f, nd * v, k)
+            out = torch.zeros(g, f, nd * v, c, dtype=red_dtype, device=partial.device)
+            red = out.scatter_add_(3, index, partial).sum(1).to(torch.float64)
         del partial
-        if self.flip_correction.numel():
+        if bool(self.risky_flip_correction.any()):
             u = digits.view(g, f, nd * v, rg).sum(-1).to(torch.float64)  # (G, F, nd*V)
-            red = red + torch.einsum("gfn,gfc->gnc", u, self.flip_correction)
+            red = red + torch.einsum("gfn,gfc->gnc", u, self.risky_flip_correction)
         weights = plan.digit_weights(device=red.device).view(1, nd, 1, 1)
-        y = (red.view(g, nd, v, c) * weights).sum(1).transpose(0, 1)  # (V, G, C)
-        if enc.input_sum_coefficient:
-            y = y + enc.input_sum_coefficient * codes.to(torch.float64).sum(-1, keepdim=True)
-        return y
+        return (red.view(g, nd, v, c) * weights).sum(1).transpose(0, 1)  # (V, G, C)

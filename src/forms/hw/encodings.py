@@ -39,6 +39,8 @@ class EncodedLayer:
     cells: Tensor
     multiplier: Tensor
     flip_correction: Tensor | None
+    flipped: Tensor | None
+    """(G, F, C, Q) bool: which physical columns are stored flipped (offset with flipping only)."""
     input_sum_coefficient: float
     group_rows: int
     rows: int
@@ -137,6 +139,7 @@ def encode(
     sw = _slice_weights(slices, cell_bits, w.device)
     m = (1 << cell_bits) - 1
     flip_correction: Tensor | None = None
+    flip: Tensor | None = None
     input_coef = 0.0
     if encoding == "polarized":
         group_rows = fragment_size
@@ -178,6 +181,7 @@ def encode(
         cells=cells.contiguous(),
         multiplier=multiplier.to(torch.float64).contiguous(),
         flip_correction=flip_correction,
+        flipped=flip,
         input_sum_coefficient=input_coef,
         group_rows=group_rows,
         rows=rows,

@@ -1,0 +1,245 @@
+"""Simulator speed and memory benchmarks; writes the ``sim`` section of docs/benchmarks.md.
+
+Models are LeNet-5 / ResNet-18 with randomly initialized weights quantized to 8 bits and polarized
+with R = 8 by the test helper ``tests/_simhelpers.fake_compress`` (speed does not depend on training);
+inputs are real MNIST test images (so activation sparsity is realistic) or random CIFAR-shaped tensors.
+
+    .venv/bin/python benchmarks/bench_sim.py [--images 1000] [--lenet-images 10000] [--threads 2]
+
+Figures:
+1. ideal lossless mode (exact fast path + zero-skip statistics) vs the plain integer reference;
+2. the bit-level path (4-bit ADC) of single layers vs the (input_bits x slices) integer matmuls it
+   must do (GEMMs of the same vectors against each slice's cells, float32);
+3. LeNet-5 through the full bit-level path (4-bit ADC, polarized) on MNIST test images;
+4. peak resident memory (ru_maxrss of a fresh subprocess) of ResNet-18 on CIFAR shapes, batch 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import machine_line, stamp, update_section  # noqa: E402
+from _simhelpers import fake_compress  # noqa: E402
+from forms.hw.quant_inputs import calibrate_inputs  # noqa: E402
+from forms.hw.sim_spec import SimSpec  # noqa: E402
+from forms.hw.simnet import build_simulated_model, set_mode, simulated_layers  # noqa: E402
+from forms.nn.models import build_model  # noqa: E402
+
+
+def timed(fn, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
+    """Best wall time of ``repeat`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def simulated(model_name: str, spec: SimSpec, calib: torch.Tensor, **kwargs: int) -> torch.nn.Module:
+    model = build_model(model_name, **kwargs).eval()
+    layers = fake_compress(model, weight_bits=8, fragment_size=8)
+    quant = calibrate_inputs(model, [layer.name for layer in layers], [calib], spec.input_bits)
+    return build_simulated_model(model, layers, quant, spec)
+
+
+def run(model: torch.nn.Module, images: torch.Tensor, batch: int = 500) -> None:
+    with torch.no_grad():
+        for s in range(0, images.shape[0], batch):
+            model(images[s : s + batch])
+
+
+def mnist_test() -> torch.Tensor:
+    from forms.nn.data import load_dataset
+
+    return load_dataset("mnist", "test").tensors[0]
+
+
+def bench_ideal(images: torch.Tensor) -> dict[str, float]:
+    sim = simulated("lenet5", SimSpec.from_dict({}), images[:256])
+    set_mode(sim, "reference")
+    ref = timed(lambda: run(sim, images), 2)
+    set_mode(sim, "simulate")
+    fast = timed(lambda: run(sim, images), 2)
+    assert all(layer.array.stats.bit_level_calls == 0 for layer in simulated_layers(sim))
+    return {"images": images.shape[0], "reference_s": ref, "simulator_s": fast, "ratio": fast / ref}
+
+
+def bench_bit_level_layers(images: torch.Tensor) -> list[dict[str, float]]:
+    spec = SimSpec.from_dict({"adc_bits": 4, "bit_level": True})
+    sim = simulated("lenet5", spec, images[:256])
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [
+        layer.register_forward_pre_hook(lambda m, a: captured.__setitem__(m.name, a[0].detach()))
+        for layer in simulated_layers(sim)
+    ]
+    set_mode(sim, "reference")
+    run(sim, images[:200])
+    for h in hooks:
+        h.remove()
+    return [bench_layer(layer, captured[layer.name]) for layer in simulated_layers(sim)]
+
+
+def bench_layer(layer: torch.nn.Module, x_in: torch.Tensor) -> dict[str, float]:
+    """Bit-level time of one simulated layer vs its (input_bits x slices) integer matmuls."""
+    vec, _ = layer.vectors(layer.quantizer.codes(x_in))
+    arr = layer.array
+    plan, enc = arr.plan, arr.encoded
+    t_sim = timed(lambda: arr(vec, collect=False), 2)
+    w = arr.weight_int.to(torch.float32)  # (G, rows, C): each slice's GEMM has this shape
+    x = vec.to(torch.float32).transpose(0, 1)
+
+    def gemms() -> None:
+        for _ in range(plan.steps * enc.slices):
+            torch.bmm(x, w)
+
+    t_ref = timed(gemms, 2)
+    return {
+        "layer": layer.name,
+        "vectors": int(vec.shape[0]),
+        "rows": enc.rows,
+        "cols": enc.columns,
+        "matmuls": plan.steps * enc.slices,
+        "bit_level_s": t_sim,
+        "matmuls_s": t_ref,
+        "ratio": t_sim / t_ref,
+    }
+
+
+def bench_lenet_full(images: torch.Tensor) -> dict[str, float]:
+    out = {"images": images.shape[0]}
+    for key, forced in (("natural", False), ("forced", True)):
+        spec = SimSpec.from_dict({"adc_bits": 4, "bit_level": forced})
+        sim = simulated("lenet5", spec, images[:256])
+        t = timed(lambda: run(sim, images, batch=250))  # noqa: B023
+        out[f"{key}_s"] = t
+        out[f"{key}_ms_per_image"] = 1e3 * t / images.shape[0]
+        if not forced:
+            out["risky_fraction"] = sum(
+                layer.array.risky_count * layer.array.encoded.row_groups * layer.array.encoded.groups
+                for layer in simulated_layers(sim)
+            ) / sum(
+                layer.array.stats.columns * layer.array.encoded.row_groups for layer in simulated_layers(sim)
+            )
+    return out
+
+
+MEMORY_CHILD = """
+import resource, sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads({threads})
+from _simhelpers import fake_compress
+from forms.hw.quant_inputs import calibrate_inputs
+from forms.hw.sim_spec import SimSpec
+from forms.hw.simnet import build_simulated_model
+from forms.nn.models import build_model
+model = build_model("resnet18", in_channels=3, num_classes=10, image_size=32).eval()
+layers = fake_compress(model, weight_bits=8, fragment_size=8)
+x = torch.randn({batch}, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+quant = calibrate_inputs(model, [l.name for l in layers], [x[:16]], 16)
+spec = SimSpec.from_dict({spec})
+sim = build_simulated_model(model, layers, quant, spec)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.no_grad():
+    sim(x)
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench_memory(threads: int, batch: int, spec: dict[str, object]) -> dict[str, float]:
+    code = MEMORY_CHILD.format(tests=str(ROOT / "tests"), threads=threads, batch=batch, spec=repr(spec))
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    base, peak = (int(v) for v in out.stdout.split()[-2:])
+    return {
+        "batch": batch,
+        "peak_mib": peak / 1024,
+        "before_run_mib": base / 1024,
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000, help="MNIST images for the ideal-mode ratio")
+    parser.add_argument("--lenet-images", type=int, default=10000, help="images for the full bit-level run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    images = mnist_test()
+    res: dict[str, Any] = {"ideal": bench_ideal(images[: args.images])}
+    print(json.dumps(res["ideal"]), flush=True)
+    res["bit_level_layers"] = bench_bit_level_layers(images)
+    print(json.dumps(res["bit_level_layers"]), flush=True)
+    res["lenet_full"] = bench_lenet_full(images[: args.lenet_images])
+    print(json.dumps(res["lenet_full"]), flush=True)
+    if not args.skip_memory:
+        res["memory_ideal"] = bench_memory(args.threads, 64, {})
+        print(json.dumps(res["memory_ideal"]), flush=True)
+    write(res, args, load)
+
+
+def write(res: dict[str, Any], args: argparse.Namespace, load: str) -> None:
+    ideal = res["ideal"]
+    lines = [
+        "## Simulator (`benchmarks/bench_sim.py`)",
+        "",
+        f"Measured {stamp()} on {machine_line()}, torch threads = {args.threads}, 1-min load average "
+        f"at start {load} (the machine is shared with other jobs: timings are upper bounds).",
+        f"Command: `.venv/bin/python benchmarks/bench_sim.py --images {args.images} "
+        f"--lenet-images {args.lenet_images} --threads {args.threads}`. LeNet-5 / ResNet-18 with random "
+        "weights quantized to 8 bits and polarized (R = 8); 16-bit inputs, 2-bit cells, 1-bit DAC, "
+        "128 x 128 crossbars.",
+        "",
+        f"1. **Ideal lossless mode** (exact fast path + zero-skip statistics), LeNet-5 on "
+        f"{ideal['images']} MNIST test images: simulator {ideal['simulator_s']:.2f} s vs plain integer "
+        f"reference {ideal['reference_s']:.2f} s = **{ideal['ratio']:.2f}x** (target <= 2x).",
+        "2. **Bit-level path** (4-bit ADC, polarized, R = 8) per LeNet-5 layer on 200 images vs the "
+        "(input_bits x slices) float32 integer matmuls of the same vectors (target <= 1.5x):",
+        "",
+        "   | layer | vectors | rows x cols | matmuls | bit-level s | matmuls s | ratio |",
+        "   |---|---|---|---|---|---|---|",
+    ]
+    for r in res["bit_level_layers"]:
+        lines.append(
+            f"   | {r['layer']} | {r['vectors']} | {r['rows']} x {r['cols']} | {r['matmuls']} | "
+            f"{r['bit_level_s']:.3f} | {r['matmuls_s']:.3f} | {r['ratio']:.1f}x |"
+        )
+    full = res["lenet_full"]
+    lines += [
+        "",
+        f"3. **LeNet-5, full bit-level path** (4-bit ADC) on {full['images']} MNIST test images: "
+        f"{full['seconds']:.1f} s ({full['per_image_ms']:.2f} ms per image; target: 10,000 images <= 60 s"
+        + (
+            f", i.e. {full['per_image_ms'] * 10:.0f} s for 10,000 at this rate)."
+            if full["images"] != 10000
+            else ")."
+        ),
+    ]
+    if "memory_ideal" in res:
+        mi = res["memory_ideal"]
+        lines.append(
+            f"4. **Peak memory**, ResNet-18 on CIFAR shapes (ru_maxrss of a fresh process): ideal mode, "
+            f"batch {mi['batch']}: **{mi['peak_mib']:.0f} MiB** ({mi['before_run_mib']:.0f} MiB before the "
+            f"batch; target <= 4 GiB). The bit-level path holds at most `chunk_elements` (default 2^21) "
+            "partial sums per chunk plus a few same-sized temporaries (tens of MiB), independent of batch."
+        )
+    update_section("sim", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
