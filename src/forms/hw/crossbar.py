@@ -234,8 +234,7 @@ class CrossbarArray(nn.Module):
             self.stats.fast_calls += 1
             return integer_matmul(codes, self.exact_weight, self.max_code)
         self.stats.bit_level_calls += 1
-        width = self.risky_count if self.dense else max(self.risky_count, enc.columns)
-        per_vector = self.plan.steps * enc.groups * enc.row_groups * width
+        per_vector = self.plan.steps * enc.groups * (enc.row_groups * self.risky_count + enc.columns)
         chunk = max(1, self.chunk_elements // max(1, per_vector))
         outs = [self._bit_level(codes[s : s + chunk], collect) for s in range(0, v, chunk)]
         analog = (
@@ -280,9 +279,11 @@ class CrossbarArray(nn.Module):
             k = self.risky_count
             partial = partial.to(red_dtype).view(g, f, nd * v, k)
             partial.mul_(mult.to(red_dtype).view(g, f, 1, k))
-            index = self.risky_columns.view(g, f, 1, k).expand(g, f, nd * v, k)
-            out = torch.zeros(g, f, nd * v, c, dtype=red_dtype, device=partial.device)
-            red = out.scatter_add_(3, index, partial).sum(1).to(torch.float64)
+            # (row group, risky column) pairs side by side, then one scatter-add onto the C outputs
+            flat = partial.permute(0, 2, 1, 3).reshape(g, nd * v, f * k)
+            index = self.risky_columns.reshape(g, 1, f * k).expand(g, nd * v, f * k)
+            out = torch.zeros(g, nd * v, c, dtype=red_dtype, device=partial.device)
+            red = out.scatter_add_(2, index, flat).to(torch.float64)
         del partial
         if bool(self.risky_flip_correction.any()):
             u = digits.view(g, f, nd * v, rg).sum(-1).to(torch.float64)  # (G, F, nd*V)
