@@ -192,6 +192,9 @@ def test_cli_train_and_bad_options(data_root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs"] == 1
+    resumed = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--resume", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output  # the saved config is reused; the run is complete
+    assert "after 1 epochs" in resumed.output
     bad = runner.invoke(
         app, ["train", "--config", str(config), "--out", str(tmp_path / "r2"), "--model", "x"]
     )

@@ -14,7 +14,8 @@ from forms.cli.app import app
 from forms.config import load_yaml_mapping
 from forms.errors import ConfigError
 from forms.nn import distributed
-from forms.nn.train import TrainSpec, train
+from forms.nn.checkpoint import load_checkpoint
+from forms.nn.train import CHECKPOINT_NAME, TrainSpec, train
 
 
 @app.command("train")
@@ -50,6 +51,9 @@ def train_cmd(
             raise ConfigError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     values: dict[str, Any] = load_yaml_mapping(config) if config is not None else {}
+    saved = out / CHECKPOINT_NAME
+    if resume and config is None and saved.is_file():
+        values = dict(load_checkpoint(saved)["config"])  # `--resume` alone continues with the saved config
     overrides = {
         "model": model,
         "dataset": dataset,
