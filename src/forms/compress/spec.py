@@ -99,14 +99,14 @@ class ScheduleSpec(Spec):
     """ADMM and masked-retraining schedule."""
 
     admm_rounds: int = Field(
-        6, ge=0, le=1000, description="ADMM rounds (each: W-step epochs, Z and U steps)."
+        4, ge=0, le=1000, description="ADMM rounds (each: W-step epochs, Z and U steps)."
     )
     round_epochs: int = Field(1, ge=1, le=1000, description="W-step training epochs per ADMM round.")
     retrain_epochs: int = Field(
-        4, ge=0, le=1000, description="Masked retraining epochs after hard projection."
+        3, ge=0, le=1000, description="Masked retraining epochs after hard projection."
     )
-    rho: float = Field(0.01, gt=0, description="Initial ADMM penalty rho.")
-    rho_growth: float = Field(1.5, ge=1.0, description="rho is multiplied by this after every round.")
+    rho: float = Field(0.05, gt=0, description="Initial ADMM penalty rho.")
+    rho_growth: float = Field(2.0, ge=1.0, description="rho is multiplied by this after every round.")
     rho_max: float = Field(10.0, gt=0, description="Cap of rho.")
     optimizer: Literal["sgd", "adam"] = Field("adam", description="Optimizer of the W-step and retraining.")
     lr: float = Field(1e-3, gt=0, description="Learning rate of the ADMM W-step (constant within ADMM).")

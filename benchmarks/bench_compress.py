@@ -1,0 +1,216 @@
+"""Compression benchmark: LeNet-5/MNIST accuracy vs fragment size R, filter pruning, W-step cost.
+
+Parts (each resumable: a finished compression is reused, an interrupted one resumes):
+
+- ``sweep``: 8-bit, R in {4, 8, 16, 32, 128}, no pruning: accuracy vs the float model;
+- ``prune``: R = 8, 8-bit, filter pruning ratios: the largest ratio whose drop is <= 0.5 points,
+  with the crossbar reduction factors;
+- ``timing``: seconds of one ADMM W-step epoch (with the rho/2||W - Z + U||^2 term) vs one plain
+  epoch, interleaved, same model, data and optimizer;
+- ``report``: write the ``compress`` section of docs/benchmarks.md from the finished runs.
+
+Usage: ``python benchmarks/bench_compress.py --part sweep`` (etc.; ``--part all`` runs every part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_line, stamp, update_section
+from forms.compress.admm import init_state, penalty_fn
+from forms.compress.constraints import layer_constraints
+from forms.compress.pipeline import compress
+from forms.compress.spec import CompressSpec
+from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
+from forms.nn.data import load_dataset
+from forms.nn.train import EpochLoader, train_epoch
+
+FRAGMENTS = (4, 8, 16, 32, 128)
+PRUNE_RATIOS = (0.5, 0.7, 0.85)
+
+
+def run(args: argparse.Namespace, name: str, spec: CompressSpec) -> dict[str, Any]:
+    """Compress (or reuse) one configuration under ``args.out/name``."""
+    spec = spec.replace(train_subset=args.train_subset)
+    return compress(spec, args.checkpoint, Path(args.out) / name, resume=True, progress=False)
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Accuracy vs R, 8-bit, no pruning."""
+    for r in args.fragments:
+        m = run(args, f"r{r}", CompressSpec().with_overrides({"crossbar.fragment_size": r}))
+        print(f"R={r}: {m['accuracy_before']:.4f} -> {m['accuracy_after']:.4f}", flush=True)
+
+
+def prune(args: argparse.Namespace) -> None:
+    """Filter-pruning ratios at R = 8."""
+    for ratio in args.ratios:
+        spec = CompressSpec().with_overrides({"prune.ratio": ratio, "prune.granularity": "filter"})
+        m = run(args, f"r8-filter{ratio}", spec)
+        print(f"filter {ratio}: {m['accuracy_before']:.4f} -> {m['accuracy_after']:.4f}", flush=True)
+
+
+def timing(args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved plain vs W-step epochs on the float model; writes ``out/timing.json``."""
+    ckpt = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    data = load_dataset(ckpt["data"]["dataset"], "train")
+    spec = CompressSpec()
+    state = init_state(model, layer_constraints(model, spec), spec)
+    extra = penalty_fn(state, torch.device("cpu"))
+    loader = EpochLoader(data, spec.schedule.batch_size, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=spec.schedule.lr)
+    plain, wstep = [], []
+    for i in range(args.timing_repeats):
+        loader.set_epoch(i)
+        plain.append(train_epoch(model, loader, opt)["seconds"])
+        wstep.append(train_epoch(model, loader, opt, extra_loss=extra)["seconds"])
+    result = {
+        "plain_epoch_seconds": plain,
+        "wstep_epoch_seconds": wstep,
+        "ratio_of_medians": sorted(wstep)[len(wstep) // 2] / sorted(plain)[len(plain) // 2],
+        "threads": torch.get_num_threads(),
+    }
+    out = Path(args.out) / "timing.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(result, flush=True)
+    return result
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _subset_flag(args: argparse.Namespace) -> str:
+    if args.train_subset is None:
+        return ""
+    return (
+        f" --train-subset {args.train_subset}` (REDUCED: every ADMM and retraining epoch sees only the "
+        f"first {args.train_subset} of the 60000 training images, to fit the shared CPU; accuracy is on "
+        "the full 10000-image test set"
+    )
+
+
+def _secs(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def report(args: argparse.Namespace) -> None:
+    """Write the ``compress`` section of docs/benchmarks.md from the finished runs."""
+    out = Path(args.out)
+    d = CompressSpec().schedule
+    lines = [
+        "## Compression: LeNet-5 / MNIST (ADMM polarization + 8-bit quantization + filter pruning)",
+        "",
+        f"Measured {stamp()} on {machine_line()}; the 2 cores were shared with 4 other jobs, so timings are "
+        "noisy and pessimistic. Float model: `forms train --model lenet5 --dataset mnist --epochs 10 --out "
+        "runs/lenet5` (seed 0). Every compression uses the default schedule: "
+        f"{d.admm_rounds} ADMM rounds x {d.round_epochs} epoch ({d.optimizer}, lr {d.lr}), rho {d.rho} "
+        f"x{d.rho_growth} per round (cap {d.rho_max}), hard projection, BN re-estimation, "
+        f"{d.retrain_epochs} masked-retraining epochs (lr {d.retrain_lr}, cosine), per-channel scales. "
+        f"Command: `python benchmarks/bench_compress.py --part all{_subset_flag(args)}`.",
+        "",
+        "| R | float acc. | after ADMM | after hard projection | final | drop (points) | "
+        "mixed-sign fragments | max final ‖W−Z‖/‖W‖ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in FRAGMENTS:
+        m = _load(out / f"r{r}" / "metrics.json")
+        if m is None:
+            lines.append(f"| {r} | not run | | | | | | |")
+            continue
+        hist = m["admm"]["history"]
+        res = f"{hist[-1]['residual_max']:.4f}" if hist else "-"
+        lines.append(
+            f"| {r} | {100 * m['accuracy_before']:.2f} | {100 * m['accuracy_admm']:.2f} | "
+            f"{100 * m['accuracy_projected']:.2f} | {100 * m['accuracy_after']:.2f} | "
+            f"{m['accuracy_drop_points']:.2f} | {m['fragments_mixed_sign']} / {m['fragments_total']} | "
+            f"{res} |"
+        )
+    lines += [
+        "",
+        "Per-layer ‖W − Z‖ / ‖W‖ after each ADMM round (R = 8):",
+        "",
+    ]
+    m8 = _load(out / "r8" / "metrics.json")
+    if m8 is not None and m8["admm"]["history"]:
+        names = list(m8["admm"]["history"][0]["residuals"])
+        lines += ["| round | rho | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+        for h in m8["admm"]["history"]:
+            vals = " | ".join(f"{h['residuals'][n]:.4f}" for n in names)
+            lines.append(f"| {h['round']} | {h['rho']:.3g} | {vals} |")
+    lines += [
+        "",
+        "Filter pruning at R = 8, 8-bit (first layer pruned too, the logits layer never). Crossbars: "
+        "128x128, 2-bit cells; baselines are 32-bit weights on the differential (two-crossbar) "
+        "encoding, so the polarization factor is FORMS vs a differential design "
+        "(see forms.compress.counting).",
+        "",
+        "| filter ratio | final acc. | drop (points) | sparsity | crossbars dense 32-bit -> pruned 32-bit "
+        "-> polarized / offset / differential | factors pruning x quantization x polarization = total |",
+        "|---|---|---|---|---|---|",
+    ]
+    best = None
+    for ratio in (0.0, *PRUNE_RATIOS):
+        m = _load(out / ("r8" if ratio == 0.0 else f"r8-filter{ratio}") / "metrics.json")
+        if m is None:
+            continue
+        c, f = m["crossbars"], m["crossbars"]["factors"]
+        if m["accuracy_drop_points"] <= 0.5:
+            best = ratio
+        lines.append(
+            f"| {ratio} | {100 * m['accuracy_after']:.2f} | {m['accuracy_drop_points']:.2f} | "
+            f"{m['sparsity']:.3f} | {c['dense_32bit']} -> {c['pruned_32bit']} -> {c['final']['polarized']} / "
+            f"{c['final']['offset']} / {c['final']['differential']} | {f['pruning']:.2f} x "
+            f"{f['quantization']:.2f} x {f['polarization']:.2f} = {f['total']:.2f} |"
+        )
+    lines.append("")
+    lines.append(f"Largest tried filter-pruning ratio with drop <= 0.5 points: {best}.")
+    t = _load(out / "timing.json")
+    if t is not None:
+        lines += [
+            "",
+            f"W-step epoch vs plain epoch (LeNet-5, full MNIST train set, batch 128, Adam, "
+            f"{t['threads']} thread(s), interleaved): plain {_secs(t['plain_epoch_seconds'])} s, "
+            f"W-step {_secs(t['wstep_epoch_seconds'])} s; ratio of medians "
+            f"{t['ratio_of_medians']:.3f} (target <= 1.15).",
+        ]
+    lines += [
+        "",
+        "ResNet-20 / Fashion-MNIST R sweep: not run (no GPU was lent to this task and the shared 2-core CPU "
+        "could not fit it in the session's time).",
+    ]
+    update_section("compress", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    """Parse arguments and run the chosen part."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["sweep", "prune", "timing", "report", "all"], default="all")
+    p.add_argument("--checkpoint", default="runs/lenet5/checkpoint.pt")
+    p.add_argument("--out", default="runs/bench-compress")
+    p.add_argument("--fragments", type=int, nargs="+", default=list(FRAGMENTS))
+    p.add_argument("--ratios", type=float, nargs="+", default=list(PRUNE_RATIOS))
+    p.add_argument("--timing-repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--train-subset", type=int, default=None, help="Train (ADMM, retraining) on the first N images only."
+    )
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    parts = ["sweep", "prune", "timing", "report"] if args.part == "all" else [args.part]
+    for part in parts:
+        {"sweep": sweep, "prune": prune, "timing": timing, "report": report}[part](args)
+
+
+if __name__ == "__main__":
+    main()

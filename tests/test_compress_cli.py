@@ -1,0 +1,184 @@
+"""`forms compress`, `forms export`, `forms check` end to end, and refusal of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from compress_helpers import make_float_checkpoint
+from forms.cli.app import app, run_app
+from forms.compress.export import check_npz
+from forms.compress.spec import CompressSpec
+
+QUICK = ["--admm-rounds", "1", "--round-epochs", "1", "--retrain-epochs", "1", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def float_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_float_checkpoint(tmp_path_factory.mktemp("cli"), epochs=1)
+
+
+def forms(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real console script in a subprocess (so FormsError -> exit 2 is exercised end to end)."""
+    cmd = [sys.executable, "-c", "from forms.cli import main; main()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+
+
+def forms_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """Run the console entry point in this process; return (exit status, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["forms", *args])
+    code = 0
+    try:
+        run_app()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fragment", [4, 128])
+def test_compress_export_check_end_to_end(
+    float_ckpt: tuple[Path, Path], tmp_path: Path, fragment: int
+) -> None:
+    ckpt, data = float_ckpt
+    out = tmp_path / "c"
+    r = CliRunner().invoke(
+        app,
+        [
+            *("compress", "--checkpoint", str(ckpt), "--out", str(out), "--fragment", str(fragment)),
+            *("--weight-bits", "6", "--prune", "0.25", "--prune-granularity", "channel"),
+            *("--data-dir", str(data), *QUICK),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    required = "accuracy_before accuracy_after fragment_size weight_bits fragments_total fragments_mixed_sign"
+    for key in [*required.split(), "sparsity", "crossbars", "accuracy_admm", "accuracy_projected"]:
+        assert key in metrics
+    assert metrics["fragments_mixed_sign"] == 0 and metrics["fragment_size"] == fragment
+    assert set(metrics["crossbars"]["final"]) == {"polarized", "offset", "differential"}
+    npz = tmp_path / "model.npz"
+    r = CliRunner().invoke(app, ["export", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(npz)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["check", str(npz)])
+    assert r.exit_code == 0, r.output
+    with np.load(npz) as z:
+        assert int(z["fragment_size"]) == fragment and int(z["weight_bits"]) == 6
+        assert int(z["crossbar_rows"]) == 128 and int(z["crossbar_cols"]) == 128
+        w = z["features.3.weight_int"]
+        assert w.shape == (150, 16) and np.issubdtype(w.dtype, np.integer)  # (rows, cols) crossbar layout
+
+
+def _tamper(src: Path, dst: Path, **changes: np.ndarray) -> Path:
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(changes)
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_check_reports_every_kind_of_violation(float_ckpt: tuple[Path, Path], tmp_path: Path) -> None:
+    ckpt, data = float_ckpt
+    out = tmp_path / "c"
+    r = CliRunner().invoke(
+        app, ["compress", "--checkpoint", str(ckpt), "--out", str(out), "--data-dir", str(data), *QUICK]
+    )
+    assert r.exit_code == 0, r.output
+    good = tmp_path / "good.npz"
+    CliRunner().invoke(app, ["export", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(good)])
+    assert check_npz(good).ok
+    with np.load(good) as z:
+        w = z["features.3.weight_int"].copy()
+    mixed = w.copy()
+    mixed[0, 0], mixed[1, 0] = 5, -5  # rows 0 and 1 share a fragment of column 0
+    big = w.copy()
+    big[0, 0] = 256  # 8-bit magnitudes stop at 255
+    cases = {
+        "mixed": (_tamper(good, tmp_path / "m.npz", **{"features.3.weight_int": mixed}), "hold both signs"),
+        "range": (_tamper(good, tmp_path / "b.npz", **{"features.3.weight_int": big}), "exceed"),
+        "meta": (_tamper(good, tmp_path / "r.npz", fragment_size=np.asarray(3)), "does not divide"),
+        "float": (
+            _tamper(good, tmp_path / "f.npz", **{"features.3.weight_int": w.astype(np.float32)}),
+            "dtype",
+        ),
+        "scale": (
+            _tamper(good, tmp_path / "s.npz", **{"features.3.scale": np.zeros(3, np.float32)}),
+            "scale",
+        ),
+    }
+    for name, (path, message) in cases.items():
+        report = check_npz(path)
+        assert not report.ok and any(message in v for v in report.violations), (name, report.violations)
+        result = CliRunner().invoke(app, ["check", str(path)])
+        assert result.exit_code == 1, name
+    with np.load(good) as z:
+        arrays = {k: z[k] for k in z.files if k != "weight_bits"}
+    np.savez(tmp_path / "nometa.npz", **arrays)
+    assert not check_npz(tmp_path / "nometa.npz").ok
+
+
+def test_bad_input_gives_clear_error_and_writes_nothing(
+    float_ckpt: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ckpt, data = float_ckpt
+    base = ["compress", "--checkpoint", str(ckpt), "--data-dir", str(data), *QUICK]
+    cases = [
+        (["--fragment", "3"], "must divide the crossbar rows"),
+        (["--weight-bits", "0"], "weight_bits"),
+        (["--weight-bits", "17"], "weight_bits"),
+        (["--prune", "1.0"], "prune.ratio"),
+        (["--prune", "-0.1"], "prune.ratio"),
+        (["--prune-granularity", "kernel"], "granularity"),
+    ]
+    for i, (extra, message) in enumerate(cases):
+        out = tmp_path / f"bad{i}"
+        code, err = forms_in_process(monkeypatch, capsys, *base, "--out", str(out), *extra)
+        assert code == 2, (extra, err)
+        assert message in " ".join(err.split()), (extra, err)
+        assert not out.exists()
+    # not a FORMS checkpoint
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    code, err = forms_in_process(
+        monkeypatch, capsys, "compress", "--checkpoint", str(junk), "--out", str(tmp_path / "j")
+    )
+    assert code == 2 and "checkpoint" in err and not (tmp_path / "j").exists()
+    code, err = forms_in_process(monkeypatch, capsys, "check", str(tmp_path / "missing.npz"))
+    assert code == 2 and "does not exist" in err
+    # the real console script: exit status 2, one clear message, no traceback
+    r = forms(*base, "--out", str(tmp_path / "sub"), "--fragment", "3")
+    assert r.returncode == 2 and "must divide" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "sub").exists()
+
+
+def test_config_file_and_options_combine(float_ckpt: tuple[Path, Path], tmp_path: Path) -> None:
+    ckpt, data = float_ckpt
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"crossbar": {"fragment_size": 16}, "quant": {"weight_bits": 4}}))
+    out = tmp_path / "o"
+    r = CliRunner().invoke(
+        app,
+        ["compress", "--checkpoint", str(ckpt), "--out", str(out), "--config", str(cfg), "--weight-bits", "5",
+         "--data-dir", str(data), *QUICK],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["fragment_size"] == 16 and m["weight_bits"] == 5
+
+
+def test_example_configs_load() -> None:
+    configs = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("compress-*.yaml"))
+    assert configs
+    for path in configs:
+        CompressSpec.from_yaml(path)
