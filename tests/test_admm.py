@@ -148,7 +148,9 @@ def test_first_and_last_layer_options() -> None:
     assert cons[1].fragment_size == 8
     prune = CompressSpec.from_dict({"prune": {"ratio": 0.5}})
     c2 = layer_constraints(model, prune)
-    assert c2[0].prune_ratio == 0.5 and c2[-1].prune_ratio == 0.0  # logits are not pruned by default
+    assert c2[0].prune_ratio == 0.0 and c2[-1].prune_ratio == 0.0  # first layer and logits kept by default
+    both = layer_constraints(model, CompressSpec.from_dict({"prune": {"ratio": 0.5, "first_layer": True}}))
+    assert both[0].prune_ratio == 0.5
 
 
 def test_model_without_mapped_layers_is_refused() -> None:

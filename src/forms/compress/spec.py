@@ -73,9 +73,9 @@ class PruneSpec(Spec):
         description="Per-layer ratio overrides by qualified module name ('layer' scope).",
     )
     first_layer: bool = Field(
-        True,
-        description="Prune the first mapped layer (its input channels are the image channels, which "
-        "channel pruning never removes entirely: at least one group of every layer is kept).",
+        False,
+        description="Prune the first mapped layer too. Off by default: it holds few filters over the "
+        "image channels, is the most sensitive to pruning, and fits one crossbar in small networks anyway.",
     )
     last_layer: bool = Field(
         False, description="Prune the last mapped layer (its outputs are the class logits)."
