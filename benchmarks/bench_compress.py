@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, stamp, update_section
 from forms.compress.admm import init_state, penalty_fn
 from forms.compress.constraints import layer_constraints
+from forms.compress.export import check_npz, export_npz
 from forms.compress.pipeline import compress
 from forms.compress.spec import CompressSpec
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
