@@ -81,44 +81,37 @@ def test_offset_points_ignore_fragment_size(tmp_path: Path) -> None:
     assert len({p.id for p in points}) == len(points)
 
 
-def test_sweep_writes_points_and_resumes_without_recomputing(tmp_path: Path) -> None:
+def test_sweep_keeps_finished_points_and_resumes_in_parallel(tmp_path: Path) -> None:
+    """Interrupted after one point, the sweep keeps it; the rerun computes only the other two, in two
+    spawned worker processes, with the same figures as an in-process run; a third run reuses all."""
     spec = _spec(tmp_path, SMALL)
     out = tmp_path / "out"
     seen: list[str] = []
 
-    def interrupt_after_two(record: dict[str, Any]) -> None:
+    def interrupt(record: dict[str, Any]) -> None:
         seen.append(record["row"]["id"])
-        if len(seen) == 2:
-            raise KeyboardInterrupt
+        raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec, out, jobs=1, progress=False, on_point=interrupt_after_two)
-    kept = sorted(p.stem for p in (out / "points").glob("*.json"))
-    assert kept == sorted(seen), "an interrupted sweep keeps exactly its finished points"
+        run_sweep(spec, out, jobs=1, progress=False, on_point=interrupt)
+    assert sorted(p.stem for p in (out / "points").glob("*.json")) == seen, "finished points must stay"
 
-    result = run_sweep(spec, out, jobs=1, progress=False)
-    assert (result.points, result.reused, result.computed) == (3, 2, 1)
+    resumed = run_sweep(spec, out, jobs=2, progress=False)
+    assert (resumed.points, resumed.reused, resumed.computed) == (3, 1, 2)
+    serial = run_sweep(spec, tmp_path / "serial", jobs=1, progress=False)
+    assert resumed.rows == serial.rows
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 3
+    assert [r["id"] for r in rows] == [r["id"] for r in serial.rows]
     for row in rows:
         record = json.loads((out / "points" / f"{row['id']}.json").read_text())
         assert float(row["gops_per_w"]) == pytest.approx(record["estimate"]["gops_per_w"])
         assert float(row["gops_per_w"]) > 0 and float(row["chip_area_mm2"]) > 0
     assert (out / "report.html").is_file() and (out / "figures" / "pareto-density-area.png").is_file()
 
-    again = run_sweep(spec, out, jobs=1, progress=False)
+    again = run_sweep(spec, out, jobs=2, progress=False)
     assert (again.reused, again.computed) == (3, 0)
     assert not list(out.rglob("*.tmp"))
-
-
-def test_parallel_workers_match_in_process_results(tmp_path: Path) -> None:
-    """Spawned worker processes compute the same figures as the in-process path."""
-    spec = _spec(tmp_path, SMALL)
-    serial = run_sweep(spec, tmp_path / "serial", jobs=1, progress=False)
-    parallel = run_sweep(spec, tmp_path / "parallel", jobs=2, progress=False)
-    assert parallel.computed == 3
-    assert serial.rows == parallel.rows
 
 
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=25))

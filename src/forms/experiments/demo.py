@@ -147,7 +147,7 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
     out = Path(out_dir)
     clock = StageClock()
     train = train_float(out / "train", clock, progress, **spec.train_spec())
-    compress = compress_float(out / "train", out / "compress", clock, spec.compress_spec())
+    compress = compress_float(out / "train", out / "compress", clock, spec.compress_spec(), progress=progress)
     checkpoint = out / "compress" / CHECKPOINT
     setups = standard_setups(
         spec.encodings,

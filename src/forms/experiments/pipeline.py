@@ -47,10 +47,17 @@ def train_float(out: Path, clock: StageClock, progress: bool, **train_spec: Any)
 
 
 def compress_float(
-    float_dir: Path, out: Path, clock: StageClock, compress_spec: Mapping[str, Any], name: str = "compress"
+    float_dir: Path,
+    out: Path,
+    clock: StageClock,
+    compress_spec: Mapping[str, Any],
+    name: str = "compress",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """ADMM-compress ``float_dir/checkpoint.pt`` into ``out`` (resuming or reusing)."""
-    return clock.run(name, out, lambda: compress_stage(float_dir / CHECKPOINT, out, **compress_spec))
+    return clock.run(
+        name, out, lambda: compress_stage(float_dir / CHECKPOINT, out, progress=progress, **compress_spec)
+    )
 
 
 def lossless_bits(encoding: str, fragment_size: int, rows: int, cell_bits: int, flipped: bool) -> int:

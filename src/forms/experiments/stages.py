@@ -55,7 +55,9 @@ def train_stage(out_dir: str | Path, progress: bool = True, **spec: Any) -> dict
     return run_once(out_dir, lambda: train(train_spec, out_dir, resume=True, progress=progress))
 
 
-def compress_stage(checkpoint: str | Path, out_dir: str | Path, **spec: Any) -> dict[str, Any]:
+def compress_stage(
+    checkpoint: str | Path, out_dir: str | Path, progress: bool = False, **spec: Any
+) -> dict[str, Any]:
     """ADMM-compress a float checkpoint (:func:`forms.compress.pipeline.compress`), resumable."""
     done = load_done(out_dir)
     if done is not None:
@@ -64,7 +66,9 @@ def compress_stage(checkpoint: str | Path, out_dir: str | Path, **spec: Any) -> 
     from forms.compress.spec import CompressSpec
 
     compress_spec = CompressSpec.from_dict(spec, source="compress stage")
-    return run_once(out_dir, lambda: compress(compress_spec, checkpoint, out_dir, resume=True))
+    return run_once(
+        out_dir, lambda: compress(compress_spec, checkpoint, out_dir, resume=True, progress=progress)
+    )
 
 
 def simulate_stage(

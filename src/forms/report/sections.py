@@ -125,7 +125,8 @@ def accuracy_section(summary: Mapping[str, Any]) -> Section:
     for run in sim_runs(summary):
         base = join_path("simulate", run, "metrics")
         mean = first_path(summary, [f"{base}.{k}" for k in MEAN_KEYS])
-        std = first_path(summary, [f"{base}.{k}" for k in STD_KEYS])
+        several = _num(summary, join_path("simulate", run, "setup", "runs")) not in (None, 0.0, 1.0)
+        std = first_path(summary, [f"{base}.{k}" for k in STD_KEYS]) if several else None
         acc = mean or f"{base}.accuracy"
         table.add(
             [
@@ -216,6 +217,8 @@ def crossbar_section(summary: Mapping[str, Any], prefix: str = "compress.crossba
     bar_values: list[float | None] = []
     node = resolve(summary, prefix)
     for path, rel, value in number_leaves(node if node is not MISSING else {}, prefix):
+        if rel.startswith("crossbar."):  # the crossbar geometry, listed with the parameters
+            continue
         if "factor" in rel or "reduction" in rel or "ratio" in rel:
             factors.add([label(rel), ref(summary, path, "ratio")])
         else:
@@ -317,18 +320,25 @@ def zero_skip_section(summary: Mapping[str, Any]) -> Section:
 
 
 def adc_clip_section(summary: Mapping[str, Any]) -> Section:
-    """ADC clip rate of every simulation run, overall and per layer."""
-    table = Table("adc-clip", "ADC clip rates", ["run", "layer", "clip rate"])
+    """ADC clip rate of every simulation run, overall and per layer (one row per run)."""
     runs = sim_runs(summary)
     layer_names: list[str] = []
     for run in runs:
-        base = join_path("simulate", run, "metrics", "adc_clip_rate")
-        table.add([label(run), label("overall"), ref(summary, join_path(base, "overall"), "pct")])
-        layers = resolve(summary, join_path(base, "layers"))
+        layers = resolve(summary, join_path("simulate", run, "metrics", "adc_clip_rate", "layers"))
         for layer in layers if isinstance(layers, Mapping) else {}:
-            table.add([label(run), label(layer), ref(summary, join_path(base, "layers", layer), "pct")])
             if layer not in layer_names:
                 layer_names.append(layer)
+    table = Table("adc-clip", "ADC clip rates", ["run", "ADC bits", "overall", *layer_names])
+    for run in runs:
+        base = join_path("simulate", run, "metrics", "adc_clip_rate")
+        table.add(
+            [
+                label(run),
+                ref(summary, join_path("simulate", run, "setup", "adc_bits"), "int"),
+                ref(summary, join_path(base, "overall"), "pct"),
+            ]
+            + [ref(summary, join_path(base, "layers", layer), "pct") for layer in layer_names]
+        )
     section = Section(
         "adc-clip",
         "ADC clipping",
@@ -398,7 +408,10 @@ def cost_section(
     )
     shown = ("fps", "gops_per_s_mm2", "gops_per_w", "energy_per_inference_j")
     if archs:
-        series = {key: [_num(summary, join_path(ratio_prefix, arch, key)) for arch in archs] for key in shown}
+        names = dict(COST_METRICS)
+        series = {
+            names[key]: [_num(summary, join_path(ratio_prefix, arch, key)) for arch in archs] for key in shown
+        }
         png = plots.grouped_bars(
             archs, series, f"ratio to {baseline} (log)", f"Ratios to {baseline}", log=True, hline=1.0
         )
