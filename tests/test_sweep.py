@@ -125,3 +125,56 @@ def test_pareto_front_is_exactly_the_non_dominated_points(points: list[tuple[int
             xs[j] >= xs[i] and ys[j] >= ys[i] and (xs[j] > xs[i] or ys[j] > ys[i]) for j in range(len(xs))
         )
         assert on_front == (not dominated)
+
+
+def _compressed_checkpoint(path: Path, fragment_size: int) -> Path:
+    """An untrained LeNet-5, quantized and polarized by hand (the simulator only needs valid integers)."""
+    import torch
+
+    from _simhelpers import fake_compress
+    from forms.nn.checkpoint import save_checkpoint
+    from forms.nn.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet5")
+    layers = fake_compress(model, weight_bits=8, fragment_size=fragment_size)
+    save_checkpoint(
+        {
+            "stage": "compressed",
+            "model": {"name": "lenet5", "kwargs": {"in_channels": 1, "num_classes": 10, "image_size": 28}},
+            "state_dict": model.state_dict(),
+            "optimizer": None,
+            "epoch": 0,
+            "seed": 0,
+            "config": {},
+            "data": {"dataset": "mnist", "pad_to": None, "channels": None},
+            "integer_layers": [layer.state() for layer in layers],
+        },
+        path,
+    )
+    return path
+
+
+def test_simulated_sweep_measures_accuracy_and_clipping(tmp_path: Path) -> None:
+    """With `simulate`, each point holds the simulator's accuracy and clip rate; a narrower ADC clips
+    at least as often; fragment sizes the checkpoint's polarization cannot give are refused up front."""
+    ckpt = _compressed_checkpoint(tmp_path / "c.pt", fragment_size=8)
+    data = {
+        "grid": {"arch": ["forms-8"], "model": ["lenet5"], "fragment_size": [8], "adc_bits": [3, None]},
+        "allow_clipping": True,
+        "simulate": {"checkpoint": str(ckpt), "limit": 40, "batch_size": 40},
+    }
+    result = run_sweep(_spec(tmp_path, data), tmp_path / "out", progress=False)
+    rows = {r["adc_bits"]: r for r in result.rows}
+    assert set(rows) == {3, 5}
+    assert rows[5]["adc_clip_rate"] == 0.0  # lossless
+    assert rows[3]["adc_clip_rate"] >= rows[5]["adc_clip_rate"]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
+    assert (tmp_path / "out" / "figures" / "pareto-accuracy-gops-w.png").is_file()
+
+    data["grid"]["fragment_size"] = [16]
+    with pytest.raises(ConfigError, match="'fragment_size' = 16"):
+        plan(_spec(tmp_path, data))
+    data["grid"] = {"arch": ["forms-8"], "model": ["mlp"]}
+    with pytest.raises(ConfigError, match="grid key 'model'"):
+        plan(_spec(tmp_path, data))
