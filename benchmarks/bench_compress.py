@@ -181,7 +181,8 @@ def report(args: argparse.Namespace) -> None:
         "|---|---|---|---|---|---|",
     ]
     best = None
-    for ratio in (0.0, *PRUNE_RATIOS):
+    tried = sorted(float(d.name.removeprefix("r8-filter")) for d in out.glob("r8-filter*"))
+    for ratio in (0.0, *tried):
         m = _load(out / ("r8" if ratio == 0.0 else f"r8-filter{ratio}") / "metrics.json")
         if m is None:
             continue
