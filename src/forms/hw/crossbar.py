@@ -23,14 +23,18 @@ import torch
 from torch import Tensor, nn
 
 from forms.hw.adc import Adc
+from forms.hw.bitplanes import fragment_int_view, fragment_patterns, pattern_bits, unsigned_codes
 from forms.hw.devices import ProgrammedCells, add_read_noise_, program_cells
 from forms.hw.encodings import EncodedLayer
+from forms.hw.lookup import PatternTable, table_size
 from forms.hw.quant_inputs import DigitPlan
 from forms.hw.sim_spec import DeviceSpec
-from forms.hw.zeroskip import ZeroSkipCounts, count_subarray_steps
+from forms.hw.zeroskip import ZeroSkipCounts, count_fragments, count_subarray_steps
 
 FLOAT32_EXACT = 1 << 24
 """Integers below 2^24 are exact in float32 (24-bit significand)."""
+DEFAULT_TABLE_LIMIT = 1 << 25
+"""Largest per-pattern table (entries) the bit-level path builds (float32: 128 MiB)."""
 
 
 def integer_matmul(codes: Tensor, weight_int: Tensor, max_code: int | None = None) -> Tensor:
@@ -108,6 +112,7 @@ class CrossbarArray(nn.Module):
         devices: DeviceSpec | None = None,
         chunk_elements: int = 1 << 21,
         force_bit_level: bool = False,
+        table_limit: int = DEFAULT_TABLE_LIMIT,
     ) -> None:
         super().__init__()
         self.encoded = encoded
@@ -117,6 +122,9 @@ class CrossbarArray(nn.Module):
         self.devices = devices or DeviceSpec.model_validate({})
         self.chunk_elements = chunk_elements
         self.force_bit_level = force_bit_level
+        self.table_limit = table_limit
+        self._table: PatternTable | None = None
+        self._table_checked = False
         self.stats = LayerStats()
         g, f, _, c, q = encoded.cells.shape
         self.register_buffer("weight_int", weight_int.to(torch.int64))
@@ -171,6 +179,7 @@ class CrossbarArray(nn.Module):
             else torch.zeros(0, device=device)
         )
         self.integral = prog.integral
+        self._table_checked = False
         self._split_columns()
 
     @staticmethod
@@ -226,14 +235,20 @@ class CrossbarArray(nn.Module):
         enc = self.encoded
         v = codes.shape[0]
         if collect:
-            self.stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
             self.stats.conversions += (
                 self.plan.steps * v * enc.groups * enc.row_groups * (enc.columns * enc.physical_columns)
             )
         if self.lossless:
             self.stats.fast_calls += 1
+            if collect:
+                self.stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
             return integer_matmul(codes, self.exact_weight, self.max_code)
         self.stats.bit_level_calls += 1
+        table = self.pattern_table()
+        if table is not None:
+            return self._run_table(codes, table, collect)
+        if collect:
+            self.stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
         per_vector = self.plan.steps * enc.groups * (enc.row_groups * self.risky_count + enc.columns)
         chunk = max(1, self.chunk_elements // max(1, per_vector))
         outs = [self._bit_level(codes[s : s + chunk], collect) for s in range(0, v, chunk)]
@@ -243,6 +258,55 @@ class CrossbarArray(nn.Module):
         if self.dense and not enc.input_sum_coefficient:
             return analog
         return analog + integer_matmul(codes, self.exact_weight, self.max_code)
+
+    def pattern_table(self) -> PatternTable | None:
+        """The chip's per-pattern tables (:mod:`forms.hw.lookup`), or None where they do not apply.
+
+        They apply without read noise (every conversion is then a function of the step's digit
+        pattern), for patterns of at most 16 bits, at most ``table_limit`` table entries, and integer
+        ADC outputs (step 1). Built once per programmed chip.
+        """
+        enc = self.encoded
+        if not self._table_checked:
+            self._table_checked = True
+            self._table = None
+            if (
+                self.devices.read_noise == 0
+                and pattern_bits(self.plan, enc.group_rows) <= 16
+                and table_size(enc.groups, enc.row_groups, enc.group_rows, enc.columns, self.plan)
+                <= self.table_limit
+            ):
+                g, f, rg, c, q = enc.cells.shape
+                u_coef = self.flip_weight.sum(2) + enc.input_sum_coefficient
+                self._table = PatternTable.build(
+                    self.cells.view(g, f, rg, q, c),
+                    self.multiplier,
+                    u_coef,
+                    self.adc,
+                    self.integral,
+                    self.plan,
+                )
+        return self._table
+
+    def _run_table(self, codes: Tensor, table: PatternTable, collect: bool) -> Tensor:
+        enc = self.encoded
+        g, f, rg = enc.groups, enc.row_groups, enc.group_rows
+        steps, v = self.plan.steps, codes.shape[0]
+        per_vector = g * (f * rg * 8 + f * steps * 3 + steps * enc.columns)
+        chunk = max(1, self.chunk_elements // per_vector)
+        outs = []
+        for s in range(0, v, chunk):
+            u = unsigned_codes(codes[s : s + chunk], self.plan)
+            frags = fragment_int_view(u, rg)
+            if collect:
+                same = self.fragment_size == rg
+                sub = frags if same else fragment_int_view(u, self.fragment_size)
+                self.stats.zero_skip.add(count_fragments(sub, self.plan))
+            y, clipped = table.run(fragment_patterns(frags, self.plan), self.plan)
+            if collect:
+                self.stats.clipped += clipped
+            outs.append(y)
+        return torch.cat(outs) if outs else codes.new_zeros((0, g, enc.columns), dtype=torch.float64)
 
     def _bit_level(self, codes: Tensor, collect: bool) -> Tensor:
         enc = self.encoded

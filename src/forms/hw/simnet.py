@@ -119,12 +119,19 @@ class SimulatedLayer(nn.Module):
             return codes.reshape(-1, 1, codes.shape[-1]), lead
         if any(self.padding):
             codes = F.pad(codes, self.padding)
-        n, _, h, w = codes.shape
-        cols = F.unfold(codes, self.kernel, dilation=self.dilation, stride=self.stride)  # (N, G*rows, L)
-        ho = (h - self.dilation[0] * (self.kernel[0] - 1) - 1) // self.stride[0] + 1
-        wo = (w - self.dilation[1] * (self.kernel[1] - 1) - 1) // self.stride[1] + 1
-        vec = cols.view(n, self.groups, self.rows, -1).permute(0, 3, 1, 2).reshape(-1, self.groups, self.rows)
-        return vec, (n, ho, wo)
+        codes = codes.contiguous()
+        n, c, h, w = codes.shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        ho = (h - dh * (kh - 1) - 1) // sh + 1
+        wo = (w - dw * (kw - 1) - 1) // sw + 1
+        # A strided view (N, Ho, Wo, G, C/G, kh, kw) of the padded codes, copied once: rows ordered
+        # (channel, kernel row, kernel column) as in the weight matrix (F.unfold's order).
+        bn, bc, bh, bw = codes.stride()
+        patches = codes.as_strided(
+            (n, ho, wo, self.groups, c // self.groups, kh, kw),
+            (bn, sh * bh, sw * bw, (c // self.groups) * bc, bc, dh * bh, dw * bw),
+        )
+        return patches.reshape(-1, self.groups, self.rows), (n, ho, wo)
 
     def assemble(self, y: Tensor, shape: tuple[int, ...]) -> Tensor:
         """Outputs (V, groups, cols) back to the layer's output layout."""

@@ -21,13 +21,18 @@ never changes a result: a step whose inputs are all zero sums to exactly zero.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from forms.hw.bitplanes import fragment_int_view, unsigned_codes
 from forms.hw.quant_inputs import DigitPlan
+
+LOOKUP_BITS = 16
+"""Codes up to this many bits count zero-skips with lookup tables of 2^bits entries."""
 
 
 @dataclass
@@ -45,6 +50,53 @@ class ZeroSkipCounts:
         self.rounds_needed_bitplane += other.rounds_needed_bitplane
 
 
+@functools.lru_cache(maxsize=32)
+def _needed_steps_tables(plan: DigitPlan, device: str) -> tuple[Tensor, Tensor]:
+    """Steps needed under "leading" and "bitplane" for every OR value of ``plan.bits`` bits (int16 each)."""
+    values = torch.arange(1 << plan.bits, dtype=torch.int64)
+    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
+    present = torch.stack([torch.bitwise_and(values, m) != 0 for m in masks])  # (steps, 2^bits)
+    idx = torch.arange(1, plan.steps + 1, dtype=torch.int64).unsqueeze(-1)
+    leading = (present * idx).amax(0).to(torch.int16)
+    bitplane = present.sum(0).to(torch.int16)
+    return leading.to(device), bitplane.to(device)
+
+
+def _or_reduce(u: Tensor) -> Tensor:
+    """Bitwise OR over the last dimension (log2 of its size halving passes)."""
+    width = u.shape[-1]
+    while width > 1:
+        half = width // 2
+        head = torch.bitwise_or(u[..., :half], u[..., half : 2 * half])
+        if width % 2:
+            head[..., :1] |= u[..., 2 * half :]
+        u, width = head, half
+    return u[..., 0]
+
+
+def count_fragments(u: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
+    """Counts of int bit patterns ``u`` (V, G, F, R) already split into zero-padded sub-arrays.
+
+    ``u`` holds the two's complement patterns (:func:`forms.hw.bitplanes.unsigned_codes`). Both rules
+    depend only on the OR of a sub-array's R inputs, so the counts are two table lookups per sub-array
+    (tables of 2^bits entries, for bits <= 16; wider codes test each step's digit mask instead).
+    """
+    ored = _or_reduce(u)  # (V, G, F): bit b set iff some input of the sub-array has bit b set
+    counts = ZeroSkipCounts(rounds_total=int(ored.numel()) * plan.steps)
+    if plan.bits <= LOOKUP_BITS:
+        leading, bitplane = _needed_steps_tables(plan, str(ored.device))
+        flat = ored.reshape(-1).to(torch.int64)
+        counts.rounds_needed_leading = int(leading.index_select(0, flat).sum())
+        counts.rounds_needed_bitplane = int(bitplane.index_select(0, flat).sum())
+        return counts
+    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
+    present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, V, G, F)
+    idx = torch.arange(1, plan.steps + 1, device=ored.device, dtype=torch.int32).view(-1, 1, 1, 1)
+    counts.rounds_needed_bitplane = int(present.sum())
+    counts.rounds_needed_leading = int((present * idx).amax(dim=0).sum())
+    return counts
+
+
 def count_subarray_steps(
     codes: Tensor, plan: DigitPlan, fragment_size: int, chunk_elements: int = 1 << 22
 ) -> ZeroSkipCounts:
@@ -54,31 +106,10 @@ def count_subarray_steps(
     processed in chunks of about ``chunk_elements`` inputs to bound memory.
     """
     vectors, groups, rows = codes.shape
-    frags = math.ceil(rows / fragment_size)
-    width = 1 << max(0, fragment_size - 1).bit_length()  # R rounded up to a power of two
-    per_vector = max(1, groups * frags * width)
+    per_vector = max(1, groups * math.ceil(rows / fragment_size) * fragment_size)
     chunk = max(1, chunk_elements // per_vector)
-    itype = torch.int32 if plan.bits <= 30 else torch.int64
-    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
-    idx = torch.arange(1, plan.steps + 1, device=codes.device, dtype=torch.int32).view(-1, 1, 1, 1)
     counts = ZeroSkipCounts()
     for start in range(0, vectors, chunk):
-        u = codes[start : start + chunk].to(itype)
-        if plan.signed:
-            u = torch.bitwise_and(u, (1 << plan.bits) - 1)  # two's complement bit pattern
-        pad = frags * fragment_size - rows
-        if pad:
-            u = torch.nn.functional.pad(u, (0, pad))
-        u = u.reshape(u.shape[0], groups, frags, fragment_size)
-        if width != fragment_size:
-            u = torch.nn.functional.pad(u, (0, width - fragment_size))
-        # OR over the R inputs of each sub-array, by halving (log2 R vectorized steps).
-        while u.shape[-1] > 1:
-            half = u.shape[-1] // 2
-            u = torch.bitwise_or(u[..., :half], u[..., half:])
-        ored = u[..., 0]  # (V, G, F): bit b set iff some input of the sub-array has bit b set
-        present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, V, G, F)
-        counts.rounds_total += int(ored.numel()) * plan.steps
-        counts.rounds_needed_bitplane += int(present.sum())
-        counts.rounds_needed_leading += int((present * idx).amax(dim=0).sum())
+        u = fragment_int_view(unsigned_codes(codes[start : start + chunk], plan), fragment_size)
+        counts.add(count_fragments(u, plan))
     return counts

@@ -1,0 +1,122 @@
+"""Integer input codes as per-fragment digit patterns: the bit-matrix transpose of the bit-serial input.
+
+At analog step ``b`` the ``Rg`` rows of one row group (fragment) apply the digits ``d_r = digit_b(x_r)``
+(see :class:`forms.hw.quant_inputs.DigitPlan`). The *pattern* of that step is the integer
+
+    pattern_b = sum_r d_r << (dac_bits * r),
+
+so a pattern determines every partial sum the row group's columns produce at that step, and there are
+only ``2^(dac_bits * Rg)`` of them. :func:`fragment_patterns` computes every step's pattern of every
+fragment at once from int32 codes.
+
+For a 1-bit DAC and ``Rg <= 8`` it is a bit-matrix transpose: byte ``k`` of the ``Rg`` (zero-padded
+to 8) codes of a fragment form one int64 word (byte ``r`` = row ``r``), three mask/shift/xor rounds
+transpose that 8 x 8 bit matrix (Warren, *Hacker's Delight*, 2nd ed., Sec. 7-3), and byte ``j`` of the
+result is the pattern of step ``8k + j``. For ``8 < Rg <= 16`` a small lookup table spreads each
+4-bit chunk of a code over 16-bit lanes, shifted by the row index, and the rows are summed (disjoint
+bits). Other DAC widths use a plain per-step computation.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+
+import torch
+from torch import Tensor
+
+from forms.hw.quant_inputs import DigitPlan
+
+
+def unsigned_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
+    """int32 bit patterns of integer ``codes`` (two's complement in ``plan.bits`` bits when signed)."""
+    u = codes.to(torch.int32) if plan.bits < 31 else codes.to(torch.int64)
+    if plan.signed:
+        u = torch.bitwise_and(u, (1 << plan.bits) - 1)
+    return u
+
+
+def fragment_int_view(u: Tensor, fragment_size: int) -> Tensor:
+    """(V, G, rows) integers -> (V, G, F, R) with the last fragment padded by zero rows."""
+    v, g, rows = u.shape
+    frags = math.ceil(rows / fragment_size)
+    if frags * fragment_size == rows:
+        return u.reshape(v, g, frags, fragment_size)
+    out = u.new_zeros(v, g, frags * fragment_size)
+    out[..., :rows] = u
+    return out.view(v, g, frags, fragment_size)
+
+
+def pattern_bits(plan: DigitPlan, group_rows: int) -> int:
+    """Bits of one step's pattern: dac width (largest digit width) times the row-group size."""
+    return max(plan.widths) * group_rows
+
+
+def _one_bit_plan(plan: DigitPlan) -> bool:
+    return all(w == 1 for w in plan.widths) and plan.shifts == tuple(range(plan.bits))
+
+
+@functools.lru_cache(maxsize=32)
+def _spread_table(lane_bits: int, rows: int, device: str) -> Tensor:
+    """(rows * 2^chunk,) int64: entry r * 2^chunk + c has bit j of c at bit lane_bits * j + r."""
+    chunk = 64 // lane_bits
+    c = torch.arange(1 << chunk, dtype=torch.int64)
+    bits = torch.bitwise_and(torch.bitwise_right_shift(c.unsqueeze(-1), torch.arange(chunk)), 1)
+    spread = (bits << (lane_bits * torch.arange(chunk))).sum(-1)  # (2^chunk,)
+    table = spread.unsqueeze(0) << torch.arange(rows).unsqueeze(-1)  # (rows, 2^chunk)
+    return table.reshape(-1).to(device)
+
+
+def fragment_patterns(u: Tensor, plan: DigitPlan) -> Tensor:
+    """Patterns (V, G, F, steps) of non-negative int codes ``u`` (V, G, F, Rg) (see the module doc).
+
+    ``u`` holds :func:`unsigned_codes` (two's complement bit patterns), split into fragments with
+    :func:`fragment_int_view`. Patterns need ``dac_bits * Rg <= 16`` bits; the result is uint8 when
+    they fit in 8 bits, else int32.
+    """
+    rg = u.shape[-1]
+    if pattern_bits(plan, rg) > 16:
+        raise ValueError(f"patterns of {rg} rows x {max(plan.widths)} DAC bits exceed 16 bits")
+    if _one_bit_plan(plan) and sys.byteorder == "little":
+        if rg <= 8 and u.dtype == torch.int32:
+            return _transposed_patterns(u, plan.bits)
+        return _spread_patterns(u, plan.bits)
+    shifts = torch.tensor(plan.shifts, dtype=torch.int32, device=u.device)
+    masks = torch.tensor([(1 << w) - 1 for w in plan.widths], dtype=torch.int32, device=u.device)
+    place = torch.arange(rg, dtype=torch.int32, device=u.device) * max(plan.widths)
+    digits = torch.bitwise_and(torch.bitwise_right_shift(u.unsqueeze(-1), shifts), masks)  # (...,Rg,S)
+    return torch.bitwise_left_shift(digits, place.unsqueeze(-1)).sum(-2, dtype=torch.int32)
+
+
+_TRANSPOSE8 = ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0))
+
+
+def _transposed_patterns(u: Tensor, bits: int) -> Tensor:
+    v, g, f, rg = u.shape
+    nbytes = math.ceil(bits / 8)
+    planes = u.view(torch.uint8).view(v, g, f, rg, 4)[..., :nbytes].transpose(-1, -2)  # (V,G,F,B,Rg)
+    block = u.new_zeros((v, g, f, nbytes, 8), dtype=torch.uint8)
+    block[..., :rg] = planes
+    x = block.view(torch.int64)  # (V, G, F, B, 1): byte r of word k = byte k of row r
+    for shift, mask in _TRANSPOSE8:
+        t = torch.bitwise_and(torch.bitwise_xor(x, torch.bitwise_right_shift(x, shift)), mask)
+        x = torch.bitwise_xor(torch.bitwise_xor(x, t), torch.bitwise_left_shift(t, shift))
+    return x.view(torch.uint8).view(v, g, f, nbytes * 8)[..., :bits]
+
+
+def _spread_patterns(u: Tensor, bits: int) -> Tensor:
+    v, g, f, rg = u.shape
+    lane_bits = 8 if rg <= 8 else 16
+    chunk = 64 // lane_bits
+    words = math.ceil(bits / chunk)
+    table = _spread_table(lane_bits, rg, str(u.device))
+    shifts = torch.arange(words, dtype=u.dtype, device=u.device) * chunk
+    # (V, G, F, Rg, words) chunk values, offset into the per-row table block
+    index = torch.bitwise_and(torch.bitwise_right_shift(u.unsqueeze(-1), shifts), (1 << chunk) - 1)
+    index += (torch.arange(rg, dtype=u.dtype, device=u.device) << chunk).view(rg, 1)
+    spread = table[index.view(-1)].view(v, g, f, rg, words)
+    packed = spread.sum(-2)  # (V, G, F, words): rows hold disjoint bits
+    if lane_bits == 8:
+        return packed.view(torch.uint8)[..., :bits]  # little-endian: lane j = byte j
+    return torch.bitwise_and(packed.view(torch.int16)[..., :bits].to(torch.int32), 0xFFFF)

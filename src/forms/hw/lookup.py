@@ -1,0 +1,166 @@
+"""The bit-level crossbar pipeline evaluated through per-pattern tables (exact, deterministic cells).
+
+A row group (fragment) of ``Rg`` rows at one analog step is fully described by its digit *pattern*
+(:mod:`forms.hw.bitplanes`): the partial sum of every physical column is ``sum_r d_r * level[r, col]``.
+With deterministic cells (no read noise) every conversion of that step is therefore a function of
+the pattern, and so is its share of the output after the ADC and the digital shift-and-add:
+
+    T[f, p, c] = sum_q multiplier[f, c, q] * ADC(partial[f, p, c, q])      (slices / crossbar sets q)
+                 + (flip correction[f, c] + input_sum_coefficient) * U(p),
+
+with ``U(p)`` the sum of the pattern's digits (ISAAC's flipped-column and unit-column corrections are
+linear in the step's digits). :class:`PatternTable` builds ``T`` once per programmed chip, with the
+ADC applied to every entry exactly as the engine applies it to a partial sum, and counts per entry
+the conversions that clip. Running a vector is then, per (step, row group), one table row:
+
+    y[c] = sum_b coef_b 2^shift_b sum_f T[f, pattern(b, f), c].
+
+The step weights are folded into the tables (one table block per step), so each vector is one
+``embedding_bag`` sum over its (row group, step) rows. That sum runs in float32, exactly: the steps are
+split into groups whose weights, divided by the group's smallest, keep every bag sum below 2^24, and
+the groups' float32 results are combined in float64. The clip counts ride along as one more table
+column. Tables hold only integers (an ADC step of 1); they have ``2^(dac_bits * Rg)`` rows per row
+group and step, so the path applies to FORMS fragments (R <= 16 with a 1-bit DAC), not to ISAAC and
+PRIME's 128-row columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from forms.hw.adc import Adc
+from forms.hw.quant_inputs import DigitPlan
+
+FLOAT32_EXACT = 1 << 24
+"""Integers below 2^24 are exact in float32 (24-bit significand)."""
+BUILD_ELEMENTS = 1 << 22
+"""Partial sums held at once while a table is built (row groups are processed in chunks)."""
+
+
+def table_size(groups: int, row_groups: int, group_rows: int, columns: int, plan: DigitPlan) -> int:
+    """Entries of the folded tables: G * F * steps * P * (C + 1), P = 2^(dac_bits * Rg) patterns."""
+    patterns = 1 << (max(plan.widths) * group_rows)
+    return groups * row_groups * plan.steps * patterns * (columns + 1)
+
+
+def pattern_outputs(
+    cells: Tensor, multiplier: Tensor, u_coefficient: Tensor, adc: Adc, integral: bool, dac_bits: int
+) -> tuple[Tensor, Tensor]:
+    """Per-pattern contributions T (G*F, P, C) float64 and clip counts (G*F, P) int64.
+
+    ``cells`` (G, F, Rg, Q, C) are the programmed levels, ``multiplier`` (G, F, Q, C) each converted
+    column's shift-and-add weight, ``u_coefficient`` (G, F, C) the coefficient of the step's digit sum
+    (flip and offset corrections). ``integral`` says the levels are exact integers (the ADC then skips
+    rounding, as in the engine). Partial sums are formed in float64 (exact for integer levels).
+    """
+    g, f, rg, q, c = cells.shape
+    p = 1 << (dac_bits * rg)
+    device = cells.device
+    pat = torch.arange(p, device=device, dtype=torch.int64)
+    shifts = torch.arange(rg, device=device, dtype=torch.int64) * dac_bits
+    digits = torch.bitwise_and(pat.unsqueeze(-1) >> shifts, (1 << dac_bits) - 1).to(torch.float64)
+    u = digits.sum(-1)  # (P,) digit sum U of each pattern
+    levels = cells.reshape(g * f, rg, q * c).to(torch.float64)
+    mult = multiplier.reshape(g * f, q, c).to(torch.float64)
+    ucoef = u_coefficient.reshape(g * f, c).to(torch.float64)
+    values = torch.empty(g * f, p, c, dtype=torch.float64, device=device)
+    clips = torch.empty(g * f, p, dtype=torch.int64, device=device)
+    clip_at = (adc.max_code + 0.5) * adc.step
+    step = max(1, BUILD_ELEMENTS // max(1, p * q * c))
+    for s in range(0, g * f, step):
+        e = min(g * f, s + step)
+        partial = torch.matmul(digits, levels[s:e]).view(e - s, p, q, c)
+        clips[s:e] = (partial > clip_at).sum((2, 3))
+        adc.convert_(partial, integral=integral)
+        values[s:e] = torch.einsum("npqc,nqc->npc", partial, mult[s:e]) + u.view(1, p, 1) * ucoef[s:e, None]
+    return values, clips
+
+
+@dataclass
+class _StepGroup:
+    start: int
+    stop: int
+    scale: float
+    """Weight of the group's float32 sums in the output: coef * 2^shift of its first step."""
+    values: Tensor
+    """(G * F * steps * P, C [+ 1]) float32: T times each step's weight / scale (clip count column)."""
+    offsets: Tensor
+    """(G, F, steps) int32: first table row of each (group, row group, step) block."""
+
+
+@dataclass
+class PatternTable:
+    """Folded per-pattern tables of one programmed layer (see the module docstring)."""
+
+    groups: list[_StepGroup]
+    patterns: int
+    columns: int
+    counts_clips: bool
+    """True when some pattern clips: the tables then carry a clip-count column."""
+
+    @classmethod
+    def build(
+        cls,
+        cells: Tensor,
+        multiplier: Tensor,
+        u_coefficient: Tensor,
+        adc: Adc,
+        integral: bool,
+        plan: DigitPlan,
+    ) -> PatternTable | None:
+        """Tables for cell ``levels`` (G, F, Rg, Q, C) (see :func:`pattern_outputs`); None when they
+        would not hold integers (an ADC step other than 1), which the float32 sums cannot keep exact."""
+        g, f, _, _, c = cells.shape
+        values, clips = pattern_outputs(cells, multiplier, u_coefficient, adc, integral, max(plan.widths))
+        if not bool(torch.equal(values, values.round())):
+            return None
+        p = values.shape[1]
+        counts_clips = bool(clips.any())
+        if counts_clips:
+            values = torch.cat([values, clips.unsqueeze(-1).to(torch.float64)], -1)
+        bound = f * (float(values.abs().max()) if values.numel() else 0.0)
+        weights = [c * float(1 << s) for c, s in zip(plan.coefs, plan.shifts, strict=True)]
+        out: list[_StepGroup] = []
+        start = 0
+        while start < plan.steps:
+            scale = abs(weights[start])
+            stop, total = start, 0.0
+            while stop < plan.steps and (
+                stop == start or bound * (total + abs(weights[stop])) / scale < FLOAT32_EXACT
+            ):
+                total += abs(weights[stop])
+                stop += 1
+            if bound * total / scale >= FLOAT32_EXACT:
+                return None  # one step alone is too large for float32 (wide ADC times many row groups)
+            w = torch.tensor([weights[b] / scale for b in range(start, stop)], dtype=torch.float64)
+            block = values.view(g, f, 1, p, -1) * w.to(values.device).view(1, 1, -1, 1, 1)
+            if counts_clips:
+                block[..., -1] = values.view(g, f, 1, p, -1)[..., -1]  # counts are not weighted
+            n = stop - start
+            rows = torch.arange(g * f * n, dtype=torch.int32, device=values.device) * p
+            out.append(
+                _StepGroup(
+                    start, stop, scale, block.reshape(g * f * n * p, -1).to(torch.float32), rows.view(g, f, n)
+                )
+            )
+            start = stop
+        return cls(out, p, c, counts_clips)
+
+    def run(self, patterns: Tensor, plan: DigitPlan) -> tuple[Tensor, int]:
+        """Outputs (V, G, C) float64 and clipped conversions of ``patterns`` (V, G, F, steps)."""
+        v, g, f, _ = patterns.shape
+        y = torch.zeros(v * g, self.columns, dtype=torch.float64, device=patterns.device)
+        clipped = 0
+        for grp in self.groups:
+            n = grp.stop - grp.start
+            index = torch.empty(v, g, f, n, dtype=torch.int32, device=patterns.device)
+            torch.add(patterns[..., grp.start : grp.stop], grp.offsets, out=index)
+            sums = F.embedding_bag(index.view(v * g, f * n), grp.values, mode="sum")  # (V*G, C [+1])
+            y.add_(sums[:, : self.columns], alpha=grp.scale)
+            if self.counts_clips:
+                clipped += int(sums[:, -1].sum(dtype=torch.float64))
+        return y.view(v, g, self.columns), clipped

@@ -1,0 +1,158 @@
+"""The fast bit-level path (per-pattern tables) and its pieces against direct computations.
+
+- digit patterns from the bit-matrix transpose / spread tables equal patterns built per step and row;
+- the table engine equals the GEMM bit-level engine (both per (step, row group, column, slice) with
+  the same ADC) on outputs and clip counts, for every encoding whose row groups fit a table;
+- zero-skip counts from the OR lookup equal a per-step count, for any R (not only powers of two).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forms.hw.adc import Adc, lossless_adc_bits
+from forms.hw.bitplanes import fragment_int_view, fragment_patterns, unsigned_codes
+from forms.hw.crossbar import CrossbarArray
+from forms.hw.encodings import encode
+from forms.hw.quant_inputs import digit_plan
+from forms.hw.sim_spec import DeviceSpec
+from forms.hw.zeroskip import count_subarray_steps
+
+
+def direct_patterns(x: torch.Tensor, bits: int, dac: int, signed: bool, rg: int) -> torch.Tensor:
+    """pattern[v, g, f, b] = sum_r digit_b(x_r) << (slot * r), straight from the digit plan.
+
+    A row's slot is the widest digit of the plan (dac_bits, or fewer when the codes are narrower)."""
+    plan = digit_plan(bits, dac, signed)
+    slot = max(plan.widths)
+    digits = plan.digits(x)  # (steps, V, G, rows)
+    v, g, rows = x.shape
+    frags = math.ceil(rows / rg)
+    out = torch.zeros(v, g, frags, plan.steps, dtype=torch.int64)
+    for r in range(rows):
+        out[:, :, r // rg, :] += (digits[:, :, :, r] << (slot * (r % rg))).permute(1, 2, 0)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rows=st.integers(1, 40),
+    rg=st.sampled_from([1, 2, 3, 4, 5, 8, 11, 16]),
+    bits=st.integers(2, 24),
+    dac=st.sampled_from([1, 2]),
+    signed=st.booleans(),
+)
+def test_patterns_equal_per_step_digits(seed, rows, rg, bits, dac, signed) -> None:
+    if dac * rg > 16:
+        rg = 16 // dac
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    x = torch.randint(lo, hi, (3, 2, rows), generator=gen).to(torch.float64)
+    plan = digit_plan(bits, dac, signed)
+    got = fragment_patterns(fragment_int_view(unsigned_codes(x, plan), rg), plan)
+    assert torch.equal(got.to(torch.int64), direct_patterns(x, bits, dac, signed, rg))
+
+
+def arrays(
+    w, encoding, weight_bits, cell_bits, xbar_rows, r, bits, signed, dac, adc_bits, devices=None, flip=False
+):
+    """The same layer on the table engine and on the GEMM engine (tables disabled), all bit-level."""
+    enc = encode(w, encoding, weight_bits, cell_bits, xbar_rows, r, flip)
+    adc = Adc(adc_bits)
+    plan = digit_plan(bits, dac, signed)
+    table = CrossbarArray(w, enc, adc, plan, r, devices, force_bit_level=True)
+    gemm = CrossbarArray(w, enc, adc, plan, r, devices, force_bit_level=True, table_limit=0)
+    return table, gemm
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    encoding=st.sampled_from(["polarized", "offset", "differential"]),
+    groups=st.integers(1, 2),
+    rows=st.integers(1, 30),
+    cols=st.integers(1, 6),
+    r=st.sampled_from([2, 4, 8]),
+    cell_bits=st.sampled_from([1, 2, 4]),
+    bits=st.integers(2, 16),
+    dac=st.sampled_from([1, 2]),
+    signed=st.booleans(),
+    adc_drop=st.integers(0, 4),
+    flipped=st.booleans(),
+)
+def test_table_engine_equals_gemm_engine(
+    seed, encoding, groups, rows, cols, r, cell_bits, bits, dac, signed, adc_drop, flipped
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    wb = 6
+    top = (1 << wb) - 1
+    w = torch.randint(-top, top + 1, (groups, rows, cols), generator=gen)
+    if encoding == "polarized":
+        sign = torch.randint(0, 2, (groups, math.ceil(rows / r), cols), generator=gen) * 2 - 1
+        w = w.abs() * sign.repeat_interleave(r, 1)[:, :rows]
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    x = torch.randint(lo, hi, (7, groups, rows), generator=gen).to(torch.float64)
+    x[x.abs() % 3 == 0] = 0
+    xbar = r  # offset/differential convert whole r-row columns, so they fit a table too
+    flip = flipped and encoding == "offset"
+    adc_bits = max(1, lossless_adc_bits(r, cell_bits, dac, flip) - adc_drop)
+    table, gemm = arrays(w, encoding, wb, cell_bits, xbar, r, bits, signed, dac, adc_bits, flip=flip)
+    assert table.pattern_table() is not None and gemm.pattern_table() is None
+    y_table, y_gemm = table(x), gemm(x)
+    assert torch.equal(y_table, y_gemm)
+    assert table.stats.clipped == gemm.stats.clipped
+    assert table.stats.zero_skip == gemm.stats.zero_skip
+
+
+def test_table_engine_with_faults_and_variation_equals_gemm_engine() -> None:
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randint(0, 64, (1, 24, 6), generator=gen)
+    x = torch.randint(0, 256, (20, 1, 24), generator=gen).double()
+    for devices in (DeviceSpec(stuck_at_0=0.1, stuck_at_1=0.1), DeviceSpec(variation=0.1, on_off_ratio=10.0)):
+        table, gemm = arrays(w, "polarized", 6, 2, 16, 8, 8, False, 1, 4, devices)
+        table.program(3)
+        gemm.program(3)
+        assert table.pattern_table() is not None
+        y_table, y_gemm = table(x), gemm(x)
+        if devices.variation:
+            # float32 GEMM partial sums of non-integer levels can round differently at .5: nearly equal
+            assert float((y_table - y_gemm).abs().max()) <= 0.02 * float(y_gemm.abs().max())
+        else:
+            assert torch.equal(y_table, y_gemm)
+            assert table.stats.clipped == gemm.stats.clipped
+
+
+def step_count(x: torch.Tensor, bits: int, dac: int, signed: bool, r: int) -> tuple[int, int, int]:
+    """Per-step zero-skip count from the digits (no OR trick)."""
+    plan = digit_plan(bits, dac, signed)
+    d = plan.digits(x)  # (steps, V, G, rows)
+    frags = math.ceil(x.shape[-1] / r)
+    d = torch.nn.functional.pad(d, (0, frags * r - x.shape[-1])).reshape(*d.shape[:-1], frags, r)
+    needed = (d != 0).any(-1)  # (steps, V, G, F)
+    idx = torch.arange(1, plan.steps + 1).view(-1, 1, 1, 1)
+    return needed[0].numel() * plan.steps, int((needed * idx).amax(0).sum()), int(needed.sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    rows=st.integers(1, 30),
+    r=st.integers(1, 13),
+    bits=st.sampled_from([2, 5, 8, 16, 17, 20]),
+    dac=st.sampled_from([1, 2, 3]),
+    signed=st.booleans(),
+)
+def test_zero_skip_lookup_equals_per_step_count(seed, rows, r, bits, dac, signed) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    x = torch.randint(lo, hi, (4, 2, rows), generator=gen).to(torch.float64)
+    x[torch.rand(x.shape, generator=gen) < 0.6] = 0
+    c = count_subarray_steps(x, digit_plan(bits, dac, signed), r)
+    assert (c.rounds_total, c.rounds_needed_leading, c.rounds_needed_bitplane) == step_count(
+        x, bits, dac, signed, r
+    )
