@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forms.hw.adc import Adc, lossless_adc_bits
-from forms.hw.bitplanes import fragment_int_view, fragment_patterns, unsigned_codes
+from forms.hw.bitplanes import fragment_int_view, fragment_patterns, int_codes
 from forms.hw.crossbar import CrossbarArray
 from forms.hw.encodings import encode
 from forms.hw.quant_inputs import digit_plan
@@ -54,7 +54,7 @@ def test_patterns_equal_per_step_digits(seed, rows, rg, bits, dac, signed) -> No
     lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
     x = torch.randint(lo, hi, (3, 2, rows), generator=gen).to(torch.float64)
     plan = digit_plan(bits, dac, signed)
-    got = fragment_patterns(fragment_int_view(unsigned_codes(x, plan), rg), plan)
+    got = fragment_patterns(fragment_int_view(int_codes(x, plan), rg), plan)
     assert torch.equal(got.to(torch.int64), direct_patterns(x, bits, dac, signed, rg))
 
 

@@ -29,12 +29,11 @@ from torch import Tensor
 from forms.hw.quant_inputs import DigitPlan
 
 
-def unsigned_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
-    """int32 bit patterns of integer ``codes`` (two's complement in ``plan.bits`` bits when signed)."""
-    u = codes.to(torch.int32) if plan.bits < 31 else codes.to(torch.int64)
-    if plan.signed:
-        u = torch.bitwise_and(u, (1 << plan.bits) - 1)
-    return u
+def int_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
+    """Integer ``codes`` as int32 (int64 beyond 30 bits): the low ``plan.bits`` bits are the two's
+    complement digits the plan streams (negative codes keep their sign extension above them, which
+    no step reads; mask with 2^bits - 1 where the whole value matters)."""
+    return codes.to(torch.int32) if plan.bits < 31 else codes.to(torch.int64)
 
 
 def fragment_int_view(u: Tensor, fragment_size: int) -> Tensor:
@@ -69,9 +68,9 @@ def _spread_table(lane_bits: int, rows: int, device: str) -> Tensor:
 
 
 def fragment_patterns(u: Tensor, plan: DigitPlan) -> Tensor:
-    """Patterns (V, G, F, steps) of non-negative int codes ``u`` (V, G, F, Rg) (see the module doc).
+    """Patterns (V, G, F, steps) of int codes ``u`` (V, G, F, Rg) (see the module doc).
 
-    ``u`` holds :func:`unsigned_codes` (two's complement bit patterns), split into fragments with
+    ``u`` holds :func:`int_codes` (two's complement digits in its low bits), split into fragments with
     :func:`fragment_int_view`. Patterns need ``dac_bits * Rg <= 16`` bits; the result is uint8 when
     they fit in 8 bits, else int32.
     """

@@ -1,18 +1,25 @@
 """The bit-accurate crossbar engine of one mapped layer: integer codes in, exact integer sums out.
 
 Input: integer activation codes ``x`` (vectors, groups, rows), output: ``y`` (vectors, groups, cols)
-as float64 tensors holding integers. Two paths compute the same hardware:
+as float64 tensors holding integers. Three paths compute the same hardware:
 
 - **Exact fast path.** When the cells are ideal and the ADC cannot clip any partial sum (every column's
   level sum times the largest DAC digit fits the ADC), the bit-serial pipeline equals one integer GEMM
   ``x @ W`` (DESIGN.md, "Making the simulator fast"). It runs in float32 when rows * max|x| * max|w|
-  < 2^24 (exact), else float64 (exact to 2^53). Zero-skip statistics come from the input bit planes.
-- **Bit-level path.** Otherwise, input digits go into the batch dimension and cells are laid out as
-  (groups x row groups, group rows, cols x physical columns), so one batched GEMM yields every (step,
-  row group, column, slice) partial sum. Read noise is added, the ADC clips/quantizes elementwise, and
-  the shift-and-add reduces with 2^(k*cell_bits), fragment/set/flip signs and the digit weights
-  coef * 2^shift. The offset encoding subtracts 2^weight_bits * sum(x); flipped columns add M * U back.
-  Work is chunked over vectors so at most ``chunk_elements`` partial sums are held at once.
+  < 2^24 (exact), else float64 (exact to 2^53). Zero-skip statistics come from the OR of each
+  sub-array's codes through lookup tables (:mod:`forms.hw.zeroskip`).
+- **Table engine** (bit-level, deterministic cells: narrow ADC, faults, variation). Every conversion
+  of a step is a function of the row group's digit pattern, so the ADC outputs and their
+  shift-and-add are tabulated per pattern once per programmed chip and a vector costs one table row
+  per (step, row group) (:mod:`forms.hw.lookup`, patterns from :mod:`forms.hw.bitplanes`). Applies
+  when patterns have at most 16 bits (FORMS fragments; not ISAAC/PRIME's 128-row columns).
+- **GEMM engine** (bit-level otherwise, and always with read noise). Input digits go into the batch
+  dimension and cells are laid out as (groups x row groups, group rows, cols x physical columns), so
+  one batched GEMM yields every (step, row group, column, slice) partial sum. Read noise is added, the
+  ADC clips/quantizes elementwise, and the shift-and-add reduces with 2^(k*cell_bits),
+  fragment/set/flip signs and the digit weights coef * 2^shift. The offset encoding subtracts
+  2^weight_bits * sum(x); flipped columns add M * U back. Work is chunked over vectors so at most
+  ``chunk_elements`` partial sums are held at once.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from forms.hw.adc import Adc
-from forms.hw.bitplanes import fragment_int_view, fragment_patterns, pattern_bits, unsigned_codes
+from forms.hw.bitplanes import fragment_int_view, fragment_patterns, int_codes, pattern_bits
 from forms.hw.devices import ProgrammedCells, add_read_noise_, program_cells
 from forms.hw.encodings import EncodedLayer
 from forms.hw.lookup import PatternTable, table_size
@@ -33,8 +40,8 @@ from forms.hw.zeroskip import ZeroSkipCounts, count_fragments, count_subarray_st
 
 FLOAT32_EXACT = 1 << 24
 """Integers below 2^24 are exact in float32 (24-bit significand)."""
-DEFAULT_TABLE_LIMIT = 1 << 25
-"""Largest per-pattern table (entries) the bit-level path builds (float32: 128 MiB)."""
+DEFAULT_TABLE_LIMIT = 1 << 24
+"""Largest per-pattern table (entries) the bit-level path builds per layer (float32: 64 MiB)."""
 
 
 def integer_matmul(codes: Tensor, weight_int: Tensor, max_code: int | None = None) -> Tensor:
@@ -156,6 +163,8 @@ class CrossbarArray(nn.Module):
         self.risky_count = 0
         self.dense = False
         self._split_columns()
+        if not self.devices.ideal:
+            self.program(0)  # a deterministic chip until program(seed) draws the one wanted
 
     @property
     def lossless(self) -> bool:
@@ -259,6 +268,12 @@ class CrossbarArray(nn.Module):
             return analog
         return analog + integer_matmul(codes, self.exact_weight, self.max_code)
 
+    def set_table_limit(self, limit: int) -> None:
+        """Allow per-pattern tables of at most ``limit`` entries (0: always use the GEMM engine)."""
+        self.table_limit = limit
+        self._table_checked = False
+        self._table = None
+
     def pattern_table(self) -> PatternTable | None:
         """The chip's per-pattern tables (:mod:`forms.hw.lookup`), or None where they do not apply.
 
@@ -296,13 +311,13 @@ class CrossbarArray(nn.Module):
         chunk = max(1, self.chunk_elements // per_vector)
         outs = []
         for s in range(0, v, chunk):
-            u = unsigned_codes(codes[s : s + chunk], self.plan)
+            u = int_codes(codes[s : s + chunk], self.plan)
             frags = fragment_int_view(u, rg)
             if collect:
                 same = self.fragment_size == rg
                 sub = frags if same else fragment_int_view(u, self.fragment_size)
                 self.stats.zero_skip.add(count_fragments(sub, self.plan))
-            y, clipped = table.run(fragment_patterns(frags, self.plan), self.plan)
+            y, clipped = table.run(fragment_patterns(frags, self.plan), collect)
             if collect:
                 self.stats.clipped += clipped
             outs.append(y)

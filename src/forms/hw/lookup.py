@@ -15,13 +15,12 @@ the conversions that clip. Running a vector is then, per (step, row group), one 
 
     y[c] = sum_b coef_b 2^shift_b sum_f T[f, pattern(b, f), c].
 
-The step weights are folded into the tables (one table block per step), so each vector is one
-``embedding_bag`` sum over its (row group, step) rows. That sum runs in float32, exactly: the steps are
-split into groups whose weights, divided by the group's smallest, keep every bag sum below 2^24, and
-the groups' float32 results are combined in float64. The clip counts ride along as one more table
-column. Tables hold only integers (an ADC step of 1); they have ``2^(dac_bits * Rg)`` rows per row
-group and step, so the path applies to FORMS fragments (R <= 16 with a 1-bit DAC), not to ISAAC and
-PRIME's 128-row columns.
+Each vector is one ``embedding_bag`` sum over its (row group, step) rows, the step weights given as
+per-sample weights. That sum runs in float32, exactly: the steps are split into groups whose weights,
+divided by the group's smallest (so powers of two), keep every bag sum below 2^24, and the groups'
+float32 results are combined in float64. Clip counts are summed by a second, one-column bag. Tables
+hold only integers (an ADC step of 1); they have ``2^(dac_bits * Rg)`` rows per row group, so the path
+applies to FORMS fragments (R <= 16 with a 1-bit DAC), not to ISAAC and PRIME's 128-row columns.
 """
 
 from __future__ import annotations
@@ -42,9 +41,8 @@ BUILD_ELEMENTS = 1 << 22
 
 
 def table_size(groups: int, row_groups: int, group_rows: int, columns: int, plan: DigitPlan) -> int:
-    """Entries of the folded tables: G * F * steps * P * (C + 1), P = 2^(dac_bits * Rg) patterns."""
-    patterns = 1 << (max(plan.widths) * group_rows)
-    return groups * row_groups * plan.steps * patterns * (columns + 1)
+    """Entries of the tables: G * F * P * (C + 1), P = 2^(dac_bits * Rg) patterns (+1: clip counts)."""
+    return groups * row_groups * (1 << (max(plan.widths) * group_rows)) * (columns + 1)
 
 
 def pattern_outputs(
@@ -85,22 +83,23 @@ class _StepGroup:
     start: int
     stop: int
     scale: float
-    """Weight of the group's float32 sums in the output: coef * 2^shift of its first step."""
-    values: Tensor
-    """(G * F * steps * P, C [+ 1]) float32: T times each step's weight / scale (clip count column)."""
-    offsets: Tensor
-    """(G, F, steps) int32: first table row of each (group, row group, step) block."""
+    """Weight of the group's float32 sums in the output: |coef * 2^shift| of its first step."""
+    weights: Tensor
+    """(steps,) float32: each step's coef * 2^shift / scale (signed powers of two)."""
 
 
 @dataclass
 class PatternTable:
-    """Folded per-pattern tables of one programmed layer (see the module docstring)."""
+    """Per-pattern tables of one programmed layer (see the module docstring)."""
 
-    groups: list[_StepGroup]
-    patterns: int
+    values: Tensor
+    """(G * F * P, C) float32 contributions T (integers)."""
+    clips: Tensor | None
+    """(G * F * P, 1) float32 clipped conversions per pattern; None when no pattern clips."""
+    offsets: Tensor
+    """(G, F, 1) int32: first table row of each (group, row group)."""
+    step_groups: list[_StepGroup]
     columns: int
-    counts_clips: bool
-    """True when some pattern clips: the tables then carry a clip-count column."""
 
     @classmethod
     def build(
@@ -119,48 +118,43 @@ class PatternTable:
         if not bool(torch.equal(values, values.round())):
             return None
         p = values.shape[1]
-        counts_clips = bool(clips.any())
-        if counts_clips:
-            values = torch.cat([values, clips.unsqueeze(-1).to(torch.float64)], -1)
-        bound = f * (float(values.abs().max()) if values.numel() else 0.0)
-        weights = [c * float(1 << s) for c, s in zip(plan.coefs, plan.shifts, strict=True)]
-        out: list[_StepGroup] = []
+        bound = f * max(float(values.abs().max()) if values.numel() else 0.0, 1.0)
+        weights = [coef * float(1 << s) for coef, s in zip(plan.coefs, plan.shifts, strict=True)]
+        groups: list[_StepGroup] = []
         start = 0
         while start < plan.steps:
             scale = abs(weights[start])
-            stop, total = start, 0.0
-            while stop < plan.steps and (
-                stop == start or bound * (total + abs(weights[stop])) / scale < FLOAT32_EXACT
-            ):
-                total += abs(weights[stop])
+            stop, total = start + 1, 1.0
+            while stop < plan.steps and bound * (total + abs(weights[stop]) / scale) < FLOAT32_EXACT:
+                total += abs(weights[stop]) / scale
                 stop += 1
-            if bound * total / scale >= FLOAT32_EXACT:
-                return None  # one step alone is too large for float32 (wide ADC times many row groups)
-            w = torch.tensor([weights[b] / scale for b in range(start, stop)], dtype=torch.float64)
-            block = values.view(g, f, 1, p, -1) * w.to(values.device).view(1, 1, -1, 1, 1)
-            if counts_clips:
-                block[..., -1] = values.view(g, f, 1, p, -1)[..., -1]  # counts are not weighted
-            n = stop - start
-            rows = torch.arange(g * f * n, dtype=torch.int32, device=values.device) * p
-            out.append(
-                _StepGroup(
-                    start, stop, scale, block.reshape(g * f * n * p, -1).to(torch.float32), rows.view(g, f, n)
-                )
-            )
+            if bound * total >= FLOAT32_EXACT or f * plan.steps * float(clips.max()) >= FLOAT32_EXACT:
+                return None  # even one step's sum over the row groups is too large for float32
+            w = torch.tensor([weights[b] / scale for b in range(start, stop)], dtype=torch.float32)
+            groups.append(_StepGroup(start, stop, scale, w.to(values.device)))
             start = stop
-        return cls(out, p, c, counts_clips)
+        offsets = torch.arange(g * f, dtype=torch.int32, device=values.device) * p
+        return cls(
+            values=values.reshape(g * f * p, c).to(torch.float32),
+            clips=clips.reshape(-1, 1).to(torch.float32) if bool(clips.any()) else None,
+            offsets=offsets.view(g, f, 1),
+            step_groups=groups,
+            columns=c,
+        )
 
-    def run(self, patterns: Tensor, plan: DigitPlan) -> tuple[Tensor, int]:
+    def run(self, patterns: Tensor, collect: bool = True) -> tuple[Tensor, int]:
         """Outputs (V, G, C) float64 and clipped conversions of ``patterns`` (V, G, F, steps)."""
         v, g, f, _ = patterns.shape
         y = torch.zeros(v * g, self.columns, dtype=torch.float64, device=patterns.device)
         clipped = 0
-        for grp in self.groups:
+        for grp in self.step_groups:
             n = grp.stop - grp.start
             index = torch.empty(v, g, f, n, dtype=torch.int32, device=patterns.device)
-            torch.add(patterns[..., grp.start : grp.stop], grp.offsets, out=index)
-            sums = F.embedding_bag(index.view(v * g, f * n), grp.values, mode="sum")  # (V*G, C [+1])
-            y.add_(sums[:, : self.columns], alpha=grp.scale)
-            if self.counts_clips:
-                clipped += int(sums[:, -1].sum(dtype=torch.float64))
+            torch.add(patterns[..., grp.start : grp.stop], self.offsets, out=index)
+            bags = index.view(v * g, f * n)
+            psw = grp.weights.expand(v * g, f, n).reshape(v * g, f * n)
+            sums = F.embedding_bag(bags, self.values, mode="sum", per_sample_weights=psw)  # (V*G, C)
+            y.add_(sums, alpha=grp.scale)
+            if collect and self.clips is not None:
+                clipped += int(F.embedding_bag(bags, self.clips, mode="sum").sum(dtype=torch.float64))
         return y.view(v, g, self.columns), clipped

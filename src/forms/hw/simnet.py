@@ -2,7 +2,8 @@
 
 :func:`build_simulated_model` deep-copies the model and swaps every Conv2d/Linear for a
 :class:`SimulatedLayer`: it quantizes the incoming activations to integer codes, lowers a convolution to
-vectors with ``unfold`` (stride, padding, dilation, groups), runs the codes through a
+vectors with one strided copy of its padded input (stride, padding, dilation, groups; F.unfold's row
+order), runs the codes through a
 :class:`forms.hw.crossbar.CrossbarArray` (``mode="simulate"``) or a plain exact integer matmul
 (``mode="reference"``), and dequantizes: ``y = sum * input_scale * weight_scale + bias``. Everything
 else (BatchNorm, ReLU, pooling, residual adds) stays ordinary torch. The user's model is not touched.

@@ -22,13 +22,12 @@ never changes a result: a step whose inputs are all zero sums to exactly zero.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from forms.hw.bitplanes import fragment_int_view, unsigned_codes
+from forms.hw.bitplanes import int_codes
 from forms.hw.quant_inputs import DigitPlan
 
 LOOKUP_BITS = 16
@@ -74,27 +73,32 @@ def _or_reduce(u: Tensor) -> Tensor:
     return u[..., 0]
 
 
-def count_fragments(u: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
-    """Counts of int bit patterns ``u`` (V, G, F, R) already split into zero-padded sub-arrays.
+def count_ored(ored: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
+    """Counts of sub-arrays given the OR of each one's R integer codes (any shape, any int dtype).
 
-    ``u`` holds the two's complement patterns (:func:`forms.hw.bitplanes.unsigned_codes`). Both rules
-    depend only on the OR of a sub-array's R inputs, so the counts are two table lookups per sub-array
-    (tables of 2^bits entries, for bits <= 16; wider codes test each step's digit mask instead).
+    Both rules depend only on which digits of the OR are non-zero, so for codes of at most
+    ``LOOKUP_BITS`` bits the counts are two table lookups per sub-array; wider codes test each step's
+    digit mask. Bits above ``plan.bits`` (two's complement sign extension) are ignored.
     """
-    ored = _or_reduce(u)  # (V, G, F): bit b set iff some input of the sub-array has bit b set
     counts = ZeroSkipCounts(rounds_total=int(ored.numel()) * plan.steps)
     if plan.bits <= LOOKUP_BITS:
         leading, bitplane = _needed_steps_tables(plan, str(ored.device))
-        flat = ored.reshape(-1).to(torch.int64)
+        flat = torch.bitwise_and(ored.reshape(-1), (1 << plan.bits) - 1)
         counts.rounds_needed_leading = int(leading.index_select(0, flat).sum())
         counts.rounds_needed_bitplane = int(bitplane.index_select(0, flat).sum())
         return counts
     masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
-    present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, V, G, F)
-    idx = torch.arange(1, plan.steps + 1, device=ored.device, dtype=torch.int32).view(-1, 1, 1, 1)
+    present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, ...)
+    idx = torch.arange(1, plan.steps + 1, device=ored.device, dtype=torch.int32)
+    idx = idx.view(-1, *([1] * ored.dim()))
     counts.rounds_needed_bitplane = int(present.sum())
     counts.rounds_needed_leading = int((present * idx).amax(dim=0).sum())
     return counts
+
+
+def count_fragments(u: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
+    """Counts of int codes ``u`` (V, G, F, R) already split into zero-padded sub-arrays."""
+    return count_ored(_or_reduce(u), plan)
 
 
 def count_subarray_steps(
@@ -103,13 +107,21 @@ def count_subarray_steps(
     """Count sub-array steps of integer input ``codes`` (vectors, groups, rows) under both rules.
 
     ``codes`` holds exact integers (any dtype); signed codes are read in two's complement. Vectors are
-    processed in chunks of about ``chunk_elements`` inputs to bound memory.
+    processed in chunks of about ``chunk_elements`` inputs to bound memory. A short last sub-array is
+    OR-reduced on its own (the zero rows that pad it would not change its OR).
     """
     vectors, groups, rows = codes.shape
-    per_vector = max(1, groups * math.ceil(rows / fragment_size) * fragment_size)
-    chunk = max(1, chunk_elements // per_vector)
+    full, rest = divmod(rows, fragment_size)
+    chunk = max(1, chunk_elements // max(1, groups * rows))
     counts = ZeroSkipCounts()
     for start in range(0, vectors, chunk):
-        u = fragment_int_view(unsigned_codes(codes[start : start + chunk], plan), fragment_size)
-        counts.add(count_fragments(u, plan))
+        u = int_codes(codes[start : start + chunk], plan)
+        if full:
+            counts.add(
+                count_ored(
+                    _or_reduce(u[..., : full * fragment_size].unflatten(-1, (full, fragment_size))), plan
+                )
+            )
+        if rest:
+            counts.add(count_ored(_or_reduce(u[..., full * fragment_size :]), plan))
     return counts
