@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forms.errors import ConfigError
-from forms.hw.components import ComponentLibrary, adc_cost, load_library, lossless_adc_bits
+from forms.hw.adc import lossless_adc_bits
+from forms.hw.components import ComponentLibrary, adc_cost, load_library
 
 
 def test_library_loads_and_every_row_is_sourced() -> None:
@@ -58,7 +59,7 @@ def test_lossless_bits_match_the_reference() -> None:
     assert [lossless_adc_bits(r, 2, 1) for r in (4, 8, 16, 32)] == [4, 5, 6, 7]
     # ISAAC: 9 bits for 128 rows, 8 with flipping.
     assert lossless_adc_bits(128, 2, 1) == 9
-    assert lossless_adc_bits(128, 2, 1, flip=True) == 8
+    assert lossless_adc_bits(128, 2, 1, flipped=True) == 8
 
 
 def test_unknown_names_and_duplicates_are_refused() -> None:

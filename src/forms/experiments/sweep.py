@@ -166,7 +166,7 @@ def _impossible(key: str, value: Any, point: dict[str, Any], why: str) -> Config
 
 def _check_point(values: dict[str, Any], base: Any, allow_clipping: bool) -> None:
     """Name the grid key of an impossible combination before the ArchSpec's own (generic) message."""
-    from forms.hw.components import lossless_adc_bits
+    from forms.hw.adc import lossless_adc_bits
 
     rows = values.get("crossbar_size", base.crossbar.rows)
     encoding = values.get("encoding", base.encoding)

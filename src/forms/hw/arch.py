@@ -17,7 +17,8 @@ from pydantic import Field, model_validator
 from forms.config import CrossbarSpec, Spec, load_yaml_mapping
 from forms.errors import ConfigError
 from forms.geometry import crossbar_sets, slices_per_weight
-from forms.hw.components import PricedAdc, adc_cost, load_library, lossless_adc_bits
+from forms.hw.adc import lossless_adc_bits
+from forms.hw.components import PricedAdc, adc_cost, load_library
 
 DEFAULT_COMPONENTS: tuple[str, ...] = (
     "isaac-crossbar",

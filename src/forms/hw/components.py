@@ -7,7 +7,6 @@ power and rate, never stored twice: ``(power_mw - static_power_mw) / rate_hz``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
@@ -200,14 +199,3 @@ def adc_cost(
         rate_hz=rate_hz if rate_hz is not None else base.rate_hz,
         rule=rule,
     )
-
-
-def lossless_adc_bits(fragment_rows: int, cell_bits: int, dac_bits: int, flip: bool = False) -> int:
-    """Bits for an exact fragment/column sum: ceil(log2(R (2^w - 1)(2^v - 1) + 1)), one less with flipping.
-
-    ISAAC (Shafiee et al., ISCA 2016, Sec. 5) stores a column inverted when that keeps its sum under
-    half the range, which saves one bit; FORMS' lossless resolutions come from the same count.
-    """
-    max_sum = fragment_rows * ((1 << cell_bits) - 1) * ((1 << dac_bits) - 1)
-    bits = math.ceil(math.log2(max_sum + 1))
-    return max(1, bits - 1) if flip else bits
