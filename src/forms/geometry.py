@@ -247,7 +247,25 @@ def crossbar_count(
     """
     if rows == 0 or cols == 0:
         return 0
-    slices = slices_per_weight(encoding, weight_bits, cell_bits)
-    row_tiles = math.ceil(rows / crossbar_rows)
-    col_tiles = math.ceil(cols * slices / crossbar_cols)
+    row_tiles, col_tiles = tile_counts(
+        rows, cols, encoding, weight_bits, crossbar_rows, crossbar_cols, cell_bits
+    )
     return groups * crossbar_sets(encoding) * row_tiles * col_tiles
+
+
+def tile_counts(
+    rows: int,
+    cols: int,
+    encoding: str,
+    weight_bits: int,
+    crossbar_rows: int = 128,
+    crossbar_cols: int = 128,
+    cell_bits: int = 2,
+) -> tuple[int, int]:
+    """Row and column tiles of one group's (rows, cols) matrix on one crossbar set.
+
+    ceil(rows / crossbar_rows) row tiles; ceil(cols * slices / crossbar_cols) column tiles, a weight's
+    slices sitting in adjacent columns.
+    """
+    slices = slices_per_weight(encoding, weight_bits, cell_bits)
+    return math.ceil(rows / crossbar_rows), math.ceil(cols * slices / crossbar_cols)

@@ -20,7 +20,7 @@ from typing import Any
 
 from forms.config import check_fragment_size
 from forms.errors import ConfigError
-from forms.geometry import crossbar_count, crossbar_sets, num_row_fragments, slices_per_weight
+from forms.geometry import crossbar_count, crossbar_sets, num_row_fragments, slices_per_weight, tile_counts
 from forms.hw.adc import lossless_adc_bits
 from forms.hw.encodings import check_bits
 from forms.intweights import IntegerLayer
@@ -82,8 +82,9 @@ def map_layer(
     groups, rows, cols = (int(d) for d in layer.weight_int.shape)
     slices = slices_per_weight(encoding, layer.weight_bits, cell_bits)
     sets = crossbar_sets(encoding)
-    row_tiles = -(-rows // crossbar_rows)
-    col_tiles = -(-(cols * slices) // crossbar_cols)
+    row_tiles, col_tiles = tile_counts(
+        rows, cols, encoding, layer.weight_bits, crossbar_rows, crossbar_cols, cell_bits
+    )
     xbars = crossbar_count(
         rows, cols, groups, encoding, layer.weight_bits, crossbar_rows, crossbar_cols, cell_bits
     )

@@ -25,7 +25,7 @@ import numpy as np
 from torch import nn
 
 from forms.errors import ConfigError
-from forms.geometry import crossbar_count
+from forms.geometry import crossbar_count, tile_counts
 from forms.hw.arch import ArchSpec, load_arch
 from forms.hw.components import PricedAdc, load_library
 from forms.hw.layer_shapes import LayerShape, ModelShapes, layer_shapes
@@ -219,8 +219,9 @@ def _layer_cost(
     crossbars = crossbar_count(
         rows, cols, groups, arch.encoding, arch.weight_bits, xb.rows, xb.cols, xb.cell_bits
     )
-    row_tiles = math.ceil(rows / xb.rows)
-    col_tiles = math.ceil(cols * slices / xb.cols)
+    row_tiles, col_tiles = tile_counts(
+        rows, cols, arch.encoding, arch.weight_bits, xb.rows, xb.cols, xb.cell_bits
+    )
     frags_per_col = math.ceil(rows / xb.fragment_size)  # = row_tiles unless polarized (R = rows)
     unit_cols = row_tiles * col_tiles if offset else 0
     conv_per_step = groups * sets * (frags_per_col * cols * slices + unit_cols)
