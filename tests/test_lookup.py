@@ -156,3 +156,36 @@ def test_zero_skip_lookup_equals_per_step_count(seed, rows, r, bits, dac, signed
     assert (c.rounds_total, c.rounds_needed_leading, c.rounds_needed_bitplane) == step_count(
         x, bits, dac, signed, r
     )
+
+
+def test_gathered_partial_sums_equal_gemm_partial_sums() -> None:
+    # an ADC step of 1.5 makes ADC outputs non-integers: the table engine steps aside and the GEMM
+    # engine runs; its partial sums looked up per pattern equal the GEMMs' exactly.
+    gen = torch.Generator().manual_seed(9)
+    for encoding, flip in (("polarized", False), ("offset", True), ("differential", False)):
+        w = torch.randint(-31, 32, (2, 21, 5), generator=gen)
+        if encoding == "polarized":
+            w = w.abs() * torch.where(torch.arange(21) % 16 < 8, 1, -1).view(1, 21, 1)
+        x = torch.randint(-128, 128, (9, 2, 21), generator=gen).double()
+        enc = encode(w, encoding, 5, 2, 8, 8, flip)
+        plan = digit_plan(8, 1, True)
+        looked = CrossbarArray(w, enc, Adc(3, 1.5), plan, 8, force_bit_level=True)
+        gemm = CrossbarArray(w, enc, Adc(3, 1.5), plan, 8, force_bit_level=True, table_limit=0)
+        assert looked.pattern_table() is None and looked._partial_tables(torch.float32) is not None
+        assert torch.equal(looked(x), gemm(x))
+        assert looked.stats.clipped == gemm.stats.clipped > 0
+
+
+def test_read_noise_from_gathered_sigmas_matches_gemm_engine() -> None:
+    # the same seeds draw the same Gaussians: outputs agree up to float32 rounding of the sigmas
+    w = torch.randint(0, 64, (1, 24, 6), generator=torch.Generator().manual_seed(2))
+    x = torch.randint(0, 256, (30, 1, 24), generator=torch.Generator().manual_seed(3)).double()
+    devices = DeviceSpec(read_noise=0.2, variation=0.05)
+    looked, gemm = arrays(w, "polarized", 6, 2, 16, 8, 8, False, 1, 5, devices)
+    gemm.set_table_limit(0)
+    for arr in (looked, gemm):
+        arr.program(4)
+    assert looked.pattern_table() is None and looked._partial_tables(torch.float32) is not None
+    y1, y2 = looked(x), gemm(x)
+    assert float((y1 - y2).abs().max()) <= 1e-3 * float(y2.abs().max())
+    assert not torch.equal(looked(x), y1)  # a fresh draw per read

@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from forms.hw.adc import Adc
 from forms.hw.bitplanes import fragment_int_view, fragment_patterns, int_codes, pattern_bits
-from forms.hw.devices import ProgrammedCells, add_read_noise_, program_cells
+from forms.hw.devices import ProgrammedCells, add_read_noise_, add_read_noise_sigma_, program_cells
 from forms.hw.encodings import EncodedLayer
-from forms.hw.lookup import PatternTable, table_size
+from forms.hw.lookup import PartialSumTables, PatternTable, table_size
 from forms.hw.quant_inputs import DigitPlan
 from forms.hw.sim_spec import DeviceSpec
 from forms.hw.zeroskip import ZeroSkipCounts, count_fragments, count_subarray_steps
@@ -132,6 +132,7 @@ class CrossbarArray(nn.Module):
         self.table_limit = table_limit
         self._table: PatternTable | None = None
         self._table_checked = False
+        self._partials: PartialSumTables | None = None
         self.stats = LayerStats()
         g, f, _, c, q = encoded.cells.shape
         self.register_buffer("weight_int", weight_int.to(torch.int64))
@@ -189,6 +190,7 @@ class CrossbarArray(nn.Module):
         )
         self.integral = prog.integral
         self._table_checked = False
+        self._partials = None
         self._split_columns()
 
     @staticmethod
@@ -273,6 +275,7 @@ class CrossbarArray(nn.Module):
         self.table_limit = limit
         self._table_checked = False
         self._table = None
+        self._partials = None
 
     def pattern_table(self) -> PatternTable | None:
         """The chip's per-pattern tables (:mod:`forms.hw.lookup`), or None where they do not apply.
@@ -303,6 +306,21 @@ class CrossbarArray(nn.Module):
                 )
         return self._table
 
+    def _partial_tables(self, dtype: torch.dtype) -> PartialSumTables | None:
+        """Per-pattern partial sums for :meth:`_bit_level` (None when patterns or tables are too large)."""
+        enc = self.encoded
+        columns = enc.columns * enc.physical_columns if self.dense else self.risky_count
+        bits = pattern_bits(self.plan, enc.group_rows)
+        if bits > 16 or 2 * enc.groups * enc.row_groups * (1 << bits) * columns > self.table_limit:
+            return None
+        if self._partials is None or self._partials.partial.dtype != dtype:
+            cells = self.cells if self.dense else self.risky_cells
+            gsq = self.conductance_sq if self.dense else self.risky_conductance_sq
+            self._partials = PartialSumTables.build(
+                cells, gsq if gsq.numel() else None, self.devices.read_noise, max(self.plan.widths), dtype
+            )
+        return self._partials
+
     def _run_table(self, codes: Tensor, table: PatternTable, collect: bool) -> Tensor:
         enc = self.encoded
         g, f, rg = enc.groups, enc.row_groups, enc.group_rows
@@ -330,18 +348,28 @@ class CrossbarArray(nn.Module):
         nd, v = plan.steps, codes.shape[0]
         exact_sums = rg * enc.cell_max * plan.max_digit < FLOAT32_EXACT
         dtype = torch.float32 if exact_sums else torch.float64
-        digits = plan.digits(codes).to(dtype)  # (nd, V, G, rows)
-        pad = f * rg - enc.rows
-        if pad:
-            digits = torch.nn.functional.pad(digits, (0, pad))
-        digits = digits.reshape(nd, v, g, f, rg).permute(2, 3, 0, 1, 4).reshape(g * f, nd * v, rg)
-        cells = self.cells if self.dense else self.risky_cells
-        partial = torch.bmm(digits, cells.to(dtype))  # (G*F, nd*V, columns)
-        if self.devices.read_noise > 0:
-            gsq = self.conductance_sq if self.dense else self.risky_conductance_sq
-            variance = torch.bmm(digits.square(), gsq.to(dtype))
-            add_read_noise_(partial, variance, self.devices.read_noise, self.generator)
-            del variance
+        tables = self._partial_tables(dtype)
+        digit_sum: Tensor | None = None
+        if tables is not None:  # partial sums and noise sigmas looked up per digit pattern
+            patterns = fragment_patterns(fragment_int_view(int_codes(codes, plan), rg), plan)
+            partial, sigma, digit_sum = tables.gather(patterns)
+            if sigma is not None:
+                add_read_noise_sigma_(partial, sigma, self.generator)
+                del sigma
+        else:
+            digits = plan.digits(codes).to(dtype)  # (nd, V, G, rows)
+            pad = f * rg - enc.rows
+            if pad:
+                digits = torch.nn.functional.pad(digits, (0, pad))
+            digits = digits.reshape(nd, v, g, f, rg).permute(2, 3, 0, 1, 4).reshape(g * f, nd * v, rg)
+            digit_sum = digits.view(g, f, nd * v, rg).sum(-1)
+            cells = self.cells if self.dense else self.risky_cells
+            partial = torch.bmm(digits, cells.to(dtype))  # (G*F, nd*V, columns)
+            if self.devices.read_noise > 0:
+                gsq = self.conductance_sq if self.dense else self.risky_conductance_sq
+                variance = torch.bmm(digits.square(), gsq.to(dtype))
+                add_read_noise_(partial, variance, self.devices.read_noise, self.generator)
+                del variance
         integral = self.integral and self.devices.read_noise == 0
         clipped = self.adc.convert_(partial, integral=integral)
         if collect:
@@ -365,7 +393,7 @@ class CrossbarArray(nn.Module):
             red = out.scatter_add_(2, index, flat).to(torch.float64)
         del partial
         if bool(self.risky_flip_correction.any()):
-            u = digits.view(g, f, nd * v, rg).sum(-1).to(torch.float64)  # (G, F, nd*V)
+            u = digit_sum.to(torch.float64)  # (G, F, nd*V)
             red = red + torch.einsum("gfn,gfc->gnc", u, self.risky_flip_correction)
         weights = plan.digit_weights(device=red.device).view(1, nd, 1, 1)
         return (red.view(g, nd, v, c) * weights).sum(1).transpose(0, 1)  # (V, G, C)

@@ -73,3 +73,9 @@ def add_read_noise_(
     """Add per-read Gaussian noise of std ``sigma * sqrt(variance)`` to ``partial`` in place."""
     noise = torch.randn(partial.shape, generator=generator, device=partial.device, dtype=partial.dtype)
     partial.add_(noise.mul_(variance.clamp_(min=0).sqrt_()).mul_(sigma))
+
+
+def add_read_noise_sigma_(partial: Tensor, sigma: Tensor, generator: torch.Generator | None) -> None:
+    """Add per-read Gaussian noise of standard deviation ``sigma`` (elementwise) to ``partial`` in place."""
+    noise = torch.randn(partial.shape, generator=generator, device=partial.device, dtype=partial.dtype)
+    partial.addcmul_(noise, sigma)

@@ -158,3 +158,60 @@ class PatternTable:
             if collect and self.clips is not None:
                 clipped += int(F.embedding_bag(bags, self.clips, mode="sum").sum(dtype=torch.float64))
         return y.view(v, g, self.columns), clipped
+
+
+@dataclass
+class PartialSumTables:
+    """Per-pattern analog partial sums (and read-noise sigmas) for the GEMM engine's layout.
+
+    Where the pattern tables above cannot be used (read noise: every conversion needs its own draw;
+    or ADC outputs that are not integers) each conversion is still made, but its noiseless partial
+    sum ``sum_r d_r level[r, col]`` and its noise sigma ``read_noise * sqrt(sum_r d_r^2 G_r^2)`` are
+    looked up per pattern instead of recomputed by two GEMMs and a square root per conversion.
+    """
+
+    partial: Tensor
+    """(G*F*P, cols) partial sums of each (group x row group, pattern) and converted column."""
+    sigma: Tensor | None
+    """(G*F*P, cols) read-noise standard deviations; None without read noise."""
+    digit_sum: Tensor
+    """(P,) float64 digit sum U of each pattern (flipped-column correction)."""
+    patterns: int
+
+    @classmethod
+    def build(
+        cls,
+        cells: Tensor,
+        conductance_sq: Tensor | None,
+        read_noise: float,
+        dac_bits: int,
+        dtype: torch.dtype,
+    ) -> PartialSumTables:
+        """Tables of ``cells`` (G*F, Rg, cols) levels and squared conductances (same shape) or None."""
+        n, rg, cols = cells.shape
+        p = 1 << (dac_bits * rg)
+        device = cells.device
+        pat = torch.arange(p, device=device, dtype=torch.int64)
+        shifts = torch.arange(rg, device=device, dtype=torch.int64) * dac_bits
+        digits = torch.bitwise_and(pat.unsqueeze(-1) >> shifts, (1 << dac_bits) - 1).to(torch.float64)
+        partial = torch.matmul(digits, cells.to(torch.float64)).to(dtype).reshape(n * p, cols)
+        sigma = None
+        if conductance_sq is not None and read_noise > 0:
+            variance = torch.matmul(digits.square(), conductance_sq.to(torch.float64))
+            sigma = (variance.clamp(min=0).sqrt() * read_noise).to(dtype).reshape(n * p, cols)
+        return cls(partial, sigma, digits.sum(-1), p)
+
+    def gather(self, patterns: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Partial sums (G*F, steps*V, cols), their sigmas (or None) and digit sums (G, F, steps*V)
+        of ``patterns`` (V, G, F, steps), rows ordered (step, vector) as in the GEMM engine."""
+        v, g, f, steps = patterns.shape
+        offsets = torch.arange(g * f, device=patterns.device, dtype=torch.int64).view(g, f, 1, 1)
+        index = torch.empty(g, f, steps, v, dtype=torch.int64, device=patterns.device)
+        torch.add(patterns.permute(1, 2, 3, 0), offsets * self.patterns, out=index)
+        flat = index.view(-1)
+        partial = self.partial.index_select(0, flat).view(g * f, steps * v, -1)
+        sigma = (
+            self.sigma.index_select(0, flat).view(g * f, steps * v, -1) if self.sigma is not None else None
+        )
+        u = self.digit_sum[patterns.permute(1, 2, 3, 0).reshape(g, f, steps * v).to(torch.int64)]
+        return partial, sigma, u
