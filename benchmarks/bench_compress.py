@@ -132,6 +132,32 @@ def _r_table(out: Path, title: str) -> list[str]:
     return lines
 
 
+def _prune_table(out: Path) -> list[str]:
+    lines = [
+        "",
+        "| filter ratio | final acc. | drop (points) | sparsity | crossbars dense 32-bit -> pruned 32-bit "
+        "-> polarized / offset / differential | factors pruning x quantization x polarization = total |",
+        "|---|---|---|---|---|---|",
+    ]
+    best = None
+    tried = sorted(float(d.name.removeprefix("r8-filter")) for d in out.glob("r8-filter*"))
+    for ratio in (0.0, *tried):
+        m = _load(out / ("r8" if ratio == 0.0 else f"r8-filter{ratio}") / "metrics.json")
+        if m is None:
+            continue
+        c, f = m["crossbars"], m["crossbars"]["factors"]
+        if m["accuracy_drop_points"] <= 0.5:
+            best = ratio
+        lines.append(
+            f"| {ratio} | {100 * m['accuracy_after']:.2f} | {m['accuracy_drop_points']:.2f} | "
+            f"{m['sparsity']:.3f} | {c['dense_32bit']} -> {c['pruned_32bit']} -> {c['final']['polarized']} / "
+            f"{c['final']['offset']} / {c['final']['differential']} | {f['pruning']:.2f} x "
+            f"{f['quantization']:.2f} x {f['polarization']:.2f} = {f['total']:.2f} |"
+        )
+    lines += ["", f"Largest tried filter-pruning ratio with drop <= 0.5 points: {best}."]
+    return lines
+
+
 def _secs(values: list[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
@@ -175,28 +201,13 @@ def report(args: argparse.Namespace) -> None:
         "128x128, 2-bit cells; baselines are 32-bit weights on the differential (two-crossbar) "
         "encoding, so the polarization factor is FORMS vs a differential design "
         "(see forms.compress.counting).",
-        "",
-        "| filter ratio | final acc. | drop (points) | sparsity | crossbars dense 32-bit -> pruned 32-bit "
-        "-> polarized / offset / differential | factors pruning x quantization x polarization = total |",
-        "|---|---|---|---|---|---|",
     ]
-    best = None
-    tried = sorted(float(d.name.removeprefix("r8-filter")) for d in out.glob("r8-filter*"))
-    for ratio in (0.0, *tried):
-        m = _load(out / ("r8" if ratio == 0.0 else f"r8-filter{ratio}") / "metrics.json")
-        if m is None:
-            continue
-        c, f = m["crossbars"], m["crossbars"]["factors"]
-        if m["accuracy_drop_points"] <= 0.5:
-            best = ratio
-        lines.append(
-            f"| {ratio} | {100 * m['accuracy_after']:.2f} | {m['accuracy_drop_points']:.2f} | "
-            f"{m['sparsity']:.3f} | {c['dense_32bit']} -> {c['pruned_32bit']} -> {c['final']['polarized']} / "
-            f"{c['final']['offset']} / {c['final']['differential']} | {f['pruning']:.2f} x "
-            f"{f['quantization']:.2f} x {f['polarization']:.2f} = {f['total']:.2f} |"
-        )
-    lines.append("")
-    lines.append(f"Largest tried filter-pruning ratio with drop <= 0.5 points: {best}.")
+    for directory, title in (
+        (out, "Training subset"),
+        (Path(args.full_out) if args.full_out else None, "Full data"),
+    ):
+        if directory is not None:
+            lines += ["", f"{title}:", *_prune_table(directory)]
     t = _load(out / "timing.json")
     if t is not None:
         lines += [
