@@ -38,7 +38,7 @@ class IntegerLayer:
     weight_bits: int
     """Magnitude bits (the sign is separate: per fragment in FORMS)."""
     fragment_size: int
-    """R of the polarization constraint these integers satisfy (rows when unconstrained)."""
+    """R of the polarization constraint these integers satisfy (1 when a layer is left unpolarized)."""
 
     def __post_init__(self) -> None:
         if self.weight_int.dim() != 3:

@@ -15,20 +15,6 @@ from forms.config import load_yaml_mapping
 from forms.nn import distributed
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
-    """``argv`` without ``--nproc N`` / ``--nproc=N`` (the torchrun children must not relaunch)."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
-
-
 @app.command("compress")
 def compress_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Float checkpoint (forms train)."),
@@ -58,7 +44,7 @@ def compress_cmd(
 ) -> None:
     """Compress a float model: polarized fragments, quantized, optionally pruned (ADMM + retraining)."""
     if nproc > 1 and distributed.env_world_size() == 1:
-        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
     from forms.compress.pipeline import compress
 
     values = load_yaml_mapping(config) if config is not None else {}
