@@ -107,6 +107,7 @@ def test_table_engine_equals_gemm_engine(
     assert torch.equal(y_table, y_gemm)
     assert table.stats.clipped == gemm.stats.clipped
     assert table.stats.zero_skip == gemm.stats.zero_skip
+    assert (table.engine, gemm.engine) == ("table", "gemm")
 
 
 def test_table_engine_with_faults_and_variation_equals_gemm_engine() -> None:

@@ -172,6 +172,13 @@ class CrossbarArray(nn.Module):
         """True when every conversion of this chip is exact (so one integer GEMM is the hardware)."""
         return self.risky_count == 0
 
+    @property
+    def engine(self) -> str:
+        """Which path the last bit-level run took: ``exact`` (lossless chip), ``table`` or ``gemm``."""
+        if self.lossless:
+            return "exact"
+        return "table" if self._table_checked and self._table is not None else "gemm"
+
     def program(self, seed: int | None) -> None:
         """Program a fresh chip: faults and variation drawn with ``seed`` (ideal when devices are ideal)."""
         device = self.ideal_cells.device

@@ -63,6 +63,7 @@ def _layer_record(name: str, stats: LayerStats, layer: Any) -> dict[str, Any]:
     arr = layer.array
     return {
         "path": "bit_level" if stats.bit_level_calls else "exact_fast",
+        "engine": arr.engine,
         "adc_bits": arr.adc.bits,
         "adc_step": arr.adc.step,
         "adc_group_rows": arr.encoded.group_rows,
