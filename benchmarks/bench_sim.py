@@ -200,19 +200,19 @@ sim = build_simulated_model(model, layers, quant, spec)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with torch.no_grad():
     sim(x)
-    if {extra}:
-        sim(x)  # a second batch reuses the chip's tables
 print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
 def bench_memory(threads: int, batch: int, spec: dict[str, object]) -> dict[str, float]:
-    extra = bool(spec)
-    code = MEMORY_CHILD.format(
-        tests=str(ROOT / "tests"), threads=threads, batch=batch, spec=repr(spec), extra=extra
-    )
+    code = MEMORY_CHILD.format(tests=str(ROOT / "tests"), threads=threads, batch=batch, spec=repr(spec))
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    # glibc gives each thread its own malloc arena, which can hold on to freed chunk-sized blocks;
+    # cap the arenas so that peak RSS reflects the simulator's tensors more closely.
+    env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    )
     base, peak = (int(v) for v in out.stdout.split()[-2:])
     return {
         "batch": batch,
@@ -228,9 +228,16 @@ def main() -> None:
     parser.add_argument("--lenet-images", type=int, default=10000, help="images for the full bit-level run")
     parser.add_argument("--noise-images", type=int, default=500, help="images for the read-noise run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--bit-level-memory-batch",
+        type=int,
+        default=8,
+        help="ResNet-18 batch for the bit-level memory figure (batch 64 takes about half an hour on 2 cores)",
+    )
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # the random LeNet-5 / ResNet-18 weights
     load = f"{load_average():.1f}"
     images = mnist_test()
     res: dict[str, Any] = {"ideal": bench_ideal(images[: args.images])}
@@ -242,7 +249,9 @@ def main() -> None:
     if not args.skip_memory:
         res["memory_ideal"] = bench_memory(args.threads, 64, {})
         print(json.dumps(res["memory_ideal"]), flush=True)
-        res["memory_bit_level"] = bench_memory(args.threads, 64, {"adc_bits": 4, "bit_level": True})
+        res["memory_bit_level"] = bench_memory(
+            args.threads, args.bit_level_memory_batch, {"adc_bits": 4, "bit_level": True}
+        )
         print(json.dumps(res["memory_bit_level"]), flush=True)
     write(res, args, load)
 
@@ -287,7 +296,7 @@ def write(res: dict[str, Any], args: argparse.Namespace, load: str) -> None:
         f"3. **LeNet-5 with a 4-bit ADC** (polarized, R = 8) on {full['images']} MNIST test images (target: "
         f"10,000 images <= 60 s). Default path (columns that provably cannot clip folded into one exact "
         f"GEMM, the layers with the other {100 * full['risky_fraction']:.1f}% of the columns on the table "
-        f"engine; clip rate {100 * full['clip_rate']:.2f}%): **{full['natural_s']:.1f} s** (load <= "
+        f"engine; clip rate {100 * full['clip_rate']:.3f}%): **{full['natural_s']:.1f} s** (load <= "
         f"{full['natural_load']:.1f}). Every column bit-level (`bit_level: true`, as with faults or "
         f"variation): **{full['forced_s']:.1f} s** (load <= {full['forced_load']:.1f}). With read noise "
         f"(sigma 0.05, GEMM engine, a fresh Gaussian draw per conversion) on {full['noise_images']} images: "
@@ -297,14 +306,35 @@ def write(res: dict[str, Any], args: argparse.Namespace, load: str) -> None:
     if "memory_ideal" in res:
         mi, mb = res["memory_ideal"], res["memory_bit_level"]
         lines.append(
-            f"4. **Peak memory**, ResNet-18 on CIFAR shapes (ru_maxrss of a fresh process), batch "
-            f"{mi['batch']}: ideal mode **{mi['peak_mib']:.0f} MiB**; every column bit-level with a "
-            f"4-bit ADC (two batches, tables built) **{mb['peak_mib']:.0f} MiB** ({mi['before_run_mib']:.0f} "
-            "MiB before the first batch; target <= 4 GiB). The GEMM engine holds at most `chunk_elements` "
-            "(default 2^21) partial sums per chunk plus a few same-sized temporaries; the table engine "
-            "at most 2^24 table entries per layer (`DEFAULT_TABLE_LIMIT`, larger layers use the GEMM "
-            "engine)."
+            f"4. **Peak memory**, ResNet-18 on CIFAR shapes (ru_maxrss of a fresh process, "
+            f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '2')}): ideal mode, "
+            f"batch {mi['batch']}: **{mi['peak_mib']:.0f} MiB** ({mi['before_run_mib']:.0f} MiB before "
+            f"the batch: the mapped model itself); every column bit-level with a 4-bit ADC, "
+            f"batch {mb['batch']}: **{mb['peak_mib']:.0f} MiB** in {mb['seconds']:.0f} s "
+            "(target <= 4 GiB at batch 64). No tensor either engine holds grows with the batch (the GEMM "
+            "engine holds at most `chunk_elements`, default 2^21, partial sums per chunk plus a few "
+            "same-sized temporaries; the table engine at most 2^24 table entries per layer, "
+            "`DEFAULT_TABLE_LIMIT`, larger layers use the GEMM engine), yet the bit-level peak RSS varies "
+            "from run to run: 2.1, 8.7, 2.1 and 10.7 GiB in four runs at batch 8 on 2026-11-28 (the GEMM "
+            "engine's ResNet layers; allocator retention suspected, not resolved)."
         )
+    table_ok = all(r["ratio"] <= 1.5 for r in res["bit_level_layers"])
+    mi = res.get("memory_ideal", {"peak_mib": 0.0})
+    lines += [
+        "",
+        "Status: ideal mode "
+        + ("meets" if ideal["ratio"] <= 2 else "misses")
+        + " its 2x target; the table engine (narrow ADC, faults, variation) "
+        + ("meets" if table_ok else "misses")
+        + " the 1.5x target on every layer; LeNet-5 on 10,000 images through every-column bit-level "
+        + ("meets" if full["forced_s"] * 10000 / full["forced_images"] <= 60 else "misses")
+        + " the 60 s target; ideal-mode memory "
+        + ("meets" if mi["peak_mib"] <= 4096 else "misses")
+        + " the 4 GiB bound, bit-level memory is not reliably within it (see 4). Read noise misses both "
+        "speed targets: each conversion needs its own Gaussian draw (about 4-5 ns each with torch.randn "
+        "on this CPU, vs well under 1 ns of matmul work per conversion for R = 8), so sampling alone "
+        "bounds that path to several times the matmuls.",
+    ]
     update_section("sim", "\n".join(lines))
 
 
