@@ -43,8 +43,9 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
+# Benchmarks (long: tens of minutes on 2 CPU cores); each script rewrites its own docs/benchmarks.md section.
 bench: install data
-	$(PY) benchmarks/run_all.py
+	for b in train compress sim perf; do $(PY) benchmarks/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
