@@ -370,6 +370,17 @@ def peak_ops_per_s(arch: ArchSpec, adc: PricedAdc) -> float:
     return arch.organization.crossbars * 2 * weights / (arch.input_steps * step)
 
 
+def workload_shapes(
+    workload: nn.Module | ModelShapes, input_shape: Sequence[int] | None, model_name: str = ""
+) -> tuple[ModelShapes, str]:
+    """Layer shapes of ``workload`` (a model needs ``input_shape`` (C, H, W)) and the name to report."""
+    if not isinstance(workload, nn.Module):
+        return workload, model_name
+    if input_shape is None:
+        raise ConfigError("a model workload needs input_shape (C,H,W)")
+    return layer_shapes(workload, input_shape), model_name or type(workload).__name__
+
+
 def estimate(
     arch: ArchSpec | str,
     workload: nn.Module | ModelShapes,
@@ -386,13 +397,7 @@ def estimate(
     Networks larger than one chip are spread over the fewest chips that hold one copy of each layer.
     """
     spec = load_arch(arch) if isinstance(arch, str) else arch
-    if isinstance(workload, nn.Module):
-        if input_shape is None:
-            raise ConfigError("estimate() needs input_shape (C,H,W) when given a model")
-        shapes = layer_shapes(workload, input_shape)
-        model_name = model_name or type(workload).__name__
-    else:
-        shapes = workload
+    shapes, model_name = workload_shapes(workload, input_shape, model_name)
     default = spec.zero_skip.default_skip_fraction if default_skip_fraction is None else default_skip_fraction
     if not 0.0 <= default < 1.0:
         raise ConfigError(f"default skip fraction must be in [0, 1), got {default}")
@@ -563,13 +568,9 @@ def compare(
     """Estimate one network on several architectures (layer shapes computed once); ratios to the first."""
     if not archs:
         raise ConfigError("compare needs at least one architecture")
-    if isinstance(workload, nn.Module):
-        if input_shape is None:
-            raise ConfigError("compare() needs input_shape (C,H,W) when given a model")
-        model_name = model_name or type(workload).__name__
-        workload = layer_shapes(workload, input_shape)
+    shapes, model_name = workload_shapes(workload, input_shape, model_name)
     ests = [
-        estimate(a, workload, None, activity, default_skip_fraction, model_name, extra_assumptions)
+        estimate(a, shapes, None, activity, default_skip_fraction, model_name, extra_assumptions)
         for a in archs
     ]
     return Comparison(model_name, ests)
