@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from forms.experiments.demo import DemoSpec, run_demo
-from forms.experiments.pipeline import standard_setups
 from forms.report.io import write_json_atomic
 from test_report import make_summary
 
@@ -22,16 +21,7 @@ def _seed_finished_stages(out: Path, spec: DemoSpec) -> dict[str, Any]:
     write_json_atomic(sample["compress"], out / "compress" / "metrics.json")
     sim = next(iter(sample["simulate"].values()))["metrics"]
     written = {}
-    for setup in standard_setups(
-        spec.encodings,
-        spec.fragment_size,
-        ideal_limit=spec.ideal_limit,
-        narrow_drop=spec.narrow_adc_drop,
-        narrow_limit=spec.narrow_limit,
-        sigma=spec.variation_sigma,
-        runs=spec.variation_runs,
-        variation_limit=spec.variation_limit,
-    ):
+    for setup in spec.sim_setups():
         metrics = {**sim, "accuracy": 0.9 + 0.001 * len(written)}
         write_json_atomic(metrics, out / "simulate" / setup.name / "metrics.json")
         written[setup.name] = metrics

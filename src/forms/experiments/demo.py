@@ -27,6 +27,7 @@ from pydantic import Field
 from forms.config import Spec
 from forms.experiments.pipeline import (
     CHECKPOINT,
+    SimSetup,
     StageClock,
     compress_float,
     estimate_all,
@@ -100,6 +101,20 @@ class DemoSpec(Spec):
             "seed": self.seed,
         }
 
+    def sim_setups(self) -> list[SimSetup]:
+        """The demo's simulation runs: per encoding ideal, a narrower ADC, and device variation."""
+        return standard_setups(
+            self.encodings,
+            self.fragment_size,
+            ideal_limit=self.ideal_limit,
+            narrow_drop=self.narrow_adc_drop,
+            narrow_limit=self.narrow_limit,
+            sigma=self.variation_sigma,
+            runs=self.variation_runs,
+            variation_limit=self.variation_limit,
+            seed=self.seed,
+        )
+
     def assumptions(self) -> list[str]:
         """What the demo's figures rest on, in words, with the budget choices."""
         ideal = f"first {self.ideal_limit} test images" if self.ideal_limit else "the whole test set"
@@ -149,17 +164,7 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
     train = train_float(out / "train", clock, progress, **spec.train_spec())
     compress = compress_float(out / "train", out / "compress", clock, spec.compress_spec(), progress=progress)
     checkpoint = out / "compress" / CHECKPOINT
-    setups = standard_setups(
-        spec.encodings,
-        spec.fragment_size,
-        ideal_limit=spec.ideal_limit,
-        narrow_drop=spec.narrow_adc_drop,
-        narrow_limit=spec.narrow_limit,
-        sigma=spec.variation_sigma,
-        runs=spec.variation_runs,
-        variation_limit=spec.variation_limit,
-        seed=spec.seed,
-    )
+    setups = spec.sim_setups()
     simulate = simulate_all(checkpoint, out / "simulate", setups, clock, progress)
     activity_run = next((s.name for s in setups if s.encoding == "polarized" and s.mode == "ideal"), None)
     estimate = estimate_all(
