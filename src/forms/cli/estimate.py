@@ -17,6 +17,16 @@ ARCH_HELP = "Preset name (isaac-ce, isaac-opt, prime, forms-4/8/16/32) or an arc
 SHAPE_HELP = "Input C,H,W (default: 1,28,28 for lenet5/mlp, 3,224,224 for *-imagenet/resnet50, else 3,32,32)."
 
 
+# Options shared by `estimate` and `compare`.
+INPUT_SHAPE_OPTION = typer.Option(None, "--input-shape", help=SHAPE_HELP)
+NUM_CLASSES_OPTION = typer.Option(None, "--num-classes", help="Classes (default 1000 at 224x224, else 10).")
+CHECKPOINT_OPTION = typer.Option(None, "--checkpoint", help="Compressed checkpoint: cost its pruned shapes.")
+ACTIVITY_OPTION = typer.Option(None, "--activity", help="metrics.json of `forms simulate` (zero-skip).")
+SKIP_FRACTION_OPTION = typer.Option(
+    None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
+)
+
+
 def _workload(model: str | None, input_shape: str | None, num_classes: int | None, checkpoint: Path | None):
     from forms.hw.layer_shapes import parse_input_shape, zoo_workload
 
@@ -42,22 +52,14 @@ def estimate(
     arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
     out: Path = typer.Option(..., "--out", help="Folder for estimate.json and estimate.csv."),
     model: str | None = typer.Option(None, "--model", help="Zoo model name (see forms.nn.models)."),
-    input_shape: str | None = typer.Option(None, "--input-shape", help=SHAPE_HELP),
-    num_classes: int | None = typer.Option(
-        None, "--num-classes", help="Classes (default 1000 at 224x224, else 10)."
-    ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Compressed checkpoint: cost its pruned shapes."
-    ),
-    activity: Path | None = typer.Option(
-        None, "--activity", help="metrics.json of `forms simulate` (zero-skip)."
-    ),
+    input_shape: str | None = INPUT_SHAPE_OPTION,
+    num_classes: int | None = NUM_CLASSES_OPTION,
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    activity: Path | None = ACTIVITY_OPTION,
     skip_rule: str | None = typer.Option(
         None, "--skip-rule", help="leading or bitplane (default: the arch's)."
     ),
-    skip_fraction: float | None = typer.Option(
-        None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
-    ),
+    skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Area, power, energy, FPS, latency and GOPs/(s*mm2), GOPs/W of one network on one architecture."""
     from forms.hw.arch import load_arch
@@ -107,20 +109,12 @@ def compare(
     ),
     out: Path = typer.Option(..., "--out", help="Folder for compare.json and compare.csv."),
     model: str | None = typer.Option(None, "--model", help="Zoo model name."),
-    input_shape: str | None = typer.Option(None, "--input-shape", help=SHAPE_HELP),
-    num_classes: int | None = typer.Option(
-        None, "--num-classes", help="Classes (default 1000 at 224x224, else 10)."
-    ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Compressed checkpoint: cost its pruned shapes."
-    ),
-    activity: Path | None = typer.Option(
-        None, "--activity", help="metrics.json of `forms simulate` (zero-skip)."
-    ),
+    input_shape: str | None = INPUT_SHAPE_OPTION,
+    num_classes: int | None = NUM_CLASSES_OPTION,
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    activity: Path | None = ACTIVITY_OPTION,
     skip_rule: str | None = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading)."),
-    skip_fraction: float | None = typer.Option(
-        None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
-    ),
+    skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Several architectures side by side on one network, with ratios to the first."""
     from forms.hw.arch import load_arch
