@@ -29,6 +29,7 @@ from forms.geometry import crossbar_count, tile_counts
 from forms.hw.arch import ArchSpec, load_arch
 from forms.hw.components import PricedAdc, load_library
 from forms.hw.layer_shapes import LayerShape, ModelShapes, layer_shapes
+from forms.nn.checkpoint import atomic_write, write_json_atomic
 
 # --------------------------------------------------------------------------- chip inventory
 
@@ -605,12 +606,6 @@ LAYER_CSV_FIELDS: tuple[str, ...] = (
 """Columns of estimate.csv (one row per layer)."""
 
 
-def _write_text_atomic(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _csv_text(header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     import csv
     import io
@@ -622,13 +617,18 @@ def _csv_text(header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
 def save_estimate(est: Estimate, out_dir: str | Path) -> dict[str, Path]:
     """Write ``estimate.json`` (everything) and ``estimate.csv`` (per-layer rows) atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "estimate.json", "csv": out / "estimate.csv"}
-    _write_text_atomic(json.dumps(est.to_dict(), indent=2), paths["json"])
-    _write_text_atomic(_csv_text(LAYER_CSV_FIELDS, [asdict(c) for c in est.layers]), paths["csv"])
+    write_json_atomic(est.to_dict(), paths["json"])
+    atomic_write_text(_csv_text(LAYER_CSV_FIELDS, [asdict(c) for c in est.layers]), paths["csv"])
     return paths
 
 
@@ -638,6 +638,6 @@ def save_comparison(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "compare.json", "csv": out / "compare.csv"}
     rows = cmp.rows()
-    _write_text_atomic(json.dumps(cmp.to_dict(), indent=2), paths["json"])
-    _write_text_atomic(_csv_text(list(rows[0]), rows), paths["csv"])
+    write_json_atomic(cmp.to_dict(), paths["json"])
+    atomic_write_text(_csv_text(list(rows[0]), rows), paths["csv"])
     return paths

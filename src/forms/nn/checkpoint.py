@@ -14,6 +14,7 @@ and "admm". Files are written to a temporary file in the same directory and move
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -114,7 +115,18 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
     return model.eval()
 
 
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN/inf floats (not valid JSON) by None, recursively; tuples become lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON (keys in insertion order, trailing newline) atomically."""
-    text = json.dumps(obj, indent=2) + "\n"
-    return atomic_write(path, lambda fh: fh.write(text.encode()))
+    """Write ``obj`` as indented, strictly valid JSON (NaN/inf become null) atomically."""
+    text = json.dumps(_json_safe(obj), indent=2, sort_keys=False, allow_nan=False, default=str)
+    return atomic_write(path, lambda fh: fh.write((text + "\n").encode()))
