@@ -13,6 +13,8 @@ from forms.experiments.demo import DemoSpec, run_demo
 from forms.report.io import write_json_atomic
 from test_report import make_summary
 
+CPU_CONFIG = Path(__file__).parents[1] / "configs" / "reproduce-cpu.yaml"
+
 
 def _seed_finished_stages(out: Path, spec: DemoSpec) -> dict[str, Any]:
     """Write hand-made finished outputs for every demo stage, as the stages would have left them."""
@@ -69,6 +71,9 @@ def test_reproduce_quick_runs_end_to_end(tmp_path: Path) -> None:
     exp = summary["experiments"]
     assert len(exp["a"]["rows"]) == 2 * len(ReproduceSpec.quick().fragment_sizes)
     assert all(row["fragments_mixed_sign"] == 0 for row in exp["a"]["rows"])
+    history = exp["a"]["compress"]["lenet5-mnist-R8"]["admm"]["history"]
+    assert len(history) == 1 and all(v >= 0 for v in history[0]["residuals"].values())
+    assert 'id="figure-a-residuals-lenet5-mnist-R8"' in result.report.html.read_text()
     assert exp["b"]["compress"]["crossbars"]
     assert {r["arch"] for r in exp["c"]["rows"]} == set(ReproduceSpec.quick().archs)
     assert [r["variant"] for r in exp["d"]["rows"]] == [
@@ -78,3 +83,72 @@ def test_reproduce_quick_runs_end_to_end(tmp_path: Path) -> None:
     ]
     for row in exp["d"]["rows"]:
         assert 0.0 <= row["variation_mean"] <= 1.0
+
+
+def test_reproduce_compressions_inherit_the_runs_subset_and_schedule_overrides() -> None:
+    """A model's compressions train on its float run's images, with its schedule overrides on top."""
+    from forms.compress.spec import CompressSpec
+    from forms.experiments.reproduce import ReproduceSpec
+
+    spec = ReproduceSpec.from_dict(
+        {
+            "deep": {
+                "model": "resnet20",
+                "dataset": "fashion-mnist",
+                "epochs": 2,
+                "train_subset": 1234,
+                "schedule": {"admm_rounds": 2, "optimizer": "sgd", "lr": 0.02},
+            }
+        }
+    )
+    deep = CompressSpec.from_dict(spec.compress_spec(spec.deep, 16, prune=False))
+    assert deep.train_subset == 1234 and deep.crossbar.fragment_size == 16
+    assert (deep.schedule.admm_rounds, deep.schedule.optimizer, deep.schedule.lr) == (2, "sgd", 0.02)
+    assert deep.schedule.retrain_epochs == spec.retrain_epochs
+    mnist = CompressSpec.from_dict(spec.compress_spec(spec.mnist, 8, prune=True))
+    assert mnist.train_subset is None and mnist.schedule.admm_rounds == spec.admm_rounds
+    assert mnist.prune.ratio == spec.prune_ratio
+    plain = CompressSpec.from_dict(spec.compress_spec(spec.deep, 128, prune=False, polarize=False))
+    assert plain.schedule.admm_rounds == 0 and plain.schedule.retrain_epochs == 0
+    assert any("override" in note and "sgd" in note for note in spec.assumptions())
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            {"deep": {"model": "resnet20", "dataset": "fashion-mnist", "epochs": 1, "schedule": {"lrr": 1}}},
+            "lrr",
+        ),
+        ({"fragment_sizes": [4, 3]}, "R=3"),
+        ({"prune_fragment_size": 6}, "fragment size R=6"),
+    ],
+)
+def test_reproduce_spec_refuses_impossible_compressions_before_running(
+    change: dict[str, Any], named: str
+) -> None:
+    from forms.errors import ConfigError
+    from forms.experiments.reproduce import ReproduceSpec
+
+    with pytest.raises(ConfigError, match=named):
+        ReproduceSpec.from_dict(change)
+
+
+def test_reproduce_cli_refuses_quick_with_config(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from forms.cli.app import app
+
+    result = CliRunner().invoke(
+        app, ["reproduce", "--quick", "--config", str(CPU_CONFIG), "--out", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert not any(tmp_path.iterdir())
+
+
+def test_reproduce_cpu_config_is_valid() -> None:
+    from forms.experiments.reproduce import ReproduceSpec
+
+    spec = ReproduceSpec.from_yaml(CPU_CONFIG)
+    assert spec.deep.model == "resnet20" and spec.deep.pad_to == 32
+    assert spec.fragment_sizes == [4, 8, 16, 32, 128]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import typer
@@ -52,14 +54,23 @@ def reproduce_cmd(
     quick: bool = typer.Option(
         False, "--quick", help="Shrink epochs, images and runs to finish in minutes (CI)."
     ),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML ReproduceSpec (e.g. configs/reproduce-cpu.yaml); not with --quick."
+    ),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """The paper-style experiments (a)-(d), each a table and a plot in one report."""
+    from forms.errors import ConfigError
     from forms.experiments.reproduce import ReproduceSpec, run_reproduce
 
-    spec = ReproduceSpec.quick() if quick else ReproduceSpec.from_dict({})
+    if quick and config is not None:
+        raise ConfigError("--quick and --config exclude each other; drop one")
+    if quick:
+        spec = ReproduceSpec.quick()
+    else:
+        spec = ReproduceSpec.from_yaml(config) if config else ReproduceSpec.from_dict({})
     if data_dir is not None:
         spec = spec.replace(data_dir=data_dir)
-    result = run_reproduce(out, spec, progress=not quiet)
+    result = run_reproduce(out, spec, progress=not quiet, command=shlex.join(["forms", *sys.argv[1:]]))
     out_console.print(f"reproduce finished in {result.seconds:.0f} s; report: {result.report.html}")

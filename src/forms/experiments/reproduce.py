@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from forms.config import Spec
 from forms.experiments.demo import JobResult
@@ -50,6 +50,11 @@ class TrainRun(Spec):
     train_subset: int | None = Field(None, ge=1, description="Train on the first N images only.")
     pad_to: int | None = Field(None, ge=1, description="Zero-pad images to this side.")
     lr: float = Field(0.05, gt=0, description="Peak learning rate.")
+    schedule: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Compression schedule fields (forms.compress.spec.ScheduleSpec) that replace the shared "
+        "ones in this model's compressions, e.g. {optimizer: sgd, lr: 0.01}.",
+    )
 
     def train_spec(self, seed: int, data_dir: str | None) -> dict[str, Any]:
         """TrainSpec fields."""
@@ -66,6 +71,12 @@ class TrainRun(Spec):
         if self.pad_to is not None:
             spec["pad_to"] = self.pad_to
         return spec
+
+    def describe(self) -> str:
+        """The run in words, for the report's assumptions."""
+        images = "all" if self.train_subset is None else f"the first {self.train_subset}"
+        padded = "" if self.pad_to is None else f", padded to {self.pad_to}x{self.pad_to}"
+        return f"{self.key} {self.epochs} epochs on {images} training images{padded}"
 
     @property
     def key(self) -> str:
@@ -131,13 +142,13 @@ class ReproduceSpec(Spec):
 
     @classmethod
     def quick(cls) -> ReproduceSpec:
-        """CI settings: tiny training, projection without ADMM epochs, few images and chips."""
+        """CI settings: tiny training, one ADMM round without retraining, few images and chips."""
         return cls.from_dict(
             {
                 "quick_mode": True,
                 "mnist": {"model": "lenet5", "dataset": "mnist", "epochs": 1, "train_subset": 4000},
                 "deep": {"model": "lenet5", "dataset": "fashion-mnist", "epochs": 1, "train_subset": 4000},
-                "admm_rounds": 0,
+                "admm_rounds": 1,
                 "retrain_epochs": 0,
                 "sim_limit": 500,
                 "variation_runs": 3,
@@ -145,29 +156,56 @@ class ReproduceSpec(Spec):
             }
         )
 
-    def compress_spec(self, fragment_size: int, prune: bool, polarize: bool = True) -> dict[str, Any]:
-        """CompressSpec fields of one compression."""
+    def compress_spec(
+        self, run: TrainRun, fragment_size: int, prune: bool, polarize: bool = True
+    ) -> dict[str, Any]:
+        """CompressSpec fields of one compression of ``run``'s float model (on its training subset)."""
+        active = polarize or prune
+        schedule = {
+            "admm_rounds": self.admm_rounds,
+            "round_epochs": self.round_epochs,
+            "retrain_epochs": self.retrain_epochs,
+            **run.schedule,
+        }
+        if not active:
+            schedule.update(admm_rounds=0, retrain_epochs=0)
         return {
             "crossbar": {"fragment_size": fragment_size},
             "quant": {"weight_bits": self.weight_bits},
             "polarize": {"enabled": polarize},
             "prune": {"ratio": self.prune_ratio if prune else 0.0, "granularity": "filter"},
-            "schedule": {
-                "admm_rounds": self.admm_rounds if (polarize or prune) else 0,
-                "round_epochs": self.round_epochs,
-                "retrain_epochs": self.retrain_epochs if (polarize or prune) else 0,
-            },
+            "schedule": schedule,
+            "train_subset": run.train_subset,
             "seed": self.seed,
         }
+
+    @model_validator(mode="after")
+    def check_compressions(self) -> ReproduceSpec:
+        """Refuse, before anything runs, a schedule override or R the compressions would reject."""
+        from forms.compress.spec import CompressSpec
+
+        for run in (self.mnist, self.deep):
+            for r in self.fragment_sizes:
+                CompressSpec.from_dict(self.compress_spec(run, r, prune=False), source=f"{run.key} R={r}")
+        CompressSpec.from_dict(
+            self.compress_spec(self.mnist, self.prune_fragment_size, prune=True), source="(b) compression"
+        )
+        return self
 
     def assumptions(self) -> list[str]:
         """The settings behind the figures, in words."""
         notes = [
-            f"(a) float models: {self.mnist.key} {self.mnist.epochs} epochs, {self.deep.key} "
-            f"{self.deep.epochs} epochs; every R compressed from the same float model without pruning, "
-            f"{self.weight_bits}-bit",
+            f"(a) float models: {self.mnist.describe()}; {self.deep.describe()}; every R compressed from "
+            f"the same float model without pruning, {self.weight_bits}-bit, on the float model's training "
+            "images",
             f"compression schedule: {self.admm_rounds} ADMM rounds x {self.round_epochs} epoch(s), hard "
-            f"projection, {self.retrain_epochs} masked-retraining epochs",
+            f"projection, {self.retrain_epochs} masked-retraining epochs; other fields at the "
+            "ScheduleSpec defaults unless a model overrides them",
+            *(
+                f"{run.key} compressions override the schedule with {run.schedule}"
+                for run in (self.mnist, self.deep)
+                if run.schedule
+            ),
             f"(b), (c), (d): LeNet-5 compressed with R = {self.prune_fragment_size} and filter pruning ratio "
             f"{self.prune_ratio} (first and last layer unpruned)",
             "(c) LeNet-5 is costed from its compressed checkpoint with zero-skip activity measured by the "
@@ -181,8 +219,8 @@ class ReproduceSpec(Spec):
         if self.quick_mode:
             notes.insert(
                 0,
-                "QUICK MODE (CI): tiny training subsets, no ADMM or retraining epochs (hard projection "
-                "only), LeNet-5 stands in for the deeper CNN, few images and chips: the figures exercise the "
+                "QUICK MODE (CI): tiny training subsets, one ADMM round and no retraining epochs, "
+                "LeNet-5 stands in for the deeper CNN, few images and chips: the figures exercise the "
                 "pipeline and are not results",
             )
         return notes
@@ -217,7 +255,7 @@ def experiment_a(spec: ReproduceSpec, out: Path, clock: StageClock, progress: bo
                 float_dir,
                 out / run.key / f"R{r}",
                 clock,
-                spec.compress_spec(r, prune=False),
+                spec.compress_spec(run, r, prune=False),
                 name=f"a/{name}",
             )
             compressed[name] = metrics
@@ -242,7 +280,11 @@ def experiment_b(spec: ReproduceSpec, out: Path, clock: StageClock, progress: bo
     """Pruned + quantized + polarized LeNet-5 and its crossbar factors; its ideal run gives activity."""
     r = spec.prune_fragment_size
     metrics = compress_float(
-        out.parent / "a" / spec.mnist.key / "train", out / "compress", clock, spec.compress_spec(r, True), "b"
+        out.parent / "a" / spec.mnist.key / "train",
+        out / "compress",
+        clock,
+        spec.compress_spec(spec.mnist, r, True),
+        "b",
     )
     bits = lossless_bits("polarized", r, 128, 2, False)
     setup = SimSetup("polarized-ideal", "polarized", "ideal", bits, limit=spec.sim_limit, seed=spec.seed)
@@ -295,11 +337,17 @@ def experiment_d(
     r = spec.prune_fragment_size
     float_dir = a_dir / spec.mnist.key / "train"
     compress_float(
-        float_dir, out / "float-equivalent", clock, spec.compress_spec(128, False, polarize=False), "d"
+        float_dir,
+        out / "float-equivalent",
+        clock,
+        spec.compress_spec(spec.mnist, 128, False, polarize=False),
+        "d",
     )
     polar_dir = a_dir / spec.mnist.key / f"R{r}"
     if not (polar_dir / CHECKPOINT).is_file():
-        compress_float(float_dir, polar_dir, clock, spec.compress_spec(r, prune=False), name=f"a/R{r}")
+        compress_float(
+            float_dir, polar_dir, clock, spec.compress_spec(spec.mnist, r, prune=False), name=f"a/R{r}"
+        )
     variants = {
         "float-equivalent": (out / "float-equivalent" / CHECKPOINT, "differential", 128),
         "polarized-only": (polar_dir / CHECKPOINT, "polarized", r),
@@ -358,6 +406,36 @@ def _col(summary: Mapping[str, Any], exp: str, key: str, where: Mapping[str, Any
     return [r.get(key) for r in rows if all(r.get(k) == v for k, v in where.items())]
 
 
+def _residual_figures(summary: Mapping[str, Any], spec: ReproduceSpec) -> list[Figure]:
+    """Per-layer ||W - Z|| / ||W|| over the ADMM rounds, one figure per compressed model of (a)."""
+    figures = []
+    for run in (spec.mnist, spec.deep):
+        for r in spec.fragment_sizes:
+            name = f"{run.key}-R{r}"
+            path = join_path("experiments.a.compress", name, "admm", "history")
+            history = resolve(summary, path)
+            if not isinstance(history, list) or not history:
+                continue
+            layers = list(history[0]["residuals"])
+            series = {layer: [h["residuals"].get(layer) for h in history] for layer in layers}
+            figures.append(
+                Figure(
+                    f"a-residuals-{name}",
+                    f"ADMM convergence, {name}",
+                    plots.lines(
+                        [h["round"] for h in history],
+                        series,
+                        "ADMM round",
+                        "||W - Z|| / ||W|| (log)",
+                        f"{name}: per-layer ADMM residual",
+                        logy=True,
+                    ),
+                    sources=[path],
+                )
+            )
+    return figures
+
+
 def reproduce_report(summary: dict[str, Any], spec: ReproduceSpec) -> Report:
     """The report of experiments (a)-(d)."""
     a = _rows_table(
@@ -384,7 +462,9 @@ def reproduce_report(summary: dict[str, Any], spec: ReproduceSpec) -> Report:
         "a",
         "(a) Accuracy vs fragment size",
         paragraphs=[
-            "Each R compressed from the same float model (no pruning); accuracy after masked retraining."
+            "Each R compressed from the same float model (no pruning); accuracy after masked retraining. "
+            "The residual plots show each layer's ||W - Z|| / ||W|| after every ADMM round: the distance "
+            "of the trained weights from the constraint set, which falls as ADMM converges."
         ],
         tables=[a],
         figures=[
@@ -400,7 +480,8 @@ def reproduce_report(summary: dict[str, Any], spec: ReproduceSpec) -> Report:
                     logx=True,
                 ),
                 sources=["experiments.a.rows"],
-            )
+            ),
+            *_residual_figures(summary, spec),
         ],
     )
     sec_b = crossbar_section(summary, prefix="experiments.b.compress.crossbars")
@@ -498,8 +579,16 @@ def reproduce_report(summary: dict[str, Any], spec: ReproduceSpec) -> Report:
     return Report(str(summary["title"]), str(summary["meta"]["created"]), sections, summary)
 
 
-def run_reproduce(out_dir: str | Path, spec: ReproduceSpec | None = None, progress: bool = True) -> JobResult:
-    """Run (or resume) experiments (a)-(d) in ``out_dir``; write the report to ``out_dir/report``."""
+def run_reproduce(
+    out_dir: str | Path,
+    spec: ReproduceSpec | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> JobResult:
+    """Run (or resume) experiments (a)-(d) in ``out_dir``; write the report to ``out_dir/report``.
+
+    ``command`` is the command line the report cites (default: the equivalent `forms reproduce`).
+    """
     spec = spec or ReproduceSpec.from_dict({})
     start = time.perf_counter()
     out = Path(out_dir)
@@ -515,7 +604,7 @@ def run_reproduce(out_dir: str | Path, spec: ReproduceSpec | None = None, progre
         train=a["float"].get(spec.mnist.key, {}),
         compress=b["compress"],
         baseline=spec.baseline,
-        command=f"forms reproduce{' --quick' if spec.quick_mode else ''} --out {out}",
+        command=command or f"forms reproduce{' --quick' if spec.quick_mode else ''} --out {out}",
         extra={"experiments": {"a": a, "b": b, "c": c, "d": d}},
     )
     summary["meta"].update(clock.to_dict())

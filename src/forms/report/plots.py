@@ -95,18 +95,24 @@ def lines(
     title: str,
     logx: bool = False,
     errors: Mapping[str, Sequence[Number]] | None = None,
+    logy: bool = False,
 ) -> bytes:
-    """One line with markers per series over a shared x axis."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    """One line with markers per series over a shared x axis; many series get a legend beside the axes."""
+    many = len(series) > 8
+    fig, ax = plt.subplots(figsize=(9.0 if many else 6.5, 3.8))
     for name, values in series.items():
         err = _clean(errors[name]) if errors and name in errors else None
         ax.errorbar(_clean(x), _clean(values), yerr=err, marker="o", label=name, capsize=3 if err else 0)
     if logx:
         ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if len(series) > 1:
+    if many:
+        ax.legend(fontsize=6, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
+    elif len(series) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
