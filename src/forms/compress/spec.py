@@ -116,7 +116,9 @@ class ScheduleSpec(Spec):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay of both phases.")
     batch_size: int = Field(128, ge=1, le=65536, description="Training mini-batch size.")
-    eval_batch_size: int = Field(1000, ge=1, description="Evaluation batch size.")
+    eval_batch_size: int = Field(
+        128, ge=1, description="Evaluation batch size (128: see forms.nn.train.TrainSpec.eval_batch_size)."
+    )
     bn_recalibration_batches: int = Field(
         50,
         ge=0,

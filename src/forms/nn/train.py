@@ -75,7 +75,13 @@ class TrainSpec(Spec):
     pad_to: int | None = Field(None, ge=1, description="Zero-pad images to this square side (e.g. 32).")
     channels: int | None = Field(None, ge=1, description="Repeat grey images to this many channels.")
     seed: int = Field(0, ge=0, description="Seed of initial weights, data order, augmentation, dropout.")
-    eval_batch_size: int = Field(1000, ge=1, description="Batch size for test-set evaluation.")
+    eval_batch_size: int = Field(
+        128,
+        ge=1,
+        description="Batch size for test-set evaluation. 128 because on CPU larger batches are slower: "
+        "ResNet-20 inference at 1 thread took 14.3 s per 2,000 images at batch 1000 vs 7.2 s at 128 "
+        "(activations fall out of cache); raise it on a GPU.",
+    )
     train_subset: int | None = Field(None, ge=1, description="Use only the first N training images.")
     test_subset: int | None = Field(None, ge=1, description="Use only the first N test images.")
     data_dir: str | None = Field(None, description="Data root (default: $FORMS_DATA or ~/.cache/forms/data).")
