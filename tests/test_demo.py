@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from forms.experiments.demo import DemoSpec, run_demo
+from forms.experiments.stages import load_done
 from forms.report.io import write_json_atomic
 from test_report import make_summary
 
@@ -152,3 +153,25 @@ def test_reproduce_cpu_config_is_valid() -> None:
     spec = ReproduceSpec.from_yaml(CPU_CONFIG)
     assert spec.deep.model == "resnet20" and spec.deep.pad_to == 32
     assert spec.fragment_sizes == [4, 8, 16, 32, 128]
+
+
+def test_stage_clock_reports_the_seconds_of_stages_reused_from_an_earlier_run(tmp_path: Path) -> None:
+    from forms.experiments.pipeline import StageClock
+
+    calls: list[int] = []
+
+    def stage() -> dict[str, Any]:
+        calls.append(1)
+        done = load_done(tmp_path / "a" / "x")
+        if done is None:
+            write_json_atomic({"value": 1}, tmp_path / "a" / "x" / "metrics.json")
+        return load_done(tmp_path / "a" / "x") or {}
+
+    first = StageClock(tmp_path)
+    first.run(tmp_path / "a" / "x", stage)
+    assert set(first.seconds) == {"a/x"} and first.reused == [] and first.earlier_seconds == {}
+    second = StageClock(tmp_path)
+    assert second.run(tmp_path / "a" / "x", stage) == {"value": 1}
+    assert second.seconds == {} and second.reused == ["a/x"]
+    assert second.earlier_seconds == {"a/x": first.seconds["a/x"]}
+    assert second.to_dict()["earlier_stage_seconds"] == {"a/x": first.seconds["a/x"]}

@@ -160,7 +160,7 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
     spec = spec or DemoSpec.from_dict({})
     start = time.perf_counter()
     out = Path(out_dir)
-    clock = StageClock()
+    clock = StageClock(out)
     train = train_float(out / "train", clock, progress, **spec.train_spec())
     compress = compress_float(out / "train", out / "compress", clock, spec.compress_spec(), progress=progress)
     checkpoint = out / "compress" / CHECKPOINT

@@ -14,36 +14,61 @@ from pathlib import Path
 from typing import Any
 
 from forms.experiments.stages import compress_stage, estimate_stage, load_done, simulate_stage, train_stage
-from forms.report.model import join_path
+from forms.nn.checkpoint import write_json_atomic
 
 CHECKPOINT = "checkpoint.pt"
 
 
+STAGE_TIME = "stage_time.json"
+"""File in a stage's folder holding the wall seconds the stage took when it ran."""
+
+
 @dataclass
 class StageClock:
-    """Wall seconds of each stage run in this process, and which stages were reused from disk."""
+    """Wall seconds of each stage, keyed by the stage's folder relative to ``root``.
 
+    A stage that runs records its seconds in ``<folder>/stage_time.json``; a later job that reuses the
+    finished stage reports that figure under ``earlier_seconds``, so a resumed job still says what
+    every stage cost.
+    """
+
+    root: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    earlier_seconds: dict[str, float] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
 
-    def run(self, name: str, out_dir: Path, fn: Any, done_file: str = "metrics.json") -> Any:
+    def key(self, out_dir: Path) -> str:
+        """The stage's name: its folder relative to ``root`` (the folder itself when outside it)."""
+        path = Path(out_dir)
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.as_posix()
+
+    def run(self, out_dir: Path, fn: Any, done_file: str = "metrics.json") -> Any:
         """Call ``fn()``; time it, or record the stage as reused when ``out_dir/done_file`` exists."""
+        key = self.key(out_dir)
         if load_done(out_dir, done_file) is not None:
-            self.reused.append(name)
+            self.reused.append(key)
+            recorded = load_done(out_dir, STAGE_TIME)
+            if recorded is not None and isinstance(recorded.get("seconds"), int | float):
+                self.earlier_seconds[key] = float(recorded["seconds"])
             return fn()
         start = time.perf_counter()
         result = fn()
-        self.seconds[name] = time.perf_counter() - start
+        self.seconds[key] = time.perf_counter() - start
+        write_json_atomic({"seconds": self.seconds[key]}, Path(out_dir) / STAGE_TIME)
         return result
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (in summary.json ``meta``)."""
-        return {"stage_seconds": dict(self.seconds), "reused_stages": list(self.reused)}
+        return {
+            "stage_seconds": dict(self.seconds),
+            "earlier_stage_seconds": dict(self.earlier_seconds),
+            "reused_stages": list(self.reused),
+        }
 
 
 def train_float(out: Path, clock: StageClock, progress: bool, **train_spec: Any) -> dict[str, Any]:
     """Train the float model in ``out`` (resuming or reusing a finished run)."""
-    return clock.run("train", out, lambda: train_stage(out, progress=progress, **train_spec))
+    return clock.run(out, lambda: train_stage(out, progress=progress, **train_spec))
 
 
 def compress_float(
@@ -51,12 +76,11 @@ def compress_float(
     out: Path,
     clock: StageClock,
     compress_spec: Mapping[str, Any],
-    name: str = "compress",
     progress: bool = False,
 ) -> dict[str, Any]:
     """ADMM-compress ``float_dir/checkpoint.pt`` into ``out`` (resuming or reusing)."""
     return clock.run(
-        name, out, lambda: compress_stage(float_dir / CHECKPOINT, out, progress=progress, **compress_spec)
+        out, lambda: compress_stage(float_dir / CHECKPOINT, out, progress=progress, **compress_spec)
     )
 
 
@@ -161,7 +185,6 @@ def simulate_all(
     for s in setups:
         run_dir = out / s.name
         metrics = clock.run(
-            join_path("simulate", s.name),
             run_dir,
             lambda s=s, run_dir=run_dir: simulate_stage(
                 checkpoint, run_dir, progress=progress, **s.sim_spec()
@@ -186,7 +209,6 @@ def estimate_all(
     for arch in archs:
         arch_dir = out / arch
         results[arch] = clock.run(
-            join_path("estimate", arch),
             arch_dir,
             lambda arch=arch, arch_dir=arch_dir: estimate_stage(
                 arch_dir,

@@ -256,7 +256,6 @@ def experiment_a(spec: ReproduceSpec, out: Path, clock: StageClock, progress: bo
                 out / run.key / f"R{r}",
                 clock,
                 spec.compress_spec(run, r, prune=False),
-                name=f"a/{name}",
             )
             compressed[name] = metrics
             before = _acc(floats[run.key], "test_accuracy")
@@ -284,7 +283,6 @@ def experiment_b(spec: ReproduceSpec, out: Path, clock: StageClock, progress: bo
         out / "compress",
         clock,
         spec.compress_spec(spec.mnist, r, True),
-        "b",
     )
     bits = lossless_bits("polarized", r, 128, 2, False)
     setup = SimSetup("polarized-ideal", "polarized", "ideal", bits, limit=spec.sim_limit, seed=spec.seed)
@@ -341,13 +339,10 @@ def experiment_d(
         out / "float-equivalent",
         clock,
         spec.compress_spec(spec.mnist, 128, False, polarize=False),
-        "d",
     )
     polar_dir = a_dir / spec.mnist.key / f"R{r}"
     if not (polar_dir / CHECKPOINT).is_file():
-        compress_float(
-            float_dir, polar_dir, clock, spec.compress_spec(spec.mnist, r, prune=False), name=f"a/R{r}"
-        )
+        compress_float(float_dir, polar_dir, clock, spec.compress_spec(spec.mnist, r, prune=False))
     variants = {
         "float-equivalent": (out / "float-equivalent" / CHECKPOINT, "differential", 128),
         "polarized-only": (polar_dir / CHECKPOINT, "polarized", r),
@@ -592,7 +587,7 @@ def run_reproduce(
     spec = spec or ReproduceSpec.from_dict({})
     start = time.perf_counter()
     out = Path(out_dir)
-    clock = StageClock()
+    clock = StageClock(out)
     a = experiment_a(spec, out / "a", clock, progress)
     b = experiment_b(spec, out / "b", clock, progress)
     c = experiment_c(spec, out / "c", out / "b", b, clock)

@@ -101,8 +101,11 @@ def overview_section(summary: Mapping[str, Any], intro: Sequence[str] = ()) -> S
     for path, name, fmt in items:
         if resolve(summary, path) is not MISSING:
             table.add([label(name), ref(summary, path, fmt)])
-    for stage in summary.get("meta", {}).get("stage_seconds") or {}:
-        table.add([label(f"{stage} (s)"), ref(summary, join_path("meta.stage_seconds", stage), "float")])
+    for field, when in (("stage_seconds", "this run"), ("earlier_stage_seconds", "an earlier run")):
+        for stage in summary.get("meta", {}).get(field) or {}:
+            table.add(
+                [label(f"{stage} (s, {when})"), ref(summary, join_path(f"meta.{field}", stage), "float")]
+            )
     reused = summary.get("meta", {}).get("reused_stages")
     if reused:
         table.add([label("stages reused from an earlier run"), Cell(", ".join(reused), None, "text")])
