@@ -199,9 +199,11 @@ def test_combined_projection_satisfies_every_constraint(
     assert int(p.weight_int.abs().max()) <= max_magnitude(bits)  # quantized
     assert torch.all(p.weight_int[~p.keep] == 0)  # pruned zeros stay zero
     assert torch.allclose(p.matrix, p.weight_int.float() * column_scale(p.scale, m))
-    # idempotent on the integer structure (same keep mask): projecting again changes nothing
+    # idempotent (same keep mask): projecting again gives the same matrix. The integers may differ by
+    # a common factor when the matrix is exactly representable on several grids (all even k: 2s * k/2).
     again = project(p.matrix, c, keep=p.keep)
-    assert torch.equal(again.weight_int, p.weight_int)
+    assert torch.allclose(again.matrix, p.matrix, rtol=1e-5, atol=1e-6)
+    assert int(fragment_signs(again.weight_int, r).mixed.sum()) == 0
 
 
 def test_fragments_are_the_geometry_fragments() -> None:

@@ -103,10 +103,13 @@ def choose_scale(
 ) -> Tensor:
     """Step size of the symmetric quantizer: shape () for ``mode='layer'``, (groups, cols) for 'channel'.
 
-    'maxabs' maps the largest magnitude to 2^b - 1. 'lsq' starts there and alternates the two exact
-    partial minimizations of ||x - s*k||^2: k = nearest integers for fixed s, then s = <x, k> / <k, k>
-    for fixed k; neither step can raise the error, so it never exceeds the max-abs error.
-    An all-zero channel (or layer) gets scale 1 (any positive value gives integers 0).
+    'maxabs' maps the largest magnitude to 2^b - 1. 'lsq' starts from the best of the grids
+    maxabs / j (j = 1 .. 2^b - 1: the grids on which the largest magnitude is exactly representable,
+    so a matrix that is already quantized is reproduced exactly, which makes the projection
+    idempotent), then alternates the two exact partial minimizations of ||x - s*k||^2: k = nearest
+    integers for fixed s, then s = <x, k> / <k, k> for fixed k. No step can raise the error, so it
+    never exceeds the max-abs error. An all-zero channel (or layer) gets scale 1 (any positive value
+    gives integers 0).
     """
     dims = _reduce_dims(mode)
     limit = max_magnitude(weight_bits)
@@ -116,6 +119,13 @@ def choose_scale(
     if method == "lsq":
         best = scale
         best_err = (x - quantize(x, scale, weight_bits)).square().sum(dim=dims, keepdim=True)
+        for j in range(limit - 1, 0, -1):
+            grid = torch.where(maxabs > 0, maxabs / j, torch.ones_like(maxabs))
+            err = (x - quantize(x, grid, weight_bits)).square().sum(dim=dims, keepdim=True)
+            better = err < best_err
+            best = torch.where(better, grid, best)
+            best_err = torch.where(better, err, best_err)
+        scale = best
         for _ in range(iterations):
             k = torch.round(x / scale).clamp(-limit, limit)
             kk = k.square().sum(dim=dims, keepdim=True)
