@@ -2,7 +2,7 @@
 
 Runs :func:`forms.experiments.reproduce.run_reproduce` with a ReproduceSpec YAML (finished stages are
 reused, so this also turns a finished run into docs), copies ``report.html``, ``report.md``,
-``summary.json`` and the CSV tables to ``docs/reproduce/``, and writes the ``reproduce`` section of
+``summary.json``, figures and CSV tables to ``docs/reproduce/``, and writes the ``reproduce`` section of
 docs/benchmarks.md: accuracy vs R for both models with the ADMM residuals, and the comparison of the
 deeper model with the plain-ADMM GPU baseline of issue 3.
 
@@ -32,16 +32,17 @@ TARGET_DROP = {8: 0.2, 16: 0.5}
 
 
 def copy_report(report_dir: Path, docs: Path) -> list[Path]:
-    """Copy the report's files into ``docs`` (each through a temporary name, then renamed)."""
-    docs.mkdir(parents=True, exist_ok=True)
+    """Copy the report (with its figures/ and tables/) into ``docs``, each file through a temporary name."""
     copied = []
-    for src in sorted(report_dir.iterdir()):
-        if src.suffix not in {".html", ".md", ".json", ".csv"}:
+    for src in sorted(report_dir.rglob("*")):
+        if not src.is_file() or src.suffix not in {".html", ".md", ".json", ".csv", ".png"}:
             continue
-        tmp = docs / f".{src.name}.tmp"
+        dst = docs / src.relative_to(report_dir)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp")
         shutil.copyfile(src, tmp)
-        tmp.replace(docs / src.name)
-        copied.append(docs / src.name)
+        tmp.replace(dst)
+        copied.append(dst)
     return copied
 
 
