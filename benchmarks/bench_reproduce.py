@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, stamp, update_section
 from forms.experiments.reproduce import ReproduceSpec, run_reproduce
+from forms.nn.checkpoint import atomic_write
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "reproduce"
 
@@ -32,16 +32,13 @@ TARGET_DROP = {8: 0.2, 16: 0.5}
 
 
 def copy_report(report_dir: Path, docs: Path) -> list[Path]:
-    """Copy the report (with its figures/ and tables/) into ``docs``, each file through a temporary name."""
+    """Copy the report (with its figures/ and tables/) into ``docs``, each file written atomically."""
     copied = []
     for src in sorted(report_dir.rglob("*")):
         if not src.is_file() or src.suffix not in {".html", ".md", ".json", ".csv", ".png"}:
             continue
         dst = docs / src.relative_to(report_dir)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+        atomic_write(dst, lambda fh, src=src: fh.write(src.read_bytes()))
         copied.append(dst)
     return copied
 

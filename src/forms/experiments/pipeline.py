@@ -38,9 +38,8 @@ class StageClock:
     reused: list[str] = field(default_factory=list)
 
     def key(self, out_dir: Path) -> str:
-        """The stage's name: its folder relative to ``root`` (the folder itself when outside it)."""
-        path = Path(out_dir)
-        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.as_posix()
+        """The stage's name: its folder relative to ``root``, which holds every stage of a job."""
+        return Path(out_dir).relative_to(self.root).as_posix()
 
     def run(self, out_dir: Path, fn: Any, done_file: str = "metrics.json") -> Any:
         """Call ``fn()``; time it, or record the stage as reused when ``out_dir/done_file`` exists."""
