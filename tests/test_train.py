@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 from torch.utils.data import TensorDataset
 from typer.testing import CliRunner
 
@@ -199,3 +200,14 @@ def test_cli_train_and_bad_options(data_root: Path, tmp_path: Path) -> None:
         app, ["train", "--config", str(config), "--out", str(tmp_path / "r2"), "--model", "x"]
     )
     assert isinstance(bad.exception, ConfigError) and "unknown model 'x'" in str(bad.exception)
+
+
+def test_place_model_channels_last_runs_convolutions_in_nhwc() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    x = torch.randn(2, 3, 8, 8)
+    want = net(x)
+    placed = T.place_model(net, torch.device("cpu"), channels_last=True)
+    got = placed(x)
+    assert placed[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want)

@@ -37,6 +37,9 @@ def compress_cmd(
     seed: int | None = typer.Option(None, "--seed", help="Seed of the data order."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="Channels-last (NHWC) memory order."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML CompressSpec; options override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torchrun)."),
@@ -66,6 +69,7 @@ def compress_cmd(
         "seed": seed,
         "data_dir": data_dir,
         "device": device,
+        "channels_last": channels_last,
     }
     spec = base.with_overrides(overrides)
     m = compress(spec, checkpoint, out, resume=resume, progress=not quiet)

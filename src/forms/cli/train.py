@@ -35,6 +35,9 @@ def train_cmd(
     shift: int | None = typer.Option(None, "--shift", help="Random-shift augmentation, max pixels."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="Channels-last (NHWC) memory order."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML TrainSpec; options override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt if present."),
     nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torchrun)."),
@@ -69,6 +72,7 @@ def train_cmd(
         "flip": flip,
         "data_dir": data_dir,
         "device": device,
+        "channels_last": channels_last,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     spec = TrainSpec.from_dict(values, source=str(config) if config else "command line")

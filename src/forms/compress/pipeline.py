@@ -35,14 +35,12 @@ from forms.nn import distributed as D
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, write_json_atomic
 from forms.nn.data import load_dataset
 from forms.nn.progress import make_progress
-from forms.nn.train import EpochLoader, evaluate, train_epoch
+from forms.nn.train import EXECUTION_KEYS, EpochLoader, evaluate, place_model, train_epoch
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.json"
 STATE_NAME = "compress_state.pt"
 STATE_FORMAT = "forms-compress-state"
-RUN_KEYS_IGNORED = ("data_dir", "device")
-"""Spec fields that may differ between a run and its resumption."""
 
 
 def fingerprint(state_dict: dict[str, Any]) -> str:
@@ -81,7 +79,7 @@ def _optimizer(spec: CompressSpec, model: nn.Module, lr: float) -> torch.optim.O
 
 
 def _run_config(spec: CompressSpec) -> dict[str, Any]:
-    return {k: v for k, v in spec.model_dump(mode="json").items() if k not in RUN_KEYS_IGNORED}
+    return {k: v for k, v in spec.model_dump(mode="json").items() if k not in EXECUTION_KEYS}
 
 
 def _check_resumable(
@@ -210,7 +208,7 @@ def compress(
         raise CheckpointError(
             f"{checkpoint} is a '{src['stage']}' checkpoint; compress the float checkpoint it came from"
         )
-    model = model_from_checkpoint(src, source=str(checkpoint)).to(device)
+    model = place_model(model_from_checkpoint(src, source=str(checkpoint)), device, spec.channels_last)
     constraints = layer_constraints(model, spec)
     train_set, test_set = _load_data(src, spec)
     out = Path(out_dir)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from forms.config import CrossbarSpec, Spec
+from forms.nn.train import CHANNELS_LAST_DOC
 
 MAX_WEIGHT_BITS = 16
 """Widest integer weight we accept: 16 magnitude bits (ISAAC's 16-bit fixed-point weights,
@@ -143,6 +144,7 @@ class CompressSpec(Spec):
     train_subset: int | None = Field(None, ge=1, description="Use only the first N training images.")
     test_subset: int | None = Field(None, ge=1, description="Use only the first N test images.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+    channels_last: bool = Field(False, description=CHANNELS_LAST_DOC)
 
     def with_overrides(self, overrides: dict[str, Any]) -> CompressSpec:
         """Apply dotted-key overrides (``{"crossbar.fragment_size": 16}``), validating the result."""
