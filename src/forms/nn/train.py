@@ -57,7 +57,7 @@ EXECUTION_KEYS = ("data_dir", "device", "channels_last")
 """Spec fields that say where and how a run executes, not what it computes: a resumption may change them."""
 CHANNELS_LAST_DOC = (
     "Keep 4-D weights, and so convolution activations, in channels-last (NHWC) memory order. On a 2-core "
-    "AMD EPYC CPU a ResNet-20 training step (batch 128, 32x32) took 17% less time at 1 thread and 12% "
+    "AMD EPYC CPU a ResNet-20 training epoch (batch 128, 32x32) took 20% less time at 1 thread and 18% "
     "less at 2 (docs/benchmarks.md, section memory-format). Results agree to float rounding, not bit "
     "for bit; a resumed run may switch it."
 )
