@@ -6,8 +6,15 @@ import datetime as _dt
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+GPU_BASELINE_DROP = {8: 0.24, 16: 0.76, 128: 1.35}
+"""Accuracy drop (points) per R of the plain ADMM baseline quoted in issue 3 (ResNet-20/Fashion-MNIST, GPU,
+float 94.7%, 6 rounds x 2 epochs + 8 retraining epochs)."""
+TARGET_DROP = {8: 0.2, 16: 0.5}
+"""Issue 3's targets for the same sweep."""
 
 
 def machine_line() -> str:
@@ -39,3 +46,12 @@ def update_section(name: str, body: str, path: Path = REPORT) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def residual_layer_table(history: list[dict[str, Any]]) -> list[str]:
+    """Markdown table of every layer's ||W - Z|| / ||W|| after each ADMM round: one row per layer."""
+    head = " | ".join(f"round {h['round']} (rho {h['rho']:.3g})" for h in history)
+    lines = [f"| layer | {head} |", "|---" * (len(history) + 1) + "|"]
+    for name in history[0]["residuals"] if history else []:
+        lines.append(f"| {name} | " + " | ".join(f"{h['residuals'][name]:.4f}" for h in history) + " |")
+    return lines

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, stamp, update_section
+from _report import GPU_BASELINE_DROP, TARGET_DROP, machine_line, residual_layer_table, stamp, update_section
 from forms.compress.admm import init_state, penalty_fn
 from forms.compress.constraints import layer_constraints
 from forms.compress.export import check_npz, export_npz
@@ -175,22 +175,6 @@ def _residual_rounds(m: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _residual_layers(m: dict[str, Any]) -> list[str]:
-    """Table of every layer's ‖W − Z‖ / ‖W‖ after each ADMM round of one run: layers as rows."""
-    history = m["admm"]["history"]
-    head = " | ".join(f"round {h['round']} (rho {h['rho']:.3g})" for h in history)
-    lines = [f"| layer | {head} |", "|---" * (len(history) + 1) + "|"]
-    for name in history[0]["residuals"] if history else []:
-        lines.append(f"| {name} | " + " | ".join(f"{h['residuals'][name]:.4f}" for h in history) + " |")
-    return lines
-
-
-# Plain ADMM baseline of issue 3 (GPU, float 94.7%, full data, 6 rounds x 2 epochs + 8 retraining epochs):
-# drop in points per R, and the issue's targets.
-RESNET20_BASELINE = {8: 0.24, 16: 0.76, 128: 1.35}
-RESNET20_TARGET = {8: 0.2, 16: 0.5}
-
-
 def resnet20(args: argparse.Namespace) -> None:
     """Write the ``compress-resnet20`` section of docs/benchmarks.md from the runs in ``--resnet-out``."""
     out = Path(args.resnet_out)
@@ -233,10 +217,10 @@ def resnet20(args: argparse.Namespace) -> None:
         "|---|---|---|---|---|",
     ]
     per_r = s["admm_rounds"] * s["round_epochs"] + s["retrain_epochs"]
-    for r in sorted(set(RESNET20_BASELINE) | set(runs)):
+    for r in sorted(set(GPU_BASELINE_DROP) | set(runs)):
         drop = f"{runs[r]['accuracy_drop_points']:.2f}" if r in runs else "not run"
-        target = f"≤ {RESNET20_TARGET[r]}" if r in RESNET20_TARGET else "-"
-        base = RESNET20_BASELINE.get(r, "-")
+        target = f"≤ {TARGET_DROP[r]}" if r in TARGET_DROP else "-"
+        base = GPU_BASELINE_DROP.get(r, "-")
         lines.append(f"| {r} | {base} | {target} | {drop} | 20 / {per_r} |")
     for r, m in runs.items():
         acc = ", ".join(f"{100 * h['accuracy']:.2f}" for h in m["admm"]["history"])
@@ -246,7 +230,7 @@ def resnet20(args: argparse.Namespace) -> None:
             f"R = {r}: test accuracy after each ADMM round {acc}; after each retraining epoch {re}. "
             "Per-layer ‖W − Z‖ / ‖W‖ after each round:",
             "",
-            *_residual_layers(m),
+            *residual_layer_table(m["admm"]["history"]),
         ]
     update_section("compress-resnet20", "\n".join(lines))
     print("\n".join(lines))

@@ -19,16 +19,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, stamp, update_section
+from _report import GPU_BASELINE_DROP, TARGET_DROP, machine_line, residual_layer_table, stamp, update_section
 from forms.experiments.reproduce import ReproduceSpec, run_reproduce
 from forms.nn.checkpoint import atomic_write
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "reproduce"
-
-GPU_BASELINE_DROP = {8: 0.24, 16: 0.76, 128: 1.35}
-"""Accuracy drop (points) of the plain ADMM baseline quoted in issue 3 (ResNet-20/Fashion-MNIST, GPU)."""
-TARGET_DROP = {8: 0.2, 16: 0.5}
-"""Issue 3's targets for the same sweep."""
 
 
 def copy_report(report_dir: Path, docs: Path) -> list[Path]:
@@ -88,12 +83,7 @@ def residual_table(summary: dict[str, Any], key: str) -> list[str]:
     hist = summary["experiments"]["a"]["compress"].get(key, {}).get("admm", {}).get("history", [])
     if not hist:
         return [f"({key}: no ADMM rounds recorded)"]
-    names = list(hist[0]["residuals"])
-    lines = ["| layer | " + " | ".join(f"round {h['round']} (rho {h['rho']:.3g})" for h in hist) + " |"]
-    lines.append("|---" * (len(hist) + 1) + "|")
-    for n in names:
-        lines.append(f"| {n} | " + " | ".join(f"{h['residuals'][n]:.4f}" for h in hist) + " |")
-    return lines
+    return residual_layer_table(hist)
 
 
 def section(summary: dict[str, Any], spec: ReproduceSpec, command: str) -> str:
