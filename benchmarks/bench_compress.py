@@ -8,10 +8,10 @@ Parts (each resumable: a finished compression is reused, an interrupted one resu
 - ``timing``: seconds of one ADMM W-step epoch (with the rho/2||W - Z + U||^2 term) vs one plain
   epoch, interleaved, same model, data and optimizer;
 - ``report``: write the ``compress`` section of docs/benchmarks.md from the finished runs;
-- ``resnet20``: write the ``compress-resnet20`` section from the ResNet-20 / Fashion-MNIST runs in
-  ``--resnet-out`` (float model in ``train/``, one ``r<R>`` folder per fragment size, made by
-  ``forms train`` / ``forms compress`` as that section's commands say; R folders not there are
-  listed as not run).
+- ``resnet20``: write the ``compress-resnet20`` section from the ResNet-20 / Fashion-MNIST float model in
+  ``--resnet-float`` and the run sets of ``--resnet-runs`` (each ``FOLDER=CONFIG``: one ``r<R>`` folder per
+  fragment size, made by ``forms compress --config CONFIG`` as that section's commands say; R folders not
+  there are listed as not run).
 
 Usage: ``python benchmarks/bench_compress.py --part sweep`` (etc.; ``--part all`` runs every part).
 """
@@ -36,7 +36,7 @@ from forms.compress.pipeline import compress
 from forms.compress.spec import CompressSpec
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
 from forms.nn.data import load_dataset
-from forms.nn.train import EpochLoader, train_epoch
+from forms.nn.train import EXECUTION_KEYS, EpochLoader, train_epoch
 
 FRAGMENTS = (4, 8, 16, 32, 128)
 PRUNE_RATIOS = (0.5, 0.7, 0.85)
@@ -175,53 +175,65 @@ def _residual_rounds(m: dict[str, Any]) -> list[str]:
     return lines
 
 
-def resnet20(args: argparse.Namespace) -> None:
-    """Write the ``compress-resnet20`` section of docs/benchmarks.md from the runs in ``--resnet-out``."""
-    out = Path(args.resnet_out)
-    float_m = _load(out / "train" / "metrics.json")
-    if float_m is None:
-        raise SystemExit(f"{out / 'train' / 'metrics.json'} not found: train the float model first")
-    fc = float_m["config"]
-    runs = {r: m for r in FRAGMENTS if (m := _load(out / f"r{r}" / "metrics.json")) is not None}
+def _resnet_run_sets(pairs: list[str]) -> list[tuple[Path, Path, CompressSpec]]:
+    """Parse ``--resnet-runs FOLDER=CONFIG`` entries into (folder, config path, spec of the config)."""
+    sets = []
+    for pair in pairs:
+        folder, _, config = pair.partition("=")
+        if not folder or not config:
+            raise SystemExit(f"--resnet-runs {pair!r}: expected FOLDER=CONFIG, e.g. runs/r20=configs/c.yaml")
+        sets.append((Path(folder), Path(config), CompressSpec.from_yaml(config)))
+    return sets
+
+
+def _same_schedule(run_config: dict[str, Any], spec: CompressSpec) -> bool:
+    """Whether a finished run was made with ``spec`` (up to R and the execution-only settings)."""
+    ignore = {"fragment_size", *EXECUTION_KEYS}
+
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in ignore}
+
+    return strip(run_config) == strip(spec.model_dump())
+
+
+def _epochs_per_r(spec: CompressSpec) -> int:
+    """Training epochs one compression of ``spec`` runs: ADMM W-step epochs plus retraining epochs."""
+    s = spec.schedule
+    return s.admm_rounds * s.round_epochs + s.retrain_epochs
+
+
+def _resnet_set_lines(folder: Path, config: Path, spec: CompressSpec, float_dir: Path) -> list[str]:
+    """One run set of the ``compress-resnet20`` section: command, R table, accuracy and residual per round."""
+    runs = {r: m for r in FRAGMENTS if (m := _load(folder / f"r{r}" / "metrics.json")) is not None}
+    for r, m in runs.items():
+        if not _same_schedule(m["config"], spec):
+            raise SystemExit(
+                f"{folder}/r{r} was not made with {config}: give its own config in --resnet-runs"
+            )
+    s = spec.schedule
+    lines = [
+        f"### {_epochs_per_r(spec)} epochs per R (`{config}`)",
+        "",
+        f"`OMP_NUM_THREADS=1 forms compress --checkpoint {float_dir}/checkpoint.pt --config {config} "
+        f"--fragment R --out {folder}/rR`, two R at a time on the 2 cores: {s.admm_rounds} ADMM rounds x "
+        f"{s.round_epochs} epoch(s) ({s.optimizer}, lr {s.lr}), rho {s.rho} x{s.rho_growth} per round, hard "
+        f"projection, BN re-estimation, {s.retrain_epochs} masked-retraining epochs (lr {s.retrain_lr}, "
+        f"cosine), {spec.quant.weight_bits}-bit per-{spec.quant.scale} scales, "
+        f"{spec.train_subset or 'all 60,000'} training images per epoch.",
+    ]
     if not runs:
-        raise SystemExit(f"no finished compression under {out}/r<R>")
-    first = next(iter(runs.values()))
-    s = first["config"]["schedule"]
-    images = first["config"]["train_subset"] or "all 60,000"
+        return [*lines, "", f"No run under `{folder}` has finished."]
     epochs = [h["seconds"] for m in runs.values() for h in m["retrain"]["history"]]
     epochs += [t for m in runs.values() for h in m["admm"]["history"] for t in h["wstep_epoch_seconds"]]
-    lines = [
-        "## Compression: ResNet-20 / Fashion-MNIST (32x32 padded), full training set",
+    first = next(iter(runs.values()))
+    lines[-1] += (
+        f" Epochs took {min(epochs) / 60:.1f}-{max(epochs) / 60:.1f} min each ({first['torch_threads']} "
+        f"thread(s), {'channels-last' if first['config'].get('channels_last') else 'NCHW'})."
+    )
+    lines += [
         "",
-        f"Written {stamp()} on {machine_line()}, from the runs in `{out}`. Float model: `forms train --model "
-        f"{fc['model']} --dataset {fc['dataset']} --pad-to {fc['pad_to']} --epochs {fc['epochs']} --nproc "
-        f"{float_m['world_size']} --threads {float_m['torch_threads']} --out {out}/train` "
-        f"({fc['optimizer']}, {fc['schedule']} lr {fc['lr']}, weight decay {fc['weight_decay']}, shift "
-        f"{fc['shift']} px, flip {fc['flip']}, seed {fc['seed']}): "
-        f"{100 * float_m['test_accuracy']:.2f}% after "
-        f"{float_m['train_seconds'] / 60:.0f} min. Every compression: `OMP_NUM_THREADS=1 forms compress "
-        f"--checkpoint {out}/train/checkpoint.pt --config configs/compress-resnet20-full.yaml --fragment R "
-        f"--out {out}/rR`, two R at a time on the 2 cores: {s['admm_rounds']} ADMM rounds x "
-        f"{s['round_epochs']} epoch(s) ({s['optimizer']}, lr {s['lr']}), rho {s['rho']} x{s['rho_growth']} "
-        f"per round, hard projection, BN re-estimation, {s['retrain_epochs']} masked-retraining epochs (lr "
-        f"{s['retrain_lr']}, cosine), 8-bit per-channel scales, {images} training images per epoch. Epochs "
-        f"took {min(epochs) / 60:.1f}-{max(epochs) / 60:.1f} min each ({first['torch_threads']} thread(s), "
-        f"{'channels-last' if first['config'].get('channels_last') else 'NCHW'}).",
-        "",
-        *_r_table(out, "Accuracy vs R (test set, 10,000 images)"),
-        "",
-        "Against the plain ADMM baseline of issue 3 (GPU, float 94.7%, 6 rounds x 2 epochs + 8 retraining "
-        "epochs = 20 epochs per R):",
-        "",
-        "| R | baseline drop | target | this run: drop | epochs per R (baseline / this run) |",
-        "|---|---|---|---|---|",
+        *_r_table(folder, "Accuracy vs R (test set, 10,000 images)"),
     ]
-    per_r = s["admm_rounds"] * s["round_epochs"] + s["retrain_epochs"]
-    for r in sorted(set(GPU_BASELINE_DROP) | set(runs)):
-        drop = f"{runs[r]['accuracy_drop_points']:.2f}" if r in runs else "not run"
-        target = f"≤ {TARGET_DROP[r]}" if r in TARGET_DROP else "-"
-        base = GPU_BASELINE_DROP.get(r, "-")
-        lines.append(f"| {r} | {base} | {target} | {drop} | 20 / {per_r} |")
     for r, m in runs.items():
         acc = ", ".join(f"{100 * h['accuracy']:.2f}" for h in m["admm"]["history"])
         re = ", ".join(f"{100 * h['accuracy']:.2f}" for h in m["retrain"]["history"])
@@ -232,6 +244,47 @@ def resnet20(args: argparse.Namespace) -> None:
             "",
             *residual_layer_table(m["admm"]["history"]),
         ]
+    return lines
+
+
+def resnet20(args: argparse.Namespace) -> None:
+    """Write the ``compress-resnet20`` section of docs/benchmarks.md from the runs in ``--resnet-runs``."""
+    float_dir = Path(args.resnet_float)
+    float_m = _load(float_dir / "metrics.json")
+    if float_m is None:
+        raise SystemExit(f"{float_dir / 'metrics.json'} not found: train the float model first")
+    fc = float_m["config"]
+    sets = _resnet_run_sets(args.resnet_runs)
+    lines = [
+        "## Compression: ResNet-20 / Fashion-MNIST (32x32 padded), full training set",
+        "",
+        f"Written {stamp()} on {machine_line()}. Float model: `forms train --model {fc['model']} --dataset "
+        f"{fc['dataset']} --pad-to {fc['pad_to']} --epochs {fc['epochs']} --nproc {float_m['world_size']} "
+        f"--threads {float_m['torch_threads']} --out {float_dir}` ({fc['optimizer']}, {fc['schedule']} lr "
+        f"{fc['lr']}, weight decay {fc['weight_decay']}, shift {fc['shift']} px, flip {fc['flip']}, seed "
+        f"{fc['seed']}): {100 * float_m['test_accuracy']:.2f}% after "
+        f"{float_m['train_seconds'] / 60:.0f} min. Every R starts from it. Command of this section: "
+        "`python benchmarks/bench_compress.py --part resnet20 "
+        f"--resnet-float {float_dir} --resnet-runs {' '.join(args.resnet_runs)}`.",
+        "",
+        "Drop (points) against the plain ADMM baseline of issue 3 (GPU, float 94.7%, 6 rounds x 2 epochs + 8 "
+        "retraining epochs = 20 epochs per R):",
+        "",
+    ]
+    budgets = " | ".join(f"this tool, {_epochs_per_r(spec)} epochs" for _, _, spec in sets)
+    lines += [
+        f"| R | baseline (20 epochs) | target | {budgets} |",
+        "|---" * (3 + len(sets)) + "|",
+    ]
+    for r in FRAGMENTS:
+        drops = [_load(folder / f"r{r}" / "metrics.json") for folder, _, _ in sets]
+        if r not in GPU_BASELINE_DROP and all(m is None for m in drops):
+            continue
+        cells = [f"{m['accuracy_drop_points']:.2f}" if m else "not run" for m in drops]
+        target = f"≤ {TARGET_DROP[r]}" if r in TARGET_DROP else "-"
+        lines.append(f"| {r} | {GPU_BASELINE_DROP.get(r, '-')} | {target} | " + " | ".join(cells) + " |")
+    for folder, config, spec in sets:
+        lines += ["", *_resnet_set_lines(folder, config, spec, float_dir)]
     update_section("compress-resnet20", "\n".join(lines))
     print("\n".join(lines))
 
@@ -306,7 +359,20 @@ def main() -> None:
     p.add_argument("--ratios", type=float, nargs="+", default=list(PRUNE_RATIOS))
     p.add_argument("--timing-repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--resnet-out", default="runs/resnet20-full", help="resnet20: the ResNet-20 runs' folder.")
+    p.add_argument(
+        "--resnet-float",
+        default="runs/resnet20-full/train",
+        help="resnet20: the float ResNet-20's run folder.",
+    )
+    p.add_argument(
+        "--resnet-runs",
+        nargs="+",
+        default=[
+            "runs/resnet20-full=configs/compress-resnet20-full.yaml",
+            "runs/resnet20-full-20=configs/compress-resnet20-full-20.yaml",
+        ],
+        help="resnet20: FOLDER=CONFIG per run set (one r<R> folder per fragment size, made with CONFIG).",
+    )
     p.add_argument("--full-out", default=None, help="report: also tabulate full-data R runs found here.")
     p.add_argument(
         "--train-subset", type=int, default=None, help="Train (ADMM, retraining) on the first N images only."
