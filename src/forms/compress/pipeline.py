@@ -347,12 +347,18 @@ def run_admm(
     if saved and saved.get("optimizer") is not None:
         optimizer.load_state_dict(saved["optimizer"])
     task = bar.add_task("ADMM rounds", total=sched.admm_rounds, completed=admm.round, status="")
+    batches = bar.add_task("  W-step epoch", total=len(loader), status="")
     for r in range(admm.round, sched.admm_rounds):
         extra = penalty_fn(admm, device)
         stats = []
         for k in range(sched.round_epochs):
             loader.set_epoch(r * sched.round_epochs + k)
-            stats.append(train_epoch(net, loader, optimizer, extra_loss=extra, device=device))
+            bar.reset(batches, total=len(loader), description=f"  W-step epoch {k + 1}, round {r + 1}")
+            stats.append(
+                train_epoch(
+                    net, loader, optimizer, extra_loss=extra, device=device, progress=bar, task=batches
+                )
+            )
         residuals = zu_step(model, constraints, spec, admm)
         record = {
             "round": r + 1,
@@ -398,10 +404,14 @@ def run_retrain(
     task = bar.add_task(
         "masked retraining", total=sched.retrain_epochs, completed=retrain_state["epoch"], status=""
     )
+    batches = bar.add_task("  retraining epoch", total=len(loader), status="")
     for e in range(retrain_state["epoch"], sched.retrain_epochs):
         loader.set_epoch(offset + e)
+        bar.reset(batches, total=len(loader), description=f"  retraining epoch {e + 1}")
         start = time.perf_counter()
-        stats = train_epoch(net, loader, optimizer, scheduler=scheduler, device=device)
+        stats = train_epoch(
+            net, loader, optimizer, scheduler=scheduler, device=device, progress=bar, task=batches
+        )
         record = {
             "epoch": e + 1,
             "loss": stats["loss"],
