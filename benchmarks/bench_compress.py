@@ -162,19 +162,6 @@ def _prune_table(out: Path) -> list[str]:
     return lines
 
 
-def _residual_rounds(m: dict[str, Any]) -> list[str]:
-    """Table of every layer's ‖W − Z‖ / ‖W‖ after each ADMM round of one run: rounds as rows."""
-    history = m["admm"]["history"]
-    if not history:
-        return ["(no ADMM rounds)"]
-    names = list(history[0]["residuals"])
-    lines = ["| round | rho | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
-    for h in history:
-        vals = " | ".join(f"{h['residuals'][n]:.4f}" for n in names)
-        lines.append(f"| {h['round']} | {h['rho']:.3g} | {vals} |")
-    return lines
-
-
 def _resnet_run_sets(pairs: list[str]) -> list[tuple[Path, Path, CompressSpec]]:
     """Parse ``--resnet-runs FOLDER=CONFIG`` entries into (folder, config path, spec of the config)."""
     sets = []
@@ -193,7 +180,8 @@ def _same_schedule(run_config: dict[str, Any], spec: CompressSpec) -> bool:
     def strip(d: dict[str, Any]) -> dict[str, Any]:
         return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in ignore}
 
-    return strip(run_config) == strip(spec.model_dump())
+    then = CompressSpec.from_dict(run_config, source="a run's metrics.json")  # fills fields added since
+    return strip(then.model_dump()) == strip(spec.model_dump())
 
 
 def _epochs_per_r(spec: CompressSpec) -> int:
@@ -219,7 +207,13 @@ def _resnet_set_lines(folder: Path, config: Path, spec: CompressSpec, float_dir:
         f"{s.round_epochs} epoch(s) ({s.optimizer}, lr {s.lr}), rho {s.rho} x{s.rho_growth} per round, hard "
         f"projection, BN re-estimation, {s.retrain_epochs} masked-retraining epochs (lr {s.retrain_lr}, "
         f"cosine), {spec.quant.weight_bits}-bit per-{spec.quant.scale} scales, "
-        f"{spec.train_subset or 'all 60,000'} training images per epoch.",
+        f"{spec.train_subset or 'all 60,000'} training images per epoch"
+        + (
+            f" less {spec.validation_images} held out (seed {spec.seed}) to choose the retraining epoch by "
+            "validation accuracy."
+            if spec.validation_images
+            else "; the last retraining epoch is kept."
+        ),
     ]
     if not runs:
         return [*lines, "", f"No run under `{folder}` has finished."]
@@ -237,9 +231,13 @@ def _resnet_set_lines(folder: Path, config: Path, spec: CompressSpec, float_dir:
     for r, m in runs.items():
         acc = ", ".join(f"{100 * h['accuracy']:.2f}" for h in m["admm"]["history"])
         re = ", ".join(f"{100 * h['accuracy']:.2f}" for h in m["retrain"]["history"])
+        chosen = ""
+        if m["retrain"].get("validation_images"):
+            val = ", ".join(f"{100 * h['validation_accuracy']:.2f}" for h in m["retrain"]["history"])
+            chosen = f" (validation: {val}; kept epoch {m['retrain']['selected_epoch']})"
         lines += [
             "",
-            f"R = {r}: test accuracy after each ADMM round {acc}; after each retraining epoch {re}. "
+            f"R = {r}: test accuracy after each ADMM round {acc}; after each retraining epoch {re}{chosen}. "
             "Per-layer ‖W − Z‖ / ‖W‖ after each round:",
             "",
             *residual_layer_table(m["admm"]["history"]),
@@ -300,9 +298,9 @@ def report(args: argparse.Namespace) -> None:
     lines = [
         "## Compression: LeNet-5 / MNIST (ADMM polarization + 8-bit quantization + filter pruning)",
         "",
-        f"Measured {stamp()} on {machine_line()}; the 2 cores were shared with 4 other jobs, so timings are "
-        "noisy and pessimistic. Float model: `forms train --model lenet5 --dataset mnist --epochs 10 --out "
-        "runs/lenet5` (seed 0). Every compression uses the default schedule: "
+        f"Written {stamp()} from runs measured on {machine_line()}; the 2 cores were shared with 4 other "
+        "jobs, so timings are noisy and pessimistic. Float model: `forms train --model lenet5 --dataset "
+        "mnist --epochs 10 --out runs/lenet5` (seed 0). Every compression uses the default schedule: "
         f"{d.admm_rounds} ADMM rounds x {d.round_epochs} epoch ({d.optimizer}, lr {d.lr}), rho {d.rho} "
         f"x{d.rho_growth} per round (cap {d.rho_max}), hard projection, BN re-estimation, "
         f"{d.retrain_epochs} masked-retraining epochs (lr {d.retrain_lr}, cosine), per-channel scales. "
@@ -321,7 +319,7 @@ def report(args: argparse.Namespace) -> None:
     ]
     m8 = _load(out / "r8" / "metrics.json")
     if m8 is not None:
-        lines += _residual_rounds(m8)
+        lines += residual_layer_table(m8["admm"]["history"])
     lines += [
         "",
         "Filter pruning at R = 8, 8-bit (every layer but the first and the logits layer). Crossbars: "

@@ -212,6 +212,79 @@ def test_pipeline_end_to_end_and_resume_is_bit_identical(
     assert again["accuracy_after"] == resumed["accuracy_after"]
 
 
+def test_validation_split_keeps_the_best_epoch_and_resumes(
+    float_ckpt: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt, data_dir = float_ckpt
+    held = 64  # of the 384 synthetic training images; the test set has 128, so sizes tell them apart
+    spec = tiny_spec(
+        data_dir,
+        validation_images=held,
+        schedule={"retrain_epochs": 4, "weight_decay": 1e-4, "retrain_weight_decay": 0.0},
+    )
+    real_eval, real_train, real_opt = pipeline.evaluate, pipeline.train_epoch, pipeline._optimizer
+    decays: list[float] = []
+
+    def recording_opt(spec, model, lr, weight_decay):  # type: ignore[no-untyped-def]
+        decays.append(weight_decay)
+        return real_opt(spec, model, lr, weight_decay)
+
+    monkeypatch.setattr(pipeline, "_optimizer", recording_opt)
+
+    def scripted(values: list[float]):  # type: ignore[no-untyped-def]
+        """evaluate() that answers the validation set from ``values`` in turn and measures the rest."""
+        it = iter(values)
+
+        def fake(model, dataset, **kw):  # type: ignore[no-untyped-def]
+            return next(it) if len(dataset) == held else real_eval(model, dataset, **kw)
+
+        return fake
+
+    script = [0.5, 0.7, 0.7, 0.6]  # best at epochs 2 and 3: the tie goes to the later epoch
+    monkeypatch.setattr(pipeline, "evaluate", scripted(script))
+    full = pipeline.compress(spec, ckpt, tmp_path / "full", progress=False)
+    history = full["retrain"]["history"]
+    assert [h["validation_accuracy"] for h in history] == script
+    assert full["retrain"]["selected_epoch"] == 3 and full["retrain"]["validation_images"] == held
+    # the baked model is the epoch-3 model: its test accuracy is the one measured after epoch 3
+    assert full["accuracy_after"] == history[2]["accuracy"]
+    assert full["fragments_mixed_sign"] == 0
+    assert decays == [1e-4, 0.0]  # the W-step's weight decay, then retraining's own
+
+    # interrupted in retraining epoch 4 (train_epoch call 2 ADMM + 4 retraining), then resumed
+    calls = {"n": 0}
+
+    def failing_train(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "evaluate", scripted(script))
+    monkeypatch.setattr(pipeline, "train_epoch", failing_train)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.compress(spec, ckpt, tmp_path / "cut", progress=False)
+    resumed = pipeline.compress(spec, ckpt, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["retrain"]["selected_epoch"] == 3
+    assert resumed["accuracy_after"] == full["accuracy_after"]
+    a = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state_dict"]
+    for key, value in load_checkpoint(tmp_path / "full" / "checkpoint.pt")["state_dict"].items():
+        assert torch.equal(a[key], value), key
+
+    with pytest.raises(ConfigError, match="cannot hold out"):
+        pipeline.compress(spec.replace(validation_images=384), ckpt, tmp_path / "too-many", progress=False)
+    assert not (tmp_path / "too-many").exists()
+
+
+def test_settings_saved_before_a_field_existed_resume_at_its_default() -> None:
+    spec = CompressSpec.from_dict({"schedule": {"retrain_epochs": 2}})
+    now = pipeline._run_config(spec)
+    old = {k: v for k, v in now.items() if k != "validation_images"}
+    old["schedule"] = {k: v for k, v in now["schedule"].items() if k != "retrain_weight_decay"}
+    assert pipeline.saved_run_config(old) == now
+    assert pipeline.saved_run_config(old) != pipeline._run_config(spec.replace(validation_images=10))
+
+
 def test_compressed_checkpoint_is_refused_as_input(float_ckpt: tuple[Path, Path], tmp_path: Path) -> None:
     ckpt, data_dir = float_ckpt
     spec = tiny_spec(data_dir, schedule={"admm_rounds": 0, "retrain_epochs": 0})

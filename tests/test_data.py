@@ -171,6 +171,27 @@ def test_fetch_is_a_noop_when_files_are_present(tmp_path: Path) -> None:
 REAL = D.default_data_root()
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 60), data=st.data(), seed=st.integers(0, 2**31 - 1))
+def test_split_holdout_partitions_in_order_and_is_seeded(n: int, data: st.DataObject, seed: int) -> None:
+    held = data.draw(st.integers(1, n - 1))
+    ds = torch.utils.data.TensorDataset(torch.arange(n) * 10, torch.arange(n))
+    rest, out = D.split_holdout(ds, held, seed)
+    assert len(out) == held and len(rest) == n - held
+    ids_rest, ids_out = rest.tensors[1].tolist(), out.tensors[1].tolist()
+    assert sorted(ids_rest + ids_out) == list(range(n))  # disjoint, together the whole set
+    assert ids_rest == sorted(ids_rest) and ids_out == sorted(ids_out)  # order kept
+    assert torch.equal(out.tensors[0], out.tensors[1] * 10)  # rows stay aligned across tensors
+    assert D.split_holdout(ds, held, seed)[1].tensors[1].tolist() == ids_out  # same seed, same choice
+
+
+@pytest.mark.parametrize("held", [0, 5, 9])
+def test_split_holdout_refuses_an_impossible_size(held: int) -> None:
+    ds = torch.utils.data.TensorDataset(torch.zeros(5))
+    with pytest.raises(ConfigError, match="cannot hold out"):
+        D.split_holdout(ds, held, 0)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (REAL / "mnist").is_dir(), reason="real MNIST not fetched (make data)")
 @pytest.mark.parametrize("name, count", [("mnist", 60000), ("fashion-mnist", 60000)])

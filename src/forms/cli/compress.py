@@ -34,7 +34,12 @@ def compress_cmd(
     rho_growth: float | None = typer.Option(None, "--rho-growth", help="rho multiplier per round."),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate of the ADMM W-step."),
     retrain_lr: float | None = typer.Option(None, "--retrain-lr", help="Initial retraining learning rate."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the data order."),
+    validation_images: int | None = typer.Option(
+        None,
+        "--validation-images",
+        help="Training images held out to choose the retraining epoch by validation accuracy (0).",
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the data order and the hold-out."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     channels_last: bool | None = typer.Option(
@@ -66,6 +71,7 @@ def compress_cmd(
         "schedule.rho_growth": rho_growth,
         "schedule.lr": lr,
         "schedule.retrain_lr": retrain_lr,
+        "validation_images": validation_images,
         "seed": seed,
         "data_dir": data_dir,
         "device": device,

@@ -3,7 +3,8 @@
 Stages: evaluate the float model; ADMM rounds (W-step epochs with the rho/2||W - Z + U||^2 penalty,
 Z- and U-steps, rho growth); hard projection (W <- proj(W), BatchNorm statistics re-estimated);
 masked retraining (fixed zero/sign masks and scales, straight-through quantizer, cosine-decayed
-learning rate); bake (integer weights, plain weights = scale * integer). Writes, atomically,
+learning rate; with ``validation_images`` the epoch of best accuracy on held-out training images is
+kept); bake (integer weights, plain weights = scale * integer). Writes, atomically,
 ``out/checkpoint.pt`` (stage "compressed") and ``out/metrics.json``.
 
 Resumable: after every ADMM round and every retraining epoch the whole state (weights, Z, U, rho,
@@ -33,7 +34,7 @@ from forms.errors import CheckpointError, ConfigError
 from forms.intweights import IntegerLayer
 from forms.nn import distributed as D
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, write_json_atomic
-from forms.nn.data import load_dataset
+from forms.nn.data import load_dataset, split_holdout
 from forms.nn.progress import make_progress
 from forms.nn.train import EXECUTION_KEYS, EpochLoader, evaluate, place_model, train_epoch
 
@@ -55,7 +56,8 @@ def fingerprint(state_dict: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _load_data(src: dict[str, Any], spec: CompressSpec) -> tuple[Any, Any]:
+def _load_data(src: dict[str, Any], spec: CompressSpec) -> tuple[Any, Any, Any]:
+    """(training, validation or None, test) sets of the checkpoint's dataset under ``spec``."""
     data = src.get("data") or {}
     if "dataset" not in data:
         raise CheckpointError(
@@ -68,18 +70,30 @@ def _load_data(src: dict[str, Any], spec: CompressSpec) -> tuple[Any, Any]:
         train_set = torch.utils.data.TensorDataset(*(t[: spec.train_subset] for t in train_set.tensors))
     if spec.test_subset is not None:
         test_set = torch.utils.data.TensorDataset(*(t[: spec.test_subset] for t in test_set.tensors))
-    return train_set, test_set
+    if spec.validation_images == 0:
+        return train_set, None, test_set
+    train_set, val_set = split_holdout(train_set, spec.validation_images, spec.seed)
+    return train_set, val_set, test_set
 
 
-def _optimizer(spec: CompressSpec, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+def _optimizer(spec: CompressSpec, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     s = spec.schedule
     if s.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=s.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=s.momentum, weight_decay=weight_decay)
 
 
 def _run_config(spec: CompressSpec) -> dict[str, Any]:
     return {k: v for k, v in spec.model_dump(mode="json").items() if k not in EXECUTION_KEYS}
+
+
+def saved_run_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config saved by an earlier version, completed with the defaults of fields added since.
+
+    So a run started before a new setting existed still resumes (and compares equal) when the
+    setting is left at its default, which reproduces the old behaviour.
+    """
+    return _run_config(CompressSpec.from_dict(config, source="the saved compression settings"))
 
 
 def _check_resumable(
@@ -92,9 +106,9 @@ def _check_resumable(
             f"{path} belongs to a different float model ({saved['model'].get('name')}); "
             "resume with the checkpoint it was started from, or choose another --out"
         )
-    if saved["config"] != _run_config(spec):
-        now = _run_config(spec)
-        diffs = [k for k in sorted(set(now) | set(saved["config"])) if now.get(k) != saved["config"].get(k)]
+    then, now = saved_run_config(saved["config"]), _run_config(spec)
+    if then != now:
+        diffs = [k for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k)]
         raise ConfigError(
             f"cannot resume {path}: its compression settings differ in {', '.join(diffs)}; "
             "use the same options or a new --out directory"
@@ -210,7 +224,7 @@ def compress(
         )
     model = place_model(model_from_checkpoint(src, source=str(checkpoint)), device, spec.channels_last)
     constraints = layer_constraints(model, spec)
-    train_set, test_set = _load_data(src, spec)
+    train_set, val_set, test_set = _load_data(src, spec)
     out = Path(out_dir)
     state_path, ckpt_path, metrics_path = out / STATE_NAME, out / CHECKPOINT_NAME, out / METRICS_NAME
     source_fp = fingerprint(src["state_dict"])
@@ -220,7 +234,8 @@ def compress(
                 f"{out} already holds a compressed model; pass --resume to reuse it or choose another --out"
             )
         done = load_checkpoint(ckpt_path)
-        if done.get("compression") != _run_config(spec) or done.get("source_fingerprint") != source_fp:
+        same = saved_run_config(done.get("compression") or {}) == _run_config(spec)
+        if not same or done.get("source_fingerprint") != source_fp:
             raise CheckpointError(
                 f"{ckpt_path} was compressed from another model or with other settings; choose another --out"
             )
@@ -294,13 +309,23 @@ def compress(
             model.load_state_dict(saved["state_dict"])
             run["accuracy_projected"] = retrain_state["accuracy_projected"]
             run["bn_recalibrated"] = retrain_state["bn_recalibrated"]
-        run_retrain(model, spec, loader, test_set, eval_kw, device, bar, retrain_state, saved, save_state)
+        run_retrain(
+            model, spec, loader, (test_set, val_set), eval_kw, device, bar, retrain_state, saved, save_state
+        )
+    best = retrain_state.get("best")
+    if best is not None:
+        model.load_state_dict(best["state_dict"])
 
     run["accuracy_admm"] = admm.history[-1]["accuracy"] if admm.history else run["accuracy_before"]
     layers = bake(model, constraints)
     run["accuracy_after"] = evaluate(model, test_set, **eval_kw)
     run["admm"] = {"rounds": admm.round, "final_rho": admm.rho, "history": admm.history}
-    run["retrain"] = {"epochs": retrain_state["epoch"], "history": retrain_state["history"]}
+    run["retrain"] = {
+        "epochs": retrain_state["epoch"],
+        "history": retrain_state["history"],
+        "validation_images": spec.validation_images,
+        "selected_epoch": best["epoch"] if best is not None else retrain_state["epoch"],
+    }
     metrics = build_metrics(spec, constraints, layers, run)
     if D.is_main():
         save_checkpoint(
@@ -343,7 +368,7 @@ def run_admm(
     """ADMM rounds ``admm.round .. admm_rounds``; saves the state after each round."""
     sched = spec.schedule
     net = D.wrap_ddp(model, device)
-    optimizer = _optimizer(spec, model, sched.lr)
+    optimizer = _optimizer(spec, model, sched.lr, sched.weight_decay)
     if saved and saved.get("optimizer") is not None:
         optimizer.load_state_dict(saved["optimizer"])
     task = bar.add_task("ADMM rounds", total=sched.admm_rounds, completed=admm.round, status="")
@@ -384,7 +409,7 @@ def run_retrain(
     model: nn.Module,
     spec: CompressSpec,
     loader: EpochLoader,
-    test_set: Any,
+    eval_sets: tuple[Any, Any],
     eval_kw: Any,
     device: torch.device,
     bar: Progress,
@@ -392,10 +417,17 @@ def run_retrain(
     saved: dict[str, Any] | None,
     save_state: Any,
 ) -> None:
-    """Masked retraining epochs ``retrain_state['epoch'] .. retrain_epochs``; saves after each epoch."""
+    """Masked retraining epochs ``retrain_state['epoch'] .. retrain_epochs``; saves after each epoch.
+
+    ``eval_sets`` is (test set, validation set or None). With a validation set, every epoch's
+    validation accuracy is recorded and ``retrain_state['best']`` keeps the epoch number, accuracy and
+    weights of the best one so far (ties: the later epoch).
+    """
+    test_set, val_set = eval_sets
     sched = spec.schedule
     net = D.wrap_ddp(model, device)
-    optimizer = _optimizer(spec, model, sched.retrain_lr)
+    decay = sched.weight_decay if sched.retrain_weight_decay is None else sched.retrain_weight_decay
+    optimizer = _optimizer(spec, model, sched.retrain_lr, decay)
     scheduler = _retrain_scheduler(optimizer, sched.retrain_epochs * len(loader))
     if saved and saved["phase"] == "retrain" and saved.get("optimizer") is not None:
         optimizer.load_state_dict(saved["optimizer"])
@@ -418,6 +450,15 @@ def run_retrain(
             "seconds": time.perf_counter() - start,
             "accuracy": evaluate(model, test_set, **eval_kw),
         }
+        if val_set is not None:
+            record["validation_accuracy"] = evaluate(model, val_set, **eval_kw)
+            best = retrain_state.get("best")
+            if best is None or record["validation_accuracy"] >= best["validation_accuracy"]:
+                retrain_state["best"] = {
+                    "epoch": e + 1,
+                    "validation_accuracy": record["validation_accuracy"],
+                    "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                }
         retrain_state["history"].append(record)
         retrain_state["epoch"] = e + 1
         save_state(

@@ -115,7 +115,14 @@ class ScheduleSpec(Spec):
         5e-4, gt=0, description="Initial learning rate of retraining; cosine-decayed to 0 over its epochs."
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (ignored by Adam).")
-    weight_decay: float = Field(0.0, ge=0, description="Weight decay of both phases.")
+    weight_decay: float = Field(
+        0.0,
+        ge=0,
+        description="Weight decay of the ADMM W-step (and of retraining unless retrain_weight_decay is set).",
+    )
+    retrain_weight_decay: float | None = Field(
+        None, ge=0, description="Weight decay of masked retraining (None = weight_decay)."
+    )
     batch_size: int = Field(128, ge=1, le=65536, description="Training mini-batch size.")
     eval_batch_size: int = Field(
         128, ge=1, description="Evaluation batch size (128: see forms.nn.train.TrainSpec.eval_batch_size)."
@@ -143,6 +150,14 @@ class CompressSpec(Spec):
     data_dir: str | None = Field(None, description="Data root (default: $FORMS_DATA or ~/.cache/forms/data).")
     train_subset: int | None = Field(None, ge=1, description="Use only the first N training images.")
     test_subset: int | None = Field(None, ge=1, description="Use only the first N test images.")
+    validation_images: int = Field(
+        0,
+        ge=0,
+        description="Training images held out (a random choice seeded by seed) to choose the retraining "
+        "epoch: the model is taken from the epoch of best validation accuracy (ties: the later epoch), "
+        "and these images take no part in the W-step, BatchNorm re-estimation or retraining. The test "
+        "set then only measures. 0 = no hold-out; the last retraining epoch is kept.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     channels_last: bool = Field(False, description=CHANNELS_LAST_DOC)
 

@@ -352,6 +352,28 @@ def load_dataset(
     return TensorDataset(transform_images(images, info, pad_to, channels), torch.from_numpy(labels))
 
 
+def split_holdout(dataset: TensorDataset, held: int, seed: int) -> tuple[TensorDataset, TensorDataset]:
+    """Hold ``held`` examples of ``dataset`` out, chosen at random with ``seed``: (rest, held-out).
+
+    Both parts keep the dataset's order, they are disjoint and together they are the dataset; the
+    same seed always holds out the same examples. Raises :class:`ConfigError` unless
+    ``0 < held < len(dataset)``.
+    """
+    n = len(dataset)
+    if not 0 < held < n:
+        raise ConfigError(
+            f"cannot hold out {held} of {n} examples: choose a number between 1 and {n - 1} "
+            "(a smaller validation_images, or a larger train_subset)"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[order[:held]] = True
+    return (
+        TensorDataset(*(t[~mask] for t in dataset.tensors)),
+        TensorDataset(*(t[mask] for t in dataset.tensors)),
+    )
+
+
 def input_shape(name: str, pad_to: int | None = None, channels: int | None = None) -> tuple[int, int, int]:
     """(C, H, W) of the images :func:`load_dataset` returns for these options."""
     info = dataset_info(name)
