@@ -140,6 +140,20 @@ def test_parametrized_retraining_keeps_types_constraints_and_bakes_exactly() -> 
         assert signs is not None and bool(torch.all(layer.weight_int * signs >= 0))
 
 
+def test_constrained_weight_keeps_the_latent_memory_format() -> None:
+    spec = CompressSpec.from_dict({"crossbar": {"fragment_size": 4}, "quant": {"weight_bits": 4}})
+    nets = [small_net(), small_net().to(memory_format=torch.channels_last)]
+    weights = []
+    for model in nets:
+        cons = layer_constraints(model, spec)
+        _, proj = projected_weights(model, cons, spec)
+        load_projected(model, cons, proj)
+        attach(model, cons, proj)
+        weights.append(model[0].weight)
+    assert weights[0].is_contiguous() and weights[1].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(weights[0], weights[1])  # same values, only the layout differs
+
+
 def test_first_and_last_layer_options() -> None:
     model = small_net()
     spec = CompressSpec.from_dict({"polarize": {"first_layer": False}})

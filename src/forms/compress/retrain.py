@@ -59,10 +59,17 @@ class ConstrainedWeight(nn.Module):
         return quantize_int(m, column_scale(self.scale, m), self.weight_bits)
 
     def forward(self, weight: Tensor) -> Tensor:
-        """Feasible weight with a straight-through gradient for the rounding."""
+        """Feasible weight with a straight-through gradient for the rounding, in ``weight``'s memory format.
+
+        Keeping a channels-last latent's format keeps retraining as fast as channels-last training: an
+        NCHW weight beside channels-last activations is slower (docs/benchmarks.md, memory-format).
+        """
         m = self.feasible_matrix(weight)
         q = quantize(m.detach(), column_scale(self.scale, m), self.weight_bits)
-        return matrix_to_weight(m + (q - m).detach(), self.weight_shape)
+        out = matrix_to_weight(m + (q - m).detach(), self.weight_shape)
+        if out.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last):
+            return out.contiguous(memory_format=torch.channels_last)
+        return out
 
 
 def attach(model: nn.Module, constraints: list[LayerConstraint], projections: dict[str, Projection]) -> None:
