@@ -190,6 +190,16 @@ def _epochs_per_r(spec: CompressSpec) -> int:
     return s.admm_rounds * s.round_epochs + s.retrain_epochs
 
 
+def _retrain_extras(spec: CompressSpec) -> str:
+    """Retraining settings beyond lr and schedule, as ', weight decay ..., distillation ...' (or '')."""
+    s = spec.schedule
+    decay = s.weight_decay if s.retrain_weight_decay is None else s.retrain_weight_decay
+    text = f", weight decay {decay:g}" if decay else ""
+    if s.distill_weight:
+        text += f", distilling the float model (weight {s.distill_weight:g}, T {s.distill_temperature:g})"
+    return text
+
+
 def _resnet_set_lines(folder: Path, config: Path, spec: CompressSpec, float_dir: Path) -> list[str]:
     """One run set of the ``compress-resnet20`` section: command, R table, accuracy and residual per round."""
     runs = {r: m for r in FRAGMENTS if (m := _load(folder / f"r{r}" / "metrics.json")) is not None}
@@ -206,7 +216,7 @@ def _resnet_set_lines(folder: Path, config: Path, spec: CompressSpec, float_dir:
         f"--fragment R --out {folder}/rR`, two R at a time on the 2 cores: {s.admm_rounds} ADMM rounds x "
         f"{s.round_epochs} epoch(s) ({s.optimizer}, lr {s.lr}), rho {s.rho} x{s.rho_growth} per round, hard "
         f"projection, BN re-estimation, {s.retrain_epochs} masked-retraining epochs (lr {s.retrain_lr}, "
-        f"cosine), {spec.quant.weight_bits}-bit per-{spec.quant.scale} scales, "
+        f"cosine{_retrain_extras(spec)}), {spec.quant.weight_bits}-bit per-{spec.quant.scale} scales, "
         f"{spec.train_subset or 'all 60,000'} training images per epoch"
         + (
             f" less {spec.validation_images} held out (seed {spec.seed}) to choose the retraining epoch by "
@@ -269,7 +279,7 @@ def resnet20(args: argparse.Namespace) -> None:
         "retraining epochs = 20 epochs per R):",
         "",
     ]
-    budgets = " | ".join(f"this tool, {_epochs_per_r(spec)} epochs" for _, _, spec in sets)
+    budgets = " | ".join(f"this tool, {_epochs_per_r(spec)} epochs (`{c.name}`)" for _, c, spec in sets)
     lines += [
         f"| R | baseline (20 epochs) | target | {budgets} |",
         "|---" * (3 + len(sets)) + "|",
@@ -368,6 +378,7 @@ def main() -> None:
         default=[
             "runs/resnet20-full=configs/compress-resnet20-full.yaml",
             "runs/resnet20-full-20=configs/compress-resnet20-full-20.yaml",
+            "runs/resnet20-val=configs/compress-resnet20-full-20-val.yaml",
         ],
         help="resnet20: FOLDER=CONFIG per run set (one r<R> folder per fragment size, made with CONFIG).",
     )

@@ -3,9 +3,9 @@
 Stages: evaluate the float model; ADMM rounds (W-step epochs with the rho/2||W - Z + U||^2 penalty,
 Z- and U-steps, rho growth); hard projection (W <- proj(W), BatchNorm statistics re-estimated);
 masked retraining (fixed zero/sign masks and scales, straight-through quantizer, cosine-decayed
-learning rate; with ``validation_images`` the epoch of best accuracy on held-out training images is
-kept); bake (integer weights, plain weights = scale * integer). Writes, atomically,
-``out/checkpoint.pt`` (stage "compressed") and ``out/metrics.json``.
+learning rate, optionally distilling the float model; with ``validation_images`` the epoch of best
+accuracy on held-out training images is kept); bake (integer weights, plain weights = scale *
+integer). Writes, atomically, ``out/checkpoint.pt`` (stage "compressed") and ``out/metrics.json``.
 
 Resumable: after every ADMM round and every retraining epoch the whole state (weights, Z, U, rho,
 round, optimizer, frozen masks) is saved to ``out/compress_state.pt``; ``resume=True`` continues
@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.progress import Progress
-from torch import nn
+from torch import Tensor, nn
 
 from forms.compress.admm import ADMMState, grow_rho, init_state, penalty_fn, projected_weights, zu_step
 from forms.compress.constraints import layer_constraints
 from forms.compress.counting import crossbar_report, fragment_totals, sparsity
+from forms.compress.distill import distillation_criterion
 from forms.compress.projections import LayerConstraint, Projection
 from forms.compress.retrain import attach, bake, load_projected, recalibrate_batchnorm
 from forms.compress.spec import CompressSpec
@@ -309,8 +311,24 @@ def compress(
             model.load_state_dict(saved["state_dict"])
             run["accuracy_projected"] = retrain_state["accuracy_projected"]
             run["bn_recalibrated"] = retrain_state["bn_recalibrated"]
+        criterion = None
+        if sched.distill_weight > 0:
+            teacher = place_model(
+                model_from_checkpoint(src, source=str(checkpoint)), device, spec.channels_last
+            )
+            criterion = distillation_criterion(teacher, sched.distill_weight, sched.distill_temperature)
         run_retrain(
-            model, spec, loader, (test_set, val_set), eval_kw, device, bar, retrain_state, saved, save_state
+            model,
+            spec,
+            loader,
+            (test_set, val_set),
+            eval_kw,
+            device,
+            bar,
+            retrain_state,
+            saved,
+            save_state,
+            criterion,
         )
     best = retrain_state.get("best")
     if best is not None:
@@ -416,12 +434,14 @@ def run_retrain(
     retrain_state: dict[str, Any],
     saved: dict[str, Any] | None,
     save_state: Any,
+    criterion: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
 ) -> None:
     """Masked retraining epochs ``retrain_state['epoch'] .. retrain_epochs``; saves after each epoch.
 
     ``eval_sets`` is (test set, validation set or None). With a validation set, every epoch's
     validation accuracy is recorded and ``retrain_state['best']`` keeps the epoch number, accuracy and
-    weights of the best one so far (ties: the later epoch).
+    weights of the best one so far (ties: the later epoch). ``criterion`` replaces the cross-entropy
+    (knowledge distillation, :mod:`forms.compress.distill`).
     """
     test_set, val_set = eval_sets
     sched = spec.schedule
@@ -442,7 +462,14 @@ def run_retrain(
         bar.reset(batches, total=len(loader), description=f"  retraining epoch {e + 1}")
         start = time.perf_counter()
         stats = train_epoch(
-            net, loader, optimizer, scheduler=scheduler, device=device, progress=bar, task=batches
+            net,
+            loader,
+            optimizer,
+            scheduler=scheduler,
+            device=device,
+            progress=bar,
+            task=batches,
+            criterion=criterion,
         )
         record = {
             "epoch": e + 1,

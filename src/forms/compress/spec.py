@@ -123,6 +123,17 @@ class ScheduleSpec(Spec):
     retrain_weight_decay: float | None = Field(
         None, ge=0, description="Weight decay of masked retraining (None = weight_decay)."
     )
+    distill_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Weight a of knowledge distillation from the float model during masked retraining: "
+        "loss = (1 - a) CE + a T^2 KL(teacher || student) at temperature T (Hinton et al., 2015, "
+        "arXiv:1503.02531). 0 = plain cross-entropy.",
+    )
+    distill_temperature: float = Field(
+        4.0, gt=0, description="Softmax temperature T of the distillation term (see distill_weight)."
+    )
     batch_size: int = Field(128, ge=1, le=65536, description="Training mini-batch size.")
     eval_batch_size: int = Field(
         128, ge=1, description="Evaluation batch size (128: see forms.nn.train.TrainSpec.eval_batch_size)."

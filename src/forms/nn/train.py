@@ -181,12 +181,15 @@ def train_epoch(
     label_smoothing: float = 0.0,
     progress: Progress | None = None,
     task: TaskID | None = None,
+    criterion: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``: cross-entropy (+ ``extra_loss(unwrapped model)``), backward, step.
 
-    The scheduler (if any) is stepped after every batch. Returns this process's mean loss (of the
-    cross-entropy part), training accuracy, sample count, wall seconds and process CPU seconds
-    (all threads; on a shared machine it shows the work done, independent of waiting for a core).
+    ``criterion(logits, inputs, labels)``, when given, replaces the cross-entropy (e.g. a
+    distillation loss; ``label_smoothing`` then does not apply). The scheduler (if any) is stepped
+    after every batch. Returns this process's mean loss (of the cross-entropy or criterion part),
+    training accuracy, sample count, wall seconds and process CPU seconds (all threads; on a shared
+    machine it shows the work done, independent of waiting for a core).
     """
     device = device or next(model.parameters()).device
     plain = D.unwrap(model)
@@ -197,7 +200,10 @@ def train_epoch(
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if criterion is not None:
+            loss = criterion(logits, x, y)
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         total = loss + extra_loss(plain) if extra_loss is not None else loss
         optimizer.zero_grad(set_to_none=True)
         total.backward()
