@@ -171,11 +171,13 @@ def test_config_file_and_options_combine(float_ckpt: tuple[Path, Path], tmp_path
     r = CliRunner().invoke(
         app,
         ["compress", "--checkpoint", str(ckpt), "--out", str(out), "--config", str(cfg), "--weight-bits", "5",
-         "--data-dir", str(data), *QUICK],
+         "--validation-images", "64", "--data-dir", str(data), *QUICK],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
     assert m["fragment_size"] == 16 and m["weight_bits"] == 5
+    assert m["retrain"]["validation_images"] == 64 and m["retrain"]["selected_epoch"] == 1
+    assert "retraining epoch 1 of 1 kept by validation accuracy" in " ".join(r.output.split())
 
 
 def test_example_configs_load() -> None:

@@ -84,7 +84,7 @@ def compress_cmd(
         Console().print(
             f"{m['model']} R={m['fragment_size']} {m['weight_bits']}-bit: accuracy "
             f"{m['accuracy_before']:.4f} -> {m['accuracy_after']:.4f} (ADMM {m['accuracy_admm']:.4f}, "
-            f"projected {m['accuracy_projected']:.4f}); "
+            f"projected {m['accuracy_projected']:.4f}{_kept_epoch(m['retrain'])}); "
             f"mixed-sign fragments {m['fragments_mixed_sign']}/{m['fragments_total']}, sparsity "
             f"{m['sparsity']:.3f}; crossbars {m['crossbars']['dense_32bit']} -> "
             f"{m['crossbars']['final']['polarized']} (x{f['total']:.2f} = pruning {f['pruning']:.2f} x "
@@ -92,6 +92,15 @@ def compress_cmd(
             f"results in {out}/metrics.json",
             highlight=False,
         )
+
+
+def _kept_epoch(retrain: dict[str, Any]) -> str:
+    """', retraining epoch e of K kept by validation accuracy' when a validation set chose it."""
+    if not retrain.get("validation_images"):
+        return ""
+    return (
+        f", retraining epoch {retrain['selected_epoch']} of {retrain['epochs']} kept by validation accuracy"
+    )
 
 
 @app.command("export")
