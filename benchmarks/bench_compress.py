@@ -32,11 +32,11 @@ from _report import GPU_BASELINE_DROP, TARGET_DROP, machine_line, residual_layer
 from forms.compress.admm import init_state, penalty_fn
 from forms.compress.constraints import layer_constraints
 from forms.compress.export import check_npz, export_npz
-from forms.compress.pipeline import compress
+from forms.compress.pipeline import compress, saved_run_config
 from forms.compress.spec import CompressSpec
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
 from forms.nn.data import load_dataset
-from forms.nn.train import EXECUTION_KEYS, EpochLoader, train_epoch
+from forms.nn.train import EpochLoader, train_epoch
 
 FRAGMENTS = (4, 8, 16, 32, 128)
 PRUNE_RATIOS = (0.5, 0.7, 0.85)
@@ -175,13 +175,12 @@ def _resnet_run_sets(pairs: list[str]) -> list[tuple[Path, Path, CompressSpec]]:
 
 def _same_schedule(run_config: dict[str, Any], spec: CompressSpec) -> bool:
     """Whether a finished run was made with ``spec`` (up to R and the execution-only settings)."""
-    ignore = {"fragment_size", *EXECUTION_KEYS}
 
     def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in ignore}
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k != "fragment_size"}
 
-    then = CompressSpec.from_dict(run_config, source="a run's metrics.json")  # fills fields added since
-    return strip(then.model_dump()) == strip(spec.model_dump())
+    # saved_run_config drops the execution-only keys and fills fields added since the run
+    return strip(saved_run_config(run_config)) == strip(saved_run_config(spec.model_dump(mode="json")))
 
 
 def _epochs_per_r(spec: CompressSpec) -> int:
