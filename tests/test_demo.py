@@ -98,20 +98,24 @@ def test_reproduce_compressions_inherit_the_runs_subset_and_schedule_overrides()
                 "dataset": "fashion-mnist",
                 "epochs": 2,
                 "train_subset": 1234,
+                "validation_images": 200,
                 "schedule": {"admm_rounds": 2, "optimizer": "sgd", "lr": 0.02},
             }
         }
     )
     deep = CompressSpec.from_dict(spec.compress_spec(spec.deep, 16, prune=False))
     assert deep.train_subset == 1234 and deep.crossbar.fragment_size == 16
+    assert deep.validation_images == 200
     assert (deep.schedule.admm_rounds, deep.schedule.optimizer, deep.schedule.lr) == (2, "sgd", 0.02)
     assert deep.schedule.retrain_epochs == spec.retrain_epochs
     mnist = CompressSpec.from_dict(spec.compress_spec(spec.mnist, 8, prune=True))
     assert mnist.train_subset is None and mnist.schedule.admm_rounds == spec.admm_rounds
+    assert mnist.validation_images == 0
     assert mnist.prune.ratio == spec.prune_ratio
     plain = CompressSpec.from_dict(spec.compress_spec(spec.deep, 128, prune=False, polarize=False))
     assert plain.schedule.admm_rounds == 0 and plain.schedule.retrain_epochs == 0
     assert any("override" in note and "sgd" in note for note in spec.assumptions())
+    assert any("hold out 200" in note for note in spec.assumptions())
 
 
 @pytest.mark.parametrize(
@@ -123,6 +127,18 @@ def test_reproduce_compressions_inherit_the_runs_subset_and_schedule_overrides()
         ),
         ({"fragment_sizes": [4, 3]}, "R=3"),
         ({"prune_fragment_size": 6}, "fragment size R=6"),
+        (
+            {
+                "deep": {
+                    "model": "resnet20",
+                    "dataset": "fashion-mnist",
+                    "epochs": 1,
+                    "train_subset": 100,
+                    "validation_images": 100,
+                }
+            },
+            "validation_images 100 must be smaller than train_subset 100",
+        ),
     ],
 )
 def test_reproduce_spec_refuses_impossible_compressions_before_running(

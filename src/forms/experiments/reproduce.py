@@ -55,6 +55,23 @@ class TrainRun(Spec):
         description="Compression schedule fields (forms.compress.spec.ScheduleSpec) that replace the shared "
         "ones in this model's compressions, e.g. {optimizer: sgd, lr: 0.01}.",
     )
+    validation_images: int = Field(
+        0,
+        ge=0,
+        description="Training images this model's compressions hold out to choose the retraining epoch "
+        "(forms.compress.spec.CompressSpec.validation_images); the float model still trains on them. "
+        "0 = no hold-out.",
+    )
+
+    @model_validator(mode="after")
+    def check_holdout(self) -> TrainRun:
+        """Refuse a hold-out that leaves no training subset images to compress on."""
+        if self.train_subset is not None and self.validation_images >= self.train_subset:
+            raise ValueError(
+                f"validation_images {self.validation_images} must be smaller than train_subset "
+                f"{self.train_subset}: hold out fewer images or train on more"
+            )
+        return self
 
     def train_spec(self, seed: int, data_dir: str | None) -> dict[str, Any]:
         """TrainSpec fields."""
@@ -76,7 +93,12 @@ class TrainRun(Spec):
         """The run in words, for the report's assumptions."""
         images = "all" if self.train_subset is None else f"the first {self.train_subset}"
         padded = "" if self.pad_to is None else f", padded to {self.pad_to}x{self.pad_to}"
-        return f"{self.key} {self.epochs} epochs on {images} training images{padded}"
+        held = (
+            f" (its compressions hold out {self.validation_images} of them to choose the retraining epoch)"
+            if self.validation_images
+            else ""
+        )
+        return f"{self.key} {self.epochs} epochs on {images} training images{padded}{held}"
 
     @property
     def key(self) -> str:
@@ -176,6 +198,7 @@ class ReproduceSpec(Spec):
             "prune": {"ratio": self.prune_ratio if prune else 0.0, "granularity": "filter"},
             "schedule": schedule,
             "train_subset": run.train_subset,
+            "validation_images": run.validation_images,
             "seed": self.seed,
         }
 
