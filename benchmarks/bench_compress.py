@@ -211,8 +211,8 @@ def _resnet_set_lines(folder: Path, config: Path, spec: CompressSpec, float_dir:
     lines = [
         f"### {_epochs_per_r(spec)} epochs per R (`{config}`)",
         "",
-        f"`OMP_NUM_THREADS=1 forms compress --checkpoint {float_dir}/checkpoint.pt --config {config} "
-        f"--fragment R --out {folder}/rR`, two R at a time on the 2 cores: {s.admm_rounds} ADMM rounds x "
+        f"`OMP_NUM_THREADS=T forms compress --checkpoint {float_dir}/checkpoint.pt --config {config} "
+        f"--fragment R --out {folder}/rR`, runs sharing the 2 cores: {s.admm_rounds} ADMM rounds x "
         f"{s.round_epochs} epoch(s) ({s.optimizer}, lr {s.lr}), rho {s.rho} x{s.rho_growth} per round, hard "
         f"projection, BN re-estimation, {s.retrain_epochs} masked-retraining epochs (lr {s.retrain_lr}, "
         f"cosine{_retrain_extras(spec)}), {spec.quant.weight_bits}-bit per-{spec.quant.scale} scales, "
@@ -228,10 +228,14 @@ def _resnet_set_lines(folder: Path, config: Path, spec: CompressSpec, float_dir:
         return [*lines, "", f"No run under `{folder}` has finished."]
     epochs = [h["seconds"] for m in runs.values() for h in m["retrain"]["history"]]
     epochs += [t for m in runs.values() for h in m["admm"]["history"] for t in h["wstep_epoch_seconds"]]
-    first = next(iter(runs.values()))
+    by_threads: dict[int, list[str]] = {}
+    for r, m in runs.items():
+        by_threads.setdefault(m["torch_threads"], []).append(str(r))
+    threads = "; ".join(f"T = {t} for R = {', '.join(rs)}" for t, rs in sorted(by_threads.items()))
+    layouts = {"channels-last" if m["config"].get("channels_last") else "NCHW" for m in runs.values()}
     lines[-1] += (
-        f" Epochs took {min(epochs) / 60:.1f}-{max(epochs) / 60:.1f} min each ({first['torch_threads']} "
-        f"thread(s), {'channels-last' if first['config'].get('channels_last') else 'NCHW'})."
+        f" Epochs took {min(epochs) / 60:.1f}-{max(epochs) / 60:.1f} min each ({threads}; "
+        f"{', '.join(sorted(layouts))})."
     )
     lines += [
         "",
