@@ -14,9 +14,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, stamp, update_section
-from forms.hw.arch import load_arch
-from forms.hw.layer_shapes import layer_shapes, zoo_workload
-from forms.hw.perf import compare, estimate
+from forms.cost.arch import load_arch
+from forms.cost.layer_shapes import layer_shapes, zoo_workload
+from forms.cost.perf import compare, estimate
 from forms.nn.models import build_model
 
 ARCHS = ["isaac-opt", "prime", "forms-8", "forms-16"]

@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import machine_line, stamp, update_section  # noqa: E402
 from _simhelpers import fake_compress  # noqa: E402
-from forms.hw.crossbar import DEFAULT_TABLE_LIMIT  # noqa: E402
-from forms.hw.quant_inputs import calibrate_inputs  # noqa: E402
-from forms.hw.sim_spec import SimSpec  # noqa: E402
-from forms.hw.simnet import build_simulated_model, program_chip, set_mode, simulated_layers  # noqa: E402
 from forms.nn.models import build_model  # noqa: E402
+from forms.sim.crossbar import DEFAULT_TABLE_LIMIT  # noqa: E402
+from forms.sim.quant_inputs import calibrate_inputs  # noqa: E402
+from forms.sim.simnet import build_simulated_model, program_chip, set_mode, simulated_layers  # noqa: E402
+from forms.sim.spec import SimSpec  # noqa: E402
 
 
 def timed(fn, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
@@ -187,9 +187,9 @@ import resource, sys, torch
 sys.path.insert(0, {tests!r})
 torch.set_num_threads({threads})
 from _simhelpers import fake_compress
-from forms.hw.quant_inputs import calibrate_inputs
-from forms.hw.sim_spec import SimSpec
-from forms.hw.simnet import build_simulated_model
+from forms.sim.quant_inputs import calibrate_inputs
+from forms.sim.spec import SimSpec
+from forms.sim.simnet import build_simulated_model
 from forms.nn.models import build_model
 model = build_model("resnet18", in_channels=3, num_classes=10, image_size=32).eval()
 layers = fake_compress(model, weight_bits=8, fragment_size=8)
@@ -277,7 +277,7 @@ def write(res: dict[str, Any], args: argparse.Namespace, load: str) -> None:
         "2. **Bit-level path** (4-bit ADC, polarized, R = 8, every column bit-level) per LeNet-5 layer on "
         "200 images vs the (input_bits x slices) float32 integer matmuls of the same vectors (target <= "
         "1.5x). *Table* is the default engine for deterministic cells (per-pattern tables, "
-        "`forms.hw.lookup`); *GEMM* is the per-(step, fragment, slice) GEMM engine that read noise needs:",
+        "`forms.sim.lookup`); *GEMM* is the per-(step, fragment, slice) GEMM engine that read noise needs:",
         "",
         "   | layer | vectors | rows x cols | matmuls | matmuls s | table s | ratio | GEMM s | ratio "
         "| load |",

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from forms.cost.arch import ArchSpec, list_presets, load_arch, preset_dir
+from forms.cost.perf import chip_inventory
 from forms.errors import ConfigError
-from forms.hw.arch import ArchSpec, list_presets, load_arch, preset_dir
-from forms.hw.perf import chip_inventory
 
 PRESETS = ["isaac-ce", "isaac-opt", "prime", "forms-4", "forms-8", "forms-16", "forms-32"]
 

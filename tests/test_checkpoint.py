@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from forms.errors import CheckpointError
-from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, write_json_atomic
+from forms.io import write_json_atomic
+from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from forms.nn.models import build_model, model_kwargs
 
 

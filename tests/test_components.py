@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forms.cost.components import ComponentLibrary, adc_cost, load_library
 from forms.errors import ConfigError
-from forms.hw.adc import lossless_adc_bits
-from forms.hw.components import ComponentLibrary, adc_cost, load_library
+from forms.sim.adc import lossless_adc_bits
 
 
 def test_library_loads_and_every_row_is_sourced() -> None:

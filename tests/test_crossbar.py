@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forms.errors import ConfigError
-from forms.hw.adc import Adc, lossless_adc_bits
-from forms.hw.crossbar import CrossbarArray, integer_matmul
-from forms.hw.encodings import encode
-from forms.hw.quant_inputs import digit_plan
+from forms.sim.adc import Adc, lossless_adc_bits
+from forms.sim.crossbar import CrossbarArray, integer_matmul
+from forms.sim.encodings import encode
+from forms.sim.quant_inputs import digit_plan
 
 ENCODINGS = ["polarized", "offset", "differential"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from forms.experiments.demo import DemoSpec, run_demo
 from forms.experiments.stages import load_done
-from forms.report.io import write_json_atomic
+from forms.io import write_json_atomic
 from test_report import make_summary
 
 CPU_CONFIG = Path(__file__).parents[1] / "configs" / "reproduce-cpu.yaml"

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from forms.errors import ConfigError
-from forms.hw.adc import Adc, lossless_adc_bits
-from forms.hw.crossbar import CrossbarArray, integer_matmul
-from forms.hw.devices import program_cells
-from forms.hw.encodings import encode
-from forms.hw.quant_inputs import digit_plan
-from forms.hw.sim_spec import DeviceSpec, SimSpec
+from forms.sim.adc import Adc, lossless_adc_bits
+from forms.sim.crossbar import CrossbarArray, integer_matmul
+from forms.sim.devices import program_cells
+from forms.sim.encodings import encode
+from forms.sim.quant_inputs import digit_plan
+from forms.sim.spec import DeviceSpec, SimSpec
 
 
 def spec(**kw: float) -> DeviceSpec:

@@ -14,13 +14,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forms.hw.adc import Adc, lossless_adc_bits
-from forms.hw.bitplanes import fragment_int_view, fragment_patterns, int_codes
-from forms.hw.crossbar import CrossbarArray
-from forms.hw.encodings import encode
-from forms.hw.quant_inputs import digit_plan
-from forms.hw.sim_spec import DeviceSpec
-from forms.hw.zeroskip import count_subarray_steps
+from forms.sim.adc import Adc, lossless_adc_bits
+from forms.sim.bitplanes import fragment_int_view, fragment_patterns, int_codes
+from forms.sim.crossbar import CrossbarArray
+from forms.sim.encodings import encode
+from forms.sim.quant_inputs import digit_plan
+from forms.sim.spec import DeviceSpec
+from forms.sim.zeroskip import count_subarray_steps
 
 
 def direct_patterns(x: torch.Tensor, bits: int, dac: int, signed: bool, rg: int) -> torch.Tensor:

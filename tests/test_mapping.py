@@ -7,8 +7,8 @@ import torch
 
 from forms.errors import ConfigError
 from forms.geometry import crossbar_count
-from forms.hw.mapping import map_layer, mapping_table
 from forms.intweights import IntegerLayer
+from forms.sim.mapping import map_layer, mapping_table
 
 
 def layer(groups: int, rows: int, cols: int, bits: int = 8, r: int = 8, seed: int = 0) -> IntegerLayer:

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
+from forms.cost.arch import load_arch
+from forms.cost.layer_shapes import LayerShape, ModelShapes, apply_sparsity, layer_shapes
+from forms.cost.perf import activity_from_metrics, balance_replication, compare, estimate, peak_ops_per_s
 from forms.errors import ConfigError
 from forms.geometry import LayerGeometry
-from forms.hw.arch import load_arch
-from forms.hw.layer_shapes import LayerShape, ModelShapes, apply_sparsity, layer_shapes
-from forms.hw.perf import activity_from_metrics, balance_replication, compare, estimate, peak_ops_per_s
 from forms.intweights import IntegerLayer
 
 

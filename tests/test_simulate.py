@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from _simhelpers import fake_compress
 from forms.cli.app import app
 from forms.errors import ConfigError, UnsupportedLayerError
-from forms.hw.quant_inputs import InputQuantizer
-from forms.hw.sim_spec import SimSpec
-from forms.hw.simnet import SimulatedLayer, build_simulated_model
-from forms.hw.simulate import simulate, simulate_model
+from forms.sim.quant_inputs import InputQuantizer
+from forms.sim.simnet import SimulatedLayer, build_simulated_model
+from forms.sim.simulate import simulate, simulate_model
+from forms.sim.spec import SimSpec
 
 
 class Block(nn.Module):

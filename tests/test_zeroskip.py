@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forms.hw.quant_inputs import digit_plan
-from forms.hw.zeroskip import count_subarray_steps
+from forms.sim.quant_inputs import digit_plan
+from forms.sim.zeroskip import count_subarray_steps
 
 
 def counts(values: list[list[int]], bits: int, r: int, signed: bool = False, dac: int = 1) -> tuple[int, ...]:

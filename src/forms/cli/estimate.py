@@ -1,4 +1,4 @@
-"""`forms estimate` and `forms compare`: the architecture cost model (forms.hw.perf) on a zoo network."""
+"""`forms estimate` and `forms compare`: the architecture cost model (forms.cost.perf) on a zoo network."""
 
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ SKIP_FRACTION_OPTION = typer.Option(
 
 
 def _workload(model: str | None, input_shape: str | None, num_classes: int | None, checkpoint: Path | None):
-    from forms.hw.layer_shapes import parse_input_shape, zoo_workload
+    from forms.cost.layer_shapes import parse_input_shape, zoo_workload
 
     shape = parse_input_shape(input_shape) if input_shape else None
     return zoo_workload(model, shape, num_classes, str(checkpoint) if checkpoint else None)
 
 
 def _activity(path: Path | None, rule: str | None, arch_rule: str):
-    from forms.hw.perf import load_activity
+    from forms.cost.perf import load_activity
 
     if path is None:
         return None
@@ -62,9 +62,9 @@ def estimate(
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Area, power, energy, FPS, latency and GOPs/(s*mm2), GOPs/W of one network on one architecture."""
-    from forms.hw.arch import load_arch
-    from forms.hw.perf import estimate as run_estimate
-    from forms.hw.perf import save_estimate
+    from forms.cost.arch import load_arch
+    from forms.cost.perf import estimate as run_estimate
+    from forms.cost.perf import save_estimate
 
     spec = load_arch(arch)
     shapes, name, notes = _workload(model, input_shape, num_classes, checkpoint)
@@ -117,9 +117,9 @@ def compare(
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Several architectures side by side on one network, with ratios to the first."""
-    from forms.hw.arch import load_arch
-    from forms.hw.perf import COMPARE_FIELDS, save_comparison
-    from forms.hw.perf import compare as run_compare
+    from forms.cost.arch import load_arch
+    from forms.cost.perf import COMPARE_FIELDS, save_comparison
+    from forms.cost.perf import compare as run_compare
 
     names = [a.strip() for a in archs.split(",") if a.strip()]
     if not names:

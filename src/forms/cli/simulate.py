@@ -43,8 +43,8 @@ def simulate_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Simulate a compressed network on crossbars and write <out>/metrics.json."""
-    from forms.hw.sim_spec import SimSpec
-    from forms.hw.simulate import simulate
+    from forms.sim.simulate import simulate
+    from forms.sim.spec import SimSpec
 
     values: dict[str, Any] = load_yaml_mapping(config) if config is not None else {}
     overrides = {

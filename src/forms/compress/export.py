@@ -48,7 +48,8 @@ def layer_arrays(layer: IntegerLayer) -> dict[str, np.ndarray]:
 
 def export_npz(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     """Write the integer layers of a compressed checkpoint to ``out`` (atomically); return a summary."""
-    from forms.nn.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+    from forms.io import atomic_write
+    from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt["stage"] != "compressed":

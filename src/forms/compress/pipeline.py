@@ -34,8 +34,9 @@ from forms.compress.retrain import attach, bake, load_projected, recalibrate_bat
 from forms.compress.spec import CompressSpec
 from forms.errors import CheckpointError, ConfigError
 from forms.intweights import IntegerLayer
+from forms.io import write_json_atomic
 from forms.nn import distributed as D
-from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, write_json_atomic
+from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from forms.nn.data import load_dataset, split_holdout
 from forms.nn.progress import make_progress
 from forms.nn.train import EXECUTION_KEYS, EpochLoader, evaluate, place_model, train_epoch
@@ -275,7 +276,7 @@ def compress(
                 "admm": admm.state(),
                 **extra,
             }
-            from forms.nn.checkpoint import atomic_write
+            from forms.io import atomic_write
 
             atomic_write(state_path, lambda fh: torch.save(state, fh))
         D.barrier()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forms.experiments.stages import compress_stage, estimate_stage, load_done, simulate_stage, train_stage
-from forms.nn.checkpoint import write_json_atomic
+from forms.io import write_json_atomic
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -85,7 +85,7 @@ def compress_float(
 
 def lossless_bits(encoding: str, fragment_size: int, rows: int, cell_bits: int, flipped: bool) -> int:
     """Lossless ADC width of an encoding: fragments of R rows (polarized) or whole columns (others)."""
-    from forms.hw.adc import lossless_adc_bits
+    from forms.sim.adc import lossless_adc_bits
 
     group = fragment_size if encoding == "polarized" else rows
     return lossless_adc_bits(group, cell_bits, 1, flipped)
@@ -120,7 +120,7 @@ class SimSetup:
         }
 
     def sim_spec(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`forms.hw.sim_spec.SimSpec`."""
+        """Keyword arguments of :class:`forms.sim.spec.SimSpec`."""
         return {
             "encoding": self.encoding,
             "adc_bits": self.adc_bits,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from forms.errors import ConfigError
-from forms.report.io import write_json_atomic
+from forms.io import write_json_atomic
 
 METRICS = "metrics.json"
 ESTIMATE = "estimate.json"
@@ -74,15 +74,15 @@ def compress_stage(
 def simulate_stage(
     checkpoint: str | Path, out_dir: str | Path, progress: bool = False, **spec: Any
 ) -> dict[str, Any]:
-    """Simulate a compressed checkpoint on crossbars (:func:`forms.hw.simulate.simulate`).
+    """Simulate a compressed checkpoint on crossbars (:func:`forms.sim.simulate.simulate`).
 
     Skipped when ``out_dir/metrics.json`` exists; an interrupted Monte Carlo run resumes its chips.
     """
     done = load_done(out_dir)
     if done is not None:
         return done
-    from forms.hw.sim_spec import SimSpec
-    from forms.hw.simulate import simulate
+    from forms.sim.simulate import simulate
+    from forms.sim.spec import SimSpec
 
     sim_spec = SimSpec.from_dict(spec, source="simulate stage")
     return run_once(
@@ -109,16 +109,16 @@ def estimate_workload(
     activity: Mapping[str, Any] | None = None,
     extra_assumptions: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """estimate.json of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.hw.perf.
+    """estimate.json of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.cost.perf.
 
     ``checkpoint`` (a compressed checkpoint path or dict) shrinks each layer to its non-zero rows and
     columns; ``activity`` (a simulate metrics dict) supplies measured zero-skip fractions for the
     arch's skip rule. Without them the layers are costed dense and the arch's default skip fraction
     applies, which the estimate's assumptions say.
     """
-    from forms.hw.arch import ArchSpec, load_arch
-    from forms.hw.layer_shapes import apply_sparsity, layer_shapes
-    from forms.hw.perf import activity_from_metrics, estimate
+    from forms.cost.arch import ArchSpec, load_arch
+    from forms.cost.layer_shapes import apply_sparsity, layer_shapes
+    from forms.cost.perf import activity_from_metrics, estimate
     from forms.intweights import integer_layers_from_checkpoint
     from forms.nn.models import MODEL_NAMES, build_model
 

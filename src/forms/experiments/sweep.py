@@ -28,8 +28,8 @@ from pydantic import Field
 
 from forms.config import Spec
 from forms.errors import ConfigError
+from forms.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from forms.report import plots
-from forms.report.io import write_json_atomic, write_text_atomic
 from forms.report.model import Figure, Report, Section, Table, join_path, label, ref
 from forms.report.sections import assumptions_section
 from forms.report.summary import build_summary
@@ -166,7 +166,7 @@ def _impossible(key: str, value: Any, point: dict[str, Any], why: str) -> Config
 
 def _check_point(values: dict[str, Any], base: Any, allow_clipping: bool) -> None:
     """Name the grid key of an impossible combination before the ArchSpec's own (generic) message."""
-    from forms.hw.adc import lossless_adc_bits
+    from forms.sim.adc import lossless_adc_bits
 
     rows = values.get("crossbar_size", base.crossbar.rows)
     encoding = values.get("encoding", base.encoding)
@@ -209,7 +209,7 @@ def plan(spec: SweepSpec) -> list[tuple[Point, Any]]:
     point runs). Offset/differential points ignore ``fragment_size`` (a whole column converts at once),
     so they collapse to one point per remaining combination.
     """
-    from forms.hw.arch import load_arch
+    from forms.cost.arch import load_arch
     from forms.nn.models import MODEL_NAMES
 
     grid = spec.grid
@@ -305,8 +305,8 @@ def run_point(
     """
     import torch
 
+    from forms.cost.arch import ArchSpec
     from forms.experiments.stages import estimate_workload, simulate_stage
-    from forms.hw.arch import ArchSpec
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -454,15 +454,7 @@ CSV_FIELDS: tuple[str, ...] = ("id", *Point.__dataclass_fields__, *RESULT_FIELDS
 
 def write_results_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """results.csv: one row per point, its settings then its figures (empty when not measured)."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_FIELDS})
-    write_text_atomic(buffer.getvalue(), path)
+    write_csv_atomic(CSV_FIELDS, rows, path)
 
 
 def sweep_report(spec: SweepSpec, records: Sequence[dict[str, Any]]) -> Report:

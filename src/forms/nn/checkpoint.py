@@ -1,4 +1,4 @@
-"""Checkpoints and JSON results, written atomically and read back with clear errors.
+"""Checkpoints, written atomically (:mod:`forms.io`) and read back with clear errors.
 
 A checkpoint is a plain dict saved with ``torch.save``::
 
@@ -13,48 +13,19 @@ and "admm". Files are written to a temporary file in the same directory and move
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from forms.errors import CheckpointError, ConfigError
+from forms.io import atomic_write
 from forms.nn.models import build_model
 
 CHECKPOINT_FORMAT = "forms-checkpoint"
 CHECKPOINT_VERSION = 1
 REQUIRED_KEYS = ("stage", "model", "state_dict")
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it onto ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -113,20 +84,3 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{source}: weights do not fit model {spec['name']} ({exc})") from None
     return model.eval()
-
-
-def _json_safe(obj: Any) -> Any:
-    """Replace NaN/inf floats (not valid JSON) by None, recursively; tuples become lists."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented, strictly valid JSON (NaN/inf become null) atomically."""
-    text = json.dumps(_json_safe(obj), indent=2, sort_keys=False, allow_nan=False, default=str)
-    return atomic_write(path, lambda fh: fh.write((text + "\n").encode()))

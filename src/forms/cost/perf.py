@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from forms.cost.arch import ArchSpec, load_arch
+from forms.cost.components import PricedAdc, load_library
+from forms.cost.layer_shapes import LayerShape, ModelShapes, layer_shapes
 from forms.errors import ConfigError
 from forms.geometry import crossbar_count, tile_counts
-from forms.hw.arch import ArchSpec, load_arch
-from forms.hw.components import PricedAdc, load_library
-from forms.hw.layer_shapes import LayerShape, ModelShapes, layer_shapes
-from forms.nn.checkpoint import atomic_write, write_json_atomic
+from forms.io import write_csv_atomic, write_json_atomic
 
 # --------------------------------------------------------------------------- chip inventory
 
@@ -606,29 +606,13 @@ LAYER_CSV_FIELDS: tuple[str, ...] = (
 """Columns of estimate.csv (one row per layer)."""
 
 
-def _csv_text(header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(header), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    atomic_write(path, lambda fh: fh.write(text.encode()))
-
-
 def save_estimate(est: Estimate, out_dir: str | Path) -> dict[str, Path]:
     """Write ``estimate.json`` (everything) and ``estimate.csv`` (per-layer rows) atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "estimate.json", "csv": out / "estimate.csv"}
     write_json_atomic(est.to_dict(), paths["json"])
-    atomic_write_text(_csv_text(LAYER_CSV_FIELDS, [asdict(c) for c in est.layers]), paths["csv"])
+    write_csv_atomic(LAYER_CSV_FIELDS, [asdict(c) for c in est.layers], paths["csv"])
     return paths
 
 
@@ -639,5 +623,5 @@ def save_comparison(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     paths = {"json": out / "compare.json", "csv": out / "compare.csv"}
     rows = cmp.rows()
     write_json_atomic(cmp.to_dict(), paths["json"])
-    atomic_write_text(_csv_text(list(rows[0]), rows), paths["csv"])
+    write_csv_atomic(list(rows[0]), rows, paths["csv"])
     return paths

@@ -1,6 +1,6 @@
 """Input zero-skipping statistics per sub-array (R rows x all columns of the layer's tiles).
 
-Inputs stream as digits (one per analog step, see :class:`forms.hw.quant_inputs.DigitPlan`, LSB step
+Inputs stream as digits (one per analog step, see :class:`forms.sim.quant_inputs.DigitPlan`, LSB step
 first, the two's-complement sign step last). For one input vector and one sub-array of R rows:
 
 - without skipping, every step converts: ``steps`` conversions rounds;
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from forms.hw.bitplanes import int_codes
-from forms.hw.quant_inputs import DigitPlan
+from forms.sim.bitplanes import int_codes
+from forms.sim.quant_inputs import DigitPlan
 
 LOOKUP_BITS = 16
 """Codes up to this many bits count zero-skips with lookup tables of 2^bits entries."""

@@ -5,7 +5,7 @@
 1. checks the mapping (refusing, e.g., a polarized encoding of mixed-sign fragments) and builds the
    mapping table;
 2. calibrates one input scale per layer on ``calibration_images`` images (see
-   :mod:`forms.hw.quant_inputs`);
+   :mod:`forms.sim.quant_inputs`);
 3. runs the test images through the float model (dequantized weights), the *reference* (the same integer
    model as exact integer matmuls) and, for each Monte Carlo chip, the *simulator*;
 4. returns (and writes to ``out_dir/metrics.json``) accuracy, reference_accuracy,
@@ -28,18 +28,18 @@ import torch
 from torch import Tensor, nn
 
 from forms.errors import CheckpointError
-from forms.hw.crossbar import LayerStats
-from forms.hw.mapping import mapping_table
-from forms.hw.quant_inputs import calibrate_inputs
-from forms.hw.sim_spec import SimSpec
-from forms.hw.simnet import (
+from forms.intweights import IntegerLayer, integer_layers_from_checkpoint
+from forms.sim.crossbar import LayerStats
+from forms.sim.mapping import mapping_table
+from forms.sim.quant_inputs import calibrate_inputs
+from forms.sim.simnet import (
     build_simulated_model,
     program_chip,
     reset_stats,
     set_mode,
     simulated_layers,
 )
-from forms.intweights import IntegerLayer, integer_layers_from_checkpoint
+from forms.sim.spec import SimSpec
 
 
 def resolve_device(device: str) -> torch.device:
@@ -121,7 +121,7 @@ def simulate_model(
         if saved.get("spec") == spec_json and saved.get("images") == n:
             done = saved["runs"]
 
-    from forms.nn.checkpoint import write_json_atomic
+    from forms.io import write_json_atomic
     from forms.nn.progress import make_progress
 
     with make_progress(progress) as bar:

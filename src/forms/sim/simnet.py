@@ -4,7 +4,7 @@
 :class:`SimulatedLayer`: it quantizes the incoming activations to integer codes, lowers a convolution to
 vectors with one strided copy of its padded input (stride, padding, dilation, groups; F.unfold's row
 order), runs the codes through a
-:class:`forms.hw.crossbar.CrossbarArray` (``mode="simulate"``) or a plain exact integer matmul
+:class:`forms.sim.crossbar.CrossbarArray` (``mode="simulate"``) or a plain exact integer matmul
 (``mode="reference"``), and dequantizes: ``y = sum * input_scale * weight_scale + bias``. Everything
 else (BatchNorm, ReLU, pooling, residual adds) stays ordinary torch. The user's model is not touched.
 """
@@ -21,13 +21,13 @@ from torch import Tensor, nn
 
 from forms.errors import CheckpointError, ConfigError
 from forms.geometry import mapped_layers
-from forms.hw.adc import Adc, lossless_adc_bits
-from forms.hw.crossbar import CrossbarArray, integer_matmul
-from forms.hw.encodings import encode
-from forms.hw.mapping import layer_fragment_size
-from forms.hw.quant_inputs import InputQuantizer, digit_plan
-from forms.hw.sim_spec import SimSpec
 from forms.intweights import IntegerLayer
+from forms.sim.adc import Adc, lossless_adc_bits
+from forms.sim.crossbar import CrossbarArray, integer_matmul
+from forms.sim.encodings import encode
+from forms.sim.mapping import layer_fragment_size
+from forms.sim.quant_inputs import InputQuantizer, digit_plan
+from forms.sim.spec import SimSpec
 
 Mode = Literal["simulate", "reference"]
 

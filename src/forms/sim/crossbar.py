@@ -7,11 +7,11 @@ as float64 tensors holding integers. Three paths compute the same hardware:
   level sum times the largest DAC digit fits the ADC), the bit-serial pipeline equals one integer GEMM
   ``x @ W`` (DESIGN.md, "Making the simulator fast"). It runs in float32 when rows * max|x| * max|w|
   < 2^24 (exact), else float64 (exact to 2^53). Zero-skip statistics come from the OR of each
-  sub-array's codes through lookup tables (:mod:`forms.hw.zeroskip`).
+  sub-array's codes through lookup tables (:mod:`forms.sim.zeroskip`).
 - **Table engine** (bit-level, deterministic cells: narrow ADC, faults, variation). Every conversion
   of a step is a function of the row group's digit pattern, so the ADC outputs and their
   shift-and-add are tabulated per pattern once per programmed chip and a vector costs one table row
-  per (step, row group) (:mod:`forms.hw.lookup`, patterns from :mod:`forms.hw.bitplanes`). Applies
+  per (step, row group) (:mod:`forms.sim.lookup`, patterns from :mod:`forms.sim.bitplanes`). Applies
   when patterns have at most 16 bits (FORMS fragments; not ISAAC/PRIME's 128-row columns).
 - **GEMM engine** (bit-level otherwise, and always with read noise). Input digits go into the batch
   dimension and cells are laid out as (groups x row groups, group rows, cols x physical columns), so
@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from forms.hw.adc import Adc
-from forms.hw.bitplanes import fragment_int_view, fragment_patterns, int_codes, pattern_bits
-from forms.hw.devices import ProgrammedCells, add_read_noise_, add_read_noise_sigma_, program_cells
-from forms.hw.encodings import EncodedLayer
-from forms.hw.lookup import PartialSumTables, PatternTable, table_size
-from forms.hw.quant_inputs import DigitPlan
-from forms.hw.sim_spec import DeviceSpec
-from forms.hw.zeroskip import ZeroSkipCounts, count_fragments, count_subarray_steps
+from forms.sim.adc import Adc
+from forms.sim.bitplanes import fragment_int_view, fragment_patterns, int_codes, pattern_bits
+from forms.sim.devices import ProgrammedCells, add_read_noise_, add_read_noise_sigma_, program_cells
+from forms.sim.encodings import EncodedLayer
+from forms.sim.lookup import PartialSumTables, PatternTable, table_size
+from forms.sim.quant_inputs import DigitPlan
+from forms.sim.spec import DeviceSpec
+from forms.sim.zeroskip import ZeroSkipCounts, count_fragments, count_subarray_steps
 
 FLOAT32_EXACT = 1 << 24
 """Integers below 2^24 are exact in float32 (24-bit significand)."""
@@ -74,7 +74,7 @@ class LayerStats:
     fast_calls: int = 0
 
     def zero_skip_dict(self) -> dict[str, int]:
-        """Conversions with and without skipping, per :mod:`forms.hw.zeroskip`."""
+        """Conversions with and without skipping, per :mod:`forms.sim.zeroskip`."""
         z = self.zero_skip
         return {
             "conversions_total": z.rounds_total * self.columns,
@@ -285,7 +285,7 @@ class CrossbarArray(nn.Module):
         self._partials = None
 
     def pattern_table(self) -> PatternTable | None:
-        """The chip's per-pattern tables (:mod:`forms.hw.lookup`), or None where they do not apply.
+        """The chip's per-pattern tables (:mod:`forms.sim.lookup`), or None where they do not apply.
 
         They apply without read noise (every conversion is then a function of the step's digit
         pattern), for patterns of at most 16 bits, at most ``table_limit`` table entries, and integer

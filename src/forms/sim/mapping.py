@@ -21,9 +21,9 @@ from typing import Any
 from forms.config import check_fragment_size
 from forms.errors import ConfigError
 from forms.geometry import crossbar_count, crossbar_sets, num_row_fragments, slices_per_weight, tile_counts
-from forms.hw.adc import lossless_adc_bits
-from forms.hw.encodings import check_bits
 from forms.intweights import IntegerLayer
+from forms.sim.adc import lossless_adc_bits
+from forms.sim.encodings import check_bits
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Integer input codes as per-fragment digit patterns: the bit-matrix transpose of the bit-serial input.
 
 At analog step ``b`` the ``Rg`` rows of one row group (fragment) apply the digits ``d_r = digit_b(x_r)``
-(see :class:`forms.hw.quant_inputs.DigitPlan`). The *pattern* of that step is the integer
+(see :class:`forms.sim.quant_inputs.DigitPlan`). The *pattern* of that step is the integer
 
     pattern_b = sum_r d_r << (dac_bits * r),
 
@@ -26,7 +26,7 @@ import sys
 import torch
 from torch import Tensor
 
-from forms.hw.quant_inputs import DigitPlan
+from forms.sim.quant_inputs import DigitPlan
 
 
 def int_codes(codes: Tensor, plan: DigitPlan) -> Tensor:

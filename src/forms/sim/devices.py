@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from forms.hw.sim_spec import DeviceSpec
+from forms.sim.spec import DeviceSpec
 
 
 def off_conductance(spec: DeviceSpec, cell_max: int) -> float:

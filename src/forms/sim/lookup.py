@@ -1,7 +1,7 @@
 """The bit-level crossbar pipeline evaluated through per-pattern tables (exact, deterministic cells).
 
 A row group (fragment) of ``Rg`` rows at one analog step is fully described by its digit *pattern*
-(:mod:`forms.hw.bitplanes`): the partial sum of every physical column is ``sum_r d_r * level[r, col]``.
+(:mod:`forms.sim.bitplanes`): the partial sum of every physical column is ``sum_r d_r * level[r, col]``.
 With deterministic cells (no read noise) every conversion of that step is therefore a function of
 the pattern, and so is its share of the output after the ADC and the digital shift-and-add:
 
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from forms.hw.adc import Adc
-from forms.hw.quant_inputs import DigitPlan
+from forms.sim.adc import Adc
+from forms.sim.quant_inputs import DigitPlan
 
 FLOAT32_EXACT = 1 << 24
 """Integers below 2^24 are exact in float32 (24-bit significand)."""

@@ -1,7 +1,7 @@
 """Architecture specs (ISAAC, PRIME, FORMS and users' own) and preset loading.
 
 An :class:`ArchSpec` is a YAML file users can write: the sign encoding, precisions, crossbar
-geometry, ADC (priced from a published anchor by :func:`forms.hw.components.adc_cost`), chip
+geometry, ADC (priced from a published anchor by :func:`forms.cost.components.adc_cost`), chip
 organization, zero-skip logic, the components it uses from the component table, and a ``notes``
 list of every assumption not in the paper. Presets live in ``forms/presets/arch/*.yaml``.
 """
@@ -15,10 +15,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from forms.config import CrossbarSpec, Spec, load_yaml_mapping
+from forms.cost.components import PricedAdc, adc_cost, load_library
 from forms.errors import ConfigError
 from forms.geometry import crossbar_sets, slices_per_weight
-from forms.hw.adc import lossless_adc_bits
-from forms.hw.components import PricedAdc, adc_cost, load_library
+from forms.sim.adc import lossless_adc_bits
 
 DEFAULT_COMPONENTS: tuple[str, ...] = (
     "isaac-crossbar",

@@ -1,1 +1,0 @@
-"""forms.hw subpackage."""
