@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forms.cost.components import ComponentLibrary, adc_cost, load_library
+from forms.encoding import lossless_adc_bits
 from forms.errors import ConfigError
-from forms.sim.adc import lossless_adc_bits
 
 
 def test_library_loads_and_every_row_is_sourced() -> None:

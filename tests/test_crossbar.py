@@ -15,8 +15,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forms.encoding import lossless_adc_bits
 from forms.errors import ConfigError
-from forms.sim.adc import Adc, lossless_adc_bits
+from forms.sim.adc import Adc
 from forms.sim.crossbar import CrossbarArray, integer_matmul
 from forms.sim.encodings import encode
 from forms.sim.quant_inputs import digit_plan

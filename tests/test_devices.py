@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from forms.encoding import lossless_adc_bits
 from forms.errors import ConfigError
-from forms.sim.adc import Adc, lossless_adc_bits
+from forms.sim.adc import Adc
 from forms.sim.crossbar import CrossbarArray, integer_matmul
 from forms.sim.devices import program_cells
 from forms.sim.encodings import encode

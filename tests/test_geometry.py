@@ -95,7 +95,13 @@ def test_layer_geometry_grouped_conv() -> None:
 
 
 def test_crossbar_count_per_encoding() -> None:
-    from forms.geometry import crossbar_count
+    from forms.config import CrossbarSpec
+    from forms.encoding import Encoding
+
+    xbar = CrossbarSpec()
+
+    def crossbar_count(rows: int, cols: int, groups: int, encoding: str, bits: int) -> int:
+        return Encoding(encoding).crossbar_count(rows, cols, groups, bits, xbar)
 
     # 8-bit magnitudes, 2-bit cells: polarized 4 cells, offset 9 bits -> 5 cells, differential 2 x 4.
     assert crossbar_count(128, 32, 1, "polarized", 8) == 1

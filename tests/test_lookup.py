@@ -14,7 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forms.sim.adc import Adc, lossless_adc_bits
+from forms.encoding import lossless_adc_bits
+from forms.sim.adc import Adc
 from forms.sim.bitplanes import fragment_int_view, fragment_patterns, int_codes
 from forms.sim.crossbar import CrossbarArray
 from forms.sim.encodings import encode

@@ -1,7 +1,8 @@
 """THE definition of how a weight tensor becomes crossbar rows, columns and fragments.
 
 Imported by both ``forms.compress`` and ``forms.hw`` so that the fragments ADMM enforces are
-exactly the fragments the simulator and the cost model read (see DESIGN.md, "Shared definitions").
+exactly the fragments the simulator and the cost model read (docs/design.md, "Shared definitions").
+How many crossbars a matrix takes depends on the encoding: see :mod:`forms.encoding`.
 
 - Crossbar matrix of a layer: ``Linear(in, out)`` -> ``W.T`` of shape (in, out);
   ``Conv2d(Cin, Cout, kh, kw, groups=g)`` -> one matrix per group,
@@ -193,79 +194,3 @@ def iter_matrices(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
         weight = module.weight
         assert isinstance(weight, Tensor)
         yield name, weight_to_matrix(weight.detach(), layer_groups(module))
-
-
-ENCODINGS: tuple[str, ...] = ("polarized", "offset", "differential")
-"""Sign encodings: FORMS (magnitudes + a sign bit per fragment), ISAAC (weights + 2^weight_bits bias,
-a unit column per crossbar), PRIME (positive and negative parts on two crossbar sets)."""
-
-
-def check_encoding(encoding: str) -> None:
-    """Raise ValueError unless ``encoding`` is one of :data:`ENCODINGS`."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding '{encoding}'; choose one of {', '.join(ENCODINGS)}")
-
-
-def cell_bits_per_weight(encoding: str, weight_bits: int) -> int:
-    """Bits of cells one weight needs on one crossbar column set.
-
-    polarized: ``weight_bits`` (the sign is one bit per fragment, held digitally);
-    offset: ``weight_bits + 1`` (w + 2^weight_bits lies in [1, 2^(weight_bits+1) - 1]);
-    differential: ``weight_bits`` on each of the two crossbar sets.
-    """
-    check_encoding(encoding)
-    return weight_bits + 1 if encoding == "offset" else weight_bits
-
-
-def slices_per_weight(encoding: str, weight_bits: int, cell_bits: int) -> int:
-    """Cells (adjacent columns) per weight on one crossbar set: ceil(bits / cell_bits)."""
-    return math.ceil(cell_bits_per_weight(encoding, weight_bits) / cell_bits)
-
-
-def crossbar_sets(encoding: str) -> int:
-    """Crossbar sets a layer occupies: 2 for differential (positive and negative), else 1."""
-    check_encoding(encoding)
-    return 2 if encoding == "differential" else 1
-
-
-def crossbar_count(
-    rows: int,
-    cols: int,
-    groups: int,
-    encoding: str,
-    weight_bits: int,
-    crossbar_rows: int = 128,
-    crossbar_cols: int = 128,
-    cell_bits: int = 2,
-) -> int:
-    """Crossbars that hold one layer's (groups, rows, cols) matrices under ``encoding``.
-
-    Per group and crossbar set: ceil(rows / crossbar_rows) row tiles x ceil(cols * slices /
-    crossbar_cols) column tiles (a weight's slices sit in adjacent columns). ISAAC's unit column is
-    an extra column beside the ``crossbar_cols`` data columns, as in ISAAC's design, so it takes no
-    data column here.
-    """
-    if rows == 0 or cols == 0:
-        return 0
-    row_tiles, col_tiles = tile_counts(
-        rows, cols, encoding, weight_bits, crossbar_rows, crossbar_cols, cell_bits
-    )
-    return groups * crossbar_sets(encoding) * row_tiles * col_tiles
-
-
-def tile_counts(
-    rows: int,
-    cols: int,
-    encoding: str,
-    weight_bits: int,
-    crossbar_rows: int = 128,
-    crossbar_cols: int = 128,
-    cell_bits: int = 2,
-) -> tuple[int, int]:
-    """Row and column tiles of one group's (rows, cols) matrix on one crossbar set.
-
-    ceil(rows / crossbar_rows) row tiles; ceil(cols * slices / crossbar_cols) column tiles, a weight's
-    slices sitting in adjacent columns.
-    """
-    slices = slices_per_weight(encoding, weight_bits, cell_bits)
-    return math.ceil(rows / crossbar_rows), math.ceil(cols * slices / crossbar_cols)

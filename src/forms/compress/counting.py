@@ -23,16 +23,16 @@ from typing import Any
 from torch import Tensor
 
 from forms.config import CrossbarSpec
-from forms.geometry import ENCODINGS, crossbar_count
+from forms.encoding import ENCODINGS, Encoding
 
 BASELINE_BITS = 32
 """Magnitude bits of the uncompressed baseline (a 32-bit weight)."""
-BASELINE_ENCODING = "differential"
+BASELINE_ENCODING = Encoding.DIFFERENTIAL
 """Sign encoding of both uncompressed baselines (see module docstring)."""
 
 
-def _count(rows: int, cols: int, groups: int, encoding: str, bits: int, xbar: CrossbarSpec) -> int:
-    return crossbar_count(rows, cols, groups, encoding, bits, xbar.rows, xbar.cols, xbar.cell_bits)
+def _count(rows: int, cols: int, groups: int, encoding: Encoding, bits: int, xbar: CrossbarSpec) -> int:
+    return encoding.crossbar_count(rows, cols, groups, bits, xbar)
 
 
 def compact_shapes(weight_int: Tensor) -> list[tuple[int, int]]:
@@ -45,16 +45,16 @@ def crossbar_report(layers: dict[str, Tensor], weight_bits: int, crossbar: Cross
     """Crossbar counts and factors of integer matrices ``{name: (groups, rows, cols)}``."""
     per_layer = []
     dense = pruned = 0
-    final = dict.fromkeys(ENCODINGS, 0)
+    final = dict.fromkeys((e.value for e in ENCODINGS), 0)
     for name, w in layers.items():
         groups, rows, cols = w.shape
         shapes = compact_shapes(w)
         d = _count(rows, cols, groups, BASELINE_ENCODING, BASELINE_BITS, crossbar)
         p = sum(_count(r, c, 1, BASELINE_ENCODING, BASELINE_BITS, crossbar) for r, c in shapes)
-        f = {e: sum(_count(r, c, 1, e, weight_bits, crossbar) for r, c in shapes) for e in ENCODINGS}
+        f = {e.value: sum(_count(r, c, 1, e, weight_bits, crossbar) for r, c in shapes) for e in ENCODINGS}
         dense += d
         pruned += p
-        for e in ENCODINGS:
+        for e in final:
             final[e] += f[e]
         per_layer.append(
             {

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from forms.encoding import MAX_WEIGHT_BITS
 from forms.errors import CheckpointError, ConfigError
 from forms.intweights import IntegerLayer, integer_layers_from_checkpoint
 
@@ -194,8 +195,8 @@ def check_npz(path: str | Path) -> CheckReport:
             return report
         m: dict[str, int] = {k: int(v) for k, v in meta.items() if v is not None}
         report.metadata = m
-        if not 1 <= m["weight_bits"] <= 16:
-            report.fail(f"metadata weight_bits={m['weight_bits']} is outside 1..16")
+        if not 1 <= m["weight_bits"] <= MAX_WEIGHT_BITS:
+            report.fail(f"metadata weight_bits={m['weight_bits']} is outside 1..{MAX_WEIGHT_BITS}")
         if m["crossbar_rows"] < 1 or m["crossbar_cols"] < 1:
             report.fail("metadata crossbar_rows and crossbar_cols must be positive")
         elif m["fragment_size"] < 1 or m["crossbar_rows"] % m["fragment_size"]:

@@ -11,11 +11,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from forms.config import CrossbarSpec, Spec
+from forms.encoding import MAX_WEIGHT_BITS
 from forms.nn.train import CHANNELS_LAST_DOC
-
-MAX_WEIGHT_BITS = 16
-"""Widest integer weight we accept: 16 magnitude bits (ISAAC's 16-bit fixed-point weights,
-Shafiee et al., ISCA 2016, Sec. 3)."""
 
 PRUNE_GRANULARITIES = ("filter", "channel", "fragment")
 """filter: a whole output channel (a crossbar column); channel: a whole input channel (kh*kw crossbar

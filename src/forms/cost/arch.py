@@ -16,9 +16,8 @@ from pydantic import Field, model_validator
 
 from forms.config import CrossbarSpec, Spec, load_yaml_mapping
 from forms.cost.components import PricedAdc, adc_cost, load_library
+from forms.encoding import MAX_WEIGHT_BITS, Encoding
 from forms.errors import ConfigError
-from forms.geometry import crossbar_sets, slices_per_weight
-from forms.sim.adc import lossless_adc_bits
 
 DEFAULT_COMPONENTS: tuple[str, ...] = (
     "isaac-crossbar",
@@ -98,10 +97,12 @@ class ArchSpec(Spec):
 
     name: str = Field(description="Short name, e.g. 'forms-8'.")
     description: str = Field("", description="One line on what this architecture is.")
-    encoding: Literal["polarized", "offset", "differential"] = Field(
+    encoding: Encoding = Field(
         description="Sign encoding: polarized (FORMS), offset (ISAAC), differential (PRIME)."
     )
-    weight_bits: int = Field(ge=1, le=32, description="Weight magnitude bits (the sign is separate).")
+    weight_bits: int = Field(
+        ge=1, le=MAX_WEIGHT_BITS, description="Weight magnitude bits (the sign is separate)."
+    )
     input_bits: int = Field(16, ge=1, le=32, description="Input bits, applied one DAC step at a time.")
     dac_bits: int = Field(1, ge=1, le=8, description="Bits per DAC step (input bits per crossbar read).")
     crossbar: CrossbarSpec = Field(
@@ -131,7 +132,8 @@ class ArchSpec(Spec):
     @model_validator(mode="after")
     def _consistent(self) -> ArchSpec:
         xb = self.crossbar
-        if self.encoding != "polarized" and xb.fragment_size != xb.rows:
+        self.encoding.check_widths(self.weight_bits, xb.cell_bits)
+        if not self.encoding.signs_per_fragment and xb.fragment_size != xb.rows:
             raise ValueError(
                 f"crossbar.fragment_size must equal crossbar.rows ({xb.rows}) for the {self.encoding} "
                 f"encoding (a whole column converts at once); got {xb.fragment_size}"
@@ -158,8 +160,7 @@ class ArchSpec(Spec):
     @property
     def lossless_adc_bits(self) -> int:
         """Resolution that converts any fragment sum exactly."""
-        xb = self.crossbar
-        return lossless_adc_bits(xb.fragment_size, xb.cell_bits, self.dac_bits, self.adc.flip)
+        return self.encoding.lossless_adc_bits(self.crossbar, self.dac_bits, self.adc.flip)
 
     @property
     def adc_bits(self) -> int:
@@ -173,12 +174,12 @@ class ArchSpec(Spec):
     @property
     def slices(self) -> int:
         """Cells (adjacent columns) per weight on one crossbar set."""
-        return slices_per_weight(self.encoding, self.weight_bits, self.crossbar.cell_bits)
+        return self.encoding.slices(self.weight_bits, self.crossbar.cell_bits)
 
     @property
     def sets(self) -> int:
         """Crossbar sets per layer (2 for differential)."""
-        return crossbar_sets(self.encoding)
+        return self.encoding.crossbar_sets
 
     @property
     def input_steps(self) -> int:

@@ -1,8 +1,8 @@
 """Performance model: area, power, energy, FPS, latency and efficiency of a network on an architecture.
 
-Form (DESIGN.md, "Performance model"): per layer, the crossbars it needs (via
-:func:`forms.geometry.crossbar_count`), MVMs per image (output positions x row tiles), conversions per
-input-bit step after zero-skipping, and the step time max(crossbar read, busiest crossbar's
+Form (docs/design.md, "Cost model"): per layer, the crossbars it needs
+(:meth:`forms.encoding.Encoding.crossbar_count`), MVMs per image (output positions x row tiles),
+conversions per input-bit step after zero-skipping, and the step time max(crossbar read, busiest crossbar's
 conversions / its ADC throughput). Layers are pipelined across tiles and replicated (as ISAAC does) to
 balance stages within the chip's crossbars; FPS = 1 / slowest stage. Area and peak power sum the
 component table; energy per inference sums per-action energies over counted actions, plus static
@@ -28,7 +28,6 @@ from forms.cost.arch import ArchSpec, load_arch
 from forms.cost.components import PricedAdc, load_library
 from forms.cost.layer_shapes import LayerShape, ModelShapes, layer_shapes
 from forms.errors import ConfigError
-from forms.geometry import crossbar_count, tile_counts
 from forms.io import write_csv_atomic, write_json_atomic
 
 # --------------------------------------------------------------------------- chip inventory
@@ -216,17 +215,13 @@ def _layer_cost(
     g = layer.geometry
     rows, cols, groups = layer.rows_used, layer.cols_used, g.groups
     slices, sets = arch.slices, arch.sets
-    offset = arch.encoding == "offset"
-    crossbars = crossbar_count(
-        rows, cols, groups, arch.encoding, arch.weight_bits, xb.rows, xb.cols, xb.cell_bits
-    )
-    row_tiles, col_tiles = tile_counts(
-        rows, cols, arch.encoding, arch.weight_bits, xb.rows, xb.cols, xb.cell_bits
-    )
-    frags_per_col = math.ceil(rows / xb.fragment_size)  # = row_tiles unless polarized (R = rows)
-    unit_cols = row_tiles * col_tiles if offset else 0
-    conv_per_step = groups * sets * (frags_per_col * cols * slices + unit_cols)
-    busiest = math.ceil(min(rows, xb.rows) / xb.fragment_size) * (min(cols * slices, xb.cols) + int(offset))
+    unit = int(arch.encoding.has_unit_column)
+    group_rows = arch.encoding.rows_per_conversion(xb.rows, xb.fragment_size)
+    crossbars = arch.encoding.crossbar_count(rows, cols, groups, arch.weight_bits, xb)
+    row_tiles, col_tiles = arch.encoding.tile_counts(rows, cols, arch.weight_bits, xb)
+    groups_per_col = math.ceil(rows / group_rows)  # conversions per column per step
+    conv_per_step = groups * sets * (groups_per_col * cols * slices + unit * row_tiles * col_tiles)
+    busiest = math.ceil(min(rows, xb.rows) / group_rows) * (min(cols * slices, xb.cols) + unit)
     read_s = arch.read_time_ns * 1e-9
     adc_s = (1.0 - skip) * busiest / (arch.adc.per_crossbar * adc.rate_hz)
     step_s = max(read_s, adc_s)
@@ -366,7 +361,8 @@ def peak_ops_per_s(arch: ArchSpec, adc: PricedAdc) -> float:
     """Dense ops per second of one chip with every crossbar full and busy, no zero-skipping."""
     xb = arch.crossbar
     weights = xb.rows * (xb.cols // arch.slices) / arch.sets
-    busiest = (xb.rows // xb.fragment_size) * (xb.cols + int(arch.encoding == "offset"))
+    group_rows = arch.encoding.rows_per_conversion(xb.rows, xb.fragment_size)
+    busiest = (xb.rows // group_rows) * (xb.cols + int(arch.encoding.has_unit_column))
     step = max(arch.read_time_ns * 1e-9, busiest / (arch.adc.per_crossbar * adc.rate_hz))
     return arch.organization.crossbars * 2 * weights / (arch.input_steps * step)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forms.config import CrossbarSpec
+from forms.encoding import Encoding
 from forms.experiments.stages import compress_stage, estimate_stage, load_done, simulate_stage, train_stage
 from forms.io import write_json_atomic
 
@@ -84,11 +86,9 @@ def compress_float(
 
 
 def lossless_bits(encoding: str, fragment_size: int, rows: int, cell_bits: int, flipped: bool) -> int:
-    """Lossless ADC width of an encoding: fragments of R rows (polarized) or whole columns (others)."""
-    from forms.sim.adc import lossless_adc_bits
-
-    group = fragment_size if encoding == "polarized" else rows
-    return lossless_adc_bits(group, cell_bits, 1, flipped)
+    """Lossless ADC width of ``encoding`` on square crossbars of ``rows`` with R = ``fragment_size``."""
+    crossbar = CrossbarSpec(rows=rows, cols=rows, cell_bits=cell_bits, fragment_size=fragment_size)
+    return Encoding.parse(encoding).lossless_adc_bits(crossbar, dac_bits=1, flipped=flipped)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def standard_setups(
         if mode == "variation" and (sigma <= 0 or runs < 1):
             continue
         for enc in encodings:
-            flipped = enc == "offset"
+            flipped = Encoding.parse(enc).supports_flipping
             bits = lossless_bits(enc, fragment_size, rows, cell_bits, flipped)
             if mode == "ideal":
                 setups.append(

@@ -22,11 +22,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from forms.config import Spec
+from forms.encoding import Encoding, lossless_adc_bits
 from forms.errors import ConfigError
 from forms.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from forms.report import plots
@@ -34,8 +35,6 @@ from forms.report.model import Figure, Report, Section, Table, join_path, label,
 from forms.report.sections import assumptions_section
 from forms.report.summary import build_summary
 from forms.report.writers import ReportFiles, write_report
-
-Encoding = Literal["polarized", "offset", "differential"]
 
 
 class GridSpec(Spec):
@@ -134,21 +133,21 @@ RESULT_FIELDS: tuple[str, ...] = (
 def _arch_for(base: Any, values: dict[str, Any], allow_clipping: bool) -> Any:
     """The base ArchSpec with the point's overrides applied (validated)."""
     data = base.model_dump()
-    encoding = values.get("encoding", data["encoding"])
+    encoding = Encoding(values.get("encoding", data["encoding"]))
     data["encoding"] = encoding
     xb = data["crossbar"]
     if values.get("crossbar_size") is not None:
         xb["rows"] = xb["cols"] = values["crossbar_size"]
     if values.get("cell_bits") is not None:
         xb["cell_bits"] = values["cell_bits"]
-    if encoding == "polarized":
+    if encoding.signs_per_fragment:
         if values.get("fragment_size") is not None:
             xb["fragment_size"] = values["fragment_size"]
         elif xb["rows"] % xb["fragment_size"]:
             xb["fragment_size"] = xb["rows"]
     else:
         xb["fragment_size"] = xb["rows"]  # a whole column converts at once
-        data["adc"]["flip"] = data["adc"]["flip"] and encoding == "offset"
+        data["adc"]["flip"] = data["adc"]["flip"] and encoding.supports_flipping
     if values.get("weight_bits") is not None:
         data["weight_bits"] = values["weight_bits"]
     if "adc_bits" in values:
@@ -166,13 +165,11 @@ def _impossible(key: str, value: Any, point: dict[str, Any], why: str) -> Config
 
 def _check_point(values: dict[str, Any], base: Any, allow_clipping: bool) -> None:
     """Name the grid key of an impossible combination before the ArchSpec's own (generic) message."""
-    from forms.sim.adc import lossless_adc_bits
-
     rows = values.get("crossbar_size", base.crossbar.rows)
-    encoding = values.get("encoding", base.encoding)
+    encoding = Encoding(values.get("encoding", base.encoding))
     cell = values.get("cell_bits", base.crossbar.cell_bits)
     r = values.get("fragment_size")
-    if encoding == "polarized" and r is not None and (r < 1 or rows % r):
+    if encoding.signs_per_fragment and r is not None and (r < 1 or rows % r):
         why = f"R = {r} must divide the crossbar rows ({rows})"
         if "crossbar_size" in values:
             raise ConfigError(
@@ -180,12 +177,15 @@ def _check_point(values: dict[str, Any], base: Any, allow_clipping: bool) -> Non
             )
         raise _impossible("fragment_size", r, values, why)
     weight_bits = values.get("weight_bits", base.weight_bits)
-    if cell > weight_bits + 1:
-        raise _impossible("cell_bits", cell, values, f"{cell}-bit cells exceed {weight_bits}-bit weights")
+    try:
+        encoding.check_widths(weight_bits, cell)
+    except ConfigError as exc:
+        key = "cell_bits" if "cell_bits" in values else "weight_bits"
+        raise _impossible(key, values.get(key, cell), values, str(exc)) from None
     bits = values.get("adc_bits")
     if bits is not None:
-        group = (r or base.crossbar.fragment_size) if encoding == "polarized" else rows
-        flip = base.adc.flip and encoding == "offset"
+        group = encoding.rows_per_conversion(rows, r or base.crossbar.fragment_size)
+        flip = base.adc.flip and encoding.supports_flipping
         lossless = lossless_adc_bits(group, cell, base.dac_bits, flip)
         if bits < 1:
             raise _impossible("adc_bits", bits, values, "an ADC needs at least 1 bit")
@@ -267,7 +267,7 @@ def _check_simulation(spec: SweepSpec, points: Sequence[Point]) -> None:
     layers = integer_layers_from_checkpoint(ckpt, path)
     r_ckpt = min(layer.fragment_size for layer in layers)
     for point in points:
-        if point.encoding == "polarized" and r_ckpt % point.fragment_size:
+        if Encoding(point.encoding).signs_per_fragment and r_ckpt % point.fragment_size:
             raise _impossible(
                 "fragment_size",
                 point.fragment_size,
@@ -324,9 +324,9 @@ def run_point(
             rows=point.crossbar_size,
             cols=point.crossbar_size,
             cell_bits=point.cell_bits,
-            fragment_size=point.fragment_size if point.encoding == "polarized" else None,
+            fragment_size=point.fragment_size if arch.encoding.signs_per_fragment else None,
             adc_bits=point.adc_bits,
-            flipped=arch.encoding == "offset" and arch.adc.flip,
+            flipped=arch.encoding.supports_flipping and arch.adc.flip,
             limit=sim.limit,
             batch_size=sim.batch_size,
             devices={"variation": sim.variation},

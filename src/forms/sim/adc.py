@@ -3,7 +3,7 @@
 One conversion turns a column's analog partial sum ``p`` (in units of one cell level times one DAC
 level) into ``step * clamp(round(p / step), 0, 2^bits - 1)``. With ``step = 1`` and integer ``p`` (ideal
 cells, no read noise) that is just a clip, and it is lossless when ``2^bits - 1`` covers the largest
-possible sum.
+possible sum (:func:`forms.encoding.lossless_adc_bits`).
 """
 
 from __future__ import annotations
@@ -12,25 +12,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-
-
-def max_partial_sum(group_rows: int, cell_bits: int, dac_bits: int) -> int:
-    """Largest analog partial sum of ``group_rows`` cells: R * (2^cell_bits - 1) * (2^dac_bits - 1)."""
-    return group_rows * ((1 << cell_bits) - 1) * ((1 << dac_bits) - 1)
-
-
-def lossless_adc_bits(group_rows: int, cell_bits: int, dac_bits: int, flipped: bool = False) -> int:
-    """Bits converting every partial sum exactly: ceil(log2(R (2^w - 1)(2^v - 1) + 1)); one less flipped.
-
-    ISAAC (Shafiee et al., ISCA 2016, Sec. 4) gives the same count, log2(R) + v + w (- 1 when v or w is 1),
-    for power-of-two R; a flipped column never sums above half the range, so it needs one bit less
-    (for R = 128, w = 2, v = 1: 9 bits, 8 flipped).
-    """
-    full = max_partial_sum(group_rows, cell_bits, dac_bits)
-    bits = max(1, full.bit_length())
-    if flipped:
-        bits = max(1, (full // 2).bit_length())
-    return bits
 
 
 @dataclass(frozen=True)

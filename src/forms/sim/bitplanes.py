@@ -28,6 +28,10 @@ from torch import Tensor
 
 from forms.sim.quant_inputs import DigitPlan
 
+MAX_PATTERN_BITS = 16
+"""Widest input pattern (DAC bits x rows of one row group) packed into int16 lanes and looked up
+in per-pattern tables; wider groups (ISAAC and PRIME columns) take the GEMM path."""
+
 
 def int_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
     """Integer ``codes`` as int32 (int64 beyond 30 bits): the low ``plan.bits`` bits are the two's
@@ -75,8 +79,10 @@ def fragment_patterns(u: Tensor, plan: DigitPlan) -> Tensor:
     they fit in 8 bits, else int32.
     """
     rg = u.shape[-1]
-    if pattern_bits(plan, rg) > 16:
-        raise ValueError(f"patterns of {rg} rows x {max(plan.widths)} DAC bits exceed 16 bits")
+    if pattern_bits(plan, rg) > MAX_PATTERN_BITS:
+        raise ValueError(
+            f"patterns of {rg} rows x {max(plan.widths)} DAC bits exceed {MAX_PATTERN_BITS} bits"
+        )
     if _one_bit_plan(plan) and sys.byteorder == "little":
         if rg <= 8 and u.dtype == torch.int32:
             return _transposed_patterns(u, plan.bits)

@@ -30,16 +30,20 @@ import torch
 from torch import Tensor, nn
 
 from forms.sim.adc import Adc
-from forms.sim.bitplanes import fragment_int_view, fragment_patterns, int_codes, pattern_bits
+from forms.sim.bitplanes import (
+    MAX_PATTERN_BITS,
+    fragment_int_view,
+    fragment_patterns,
+    int_codes,
+    pattern_bits,
+)
 from forms.sim.devices import ProgrammedCells, add_read_noise_, add_read_noise_sigma_, program_cells
 from forms.sim.encodings import EncodedLayer
-from forms.sim.lookup import PartialSumTables, PatternTable, table_size
+from forms.sim.lookup import FLOAT32_EXACT, PartialSumTables, PatternTable, table_size
 from forms.sim.quant_inputs import DigitPlan
 from forms.sim.spec import DeviceSpec
 from forms.sim.zeroskip import ZeroSkipCounts, count_fragments, count_subarray_steps
 
-FLOAT32_EXACT = 1 << 24
-"""Integers below 2^24 are exact in float32 (24-bit significand)."""
 DEFAULT_TABLE_LIMIT = 1 << 24
 """Largest per-pattern table (entries) the bit-level path builds per layer (float32: 64 MiB)."""
 
@@ -98,14 +102,14 @@ class CrossbarArray(nn.Module):
 
     weight_int: Tensor
     ideal_cells: Tensor
-    multiplier: Tensor
+    signed_place_value: Tensor
     flip_weight: Tensor
     cells: Tensor
     conductance_sq: Tensor
     exact_weight: Tensor
     risky_cells: Tensor
     risky_conductance_sq: Tensor
-    risky_multiplier: Tensor
+    risky_signed_place_value: Tensor
     risky_columns: Tensor
     risky_flip_correction: Tensor
 
@@ -139,17 +143,19 @@ class CrossbarArray(nn.Module):
         self.register_buffer("ideal_cells", encoded.cells.clone())
         # Engine layout: physical columns ordered (slice/set, weight column), so the shift-and-add
         # reduces over outer dimensions (contiguous inner runs of C columns).
-        self.register_buffer("multiplier", encoded.multiplier.permute(0, 1, 3, 2).contiguous())
+        self.register_buffer(
+            "signed_place_value", encoded.signed_place_value.permute(0, 1, 3, 2).contiguous()
+        )
         flip = (
             encoded.flipped.permute(0, 1, 3, 2).to(torch.float64)
             if encoded.flipped is not None
             else torch.zeros(g, f, q, c, dtype=torch.float64)
         )
         # M * 2^(k*cell_bits) for a flipped column, 0 otherwise: its coefficient on U (encodings.py).
-        self.register_buffer("flip_weight", flip * encoded.cell_max * self.multiplier.abs())
+        self.register_buffer("flip_weight", flip * encoded.cell_max * self.signed_place_value.abs())
         self.register_buffer("cells", self._engine_layout(encoded.cells.to(torch.float32)))
         self.register_buffer("conductance_sq", torch.zeros(0))
-        for name in ("exact_weight", "risky_cells", "risky_conductance_sq", "risky_multiplier"):
+        for name in ("exact_weight", "risky_cells", "risky_conductance_sq", "risky_signed_place_value"):
             self.register_buffer(name, torch.zeros(0))
         self.register_buffer("risky_columns", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("risky_flip_correction", torch.zeros(0))
@@ -220,7 +226,9 @@ class CrossbarArray(nn.Module):
             if 2 * most > q * c:  # compacting would save little: run every column densely
                 risky = torch.ones_like(risky)
         safe = (~risky).to(torch.float64)
-        contrib = (levels.to(torch.float64) * (self.multiplier * safe).unsqueeze(2)).sum(3)  # (G,F,Rg,C)
+        contrib = (levels.to(torch.float64) * (self.signed_place_value * safe).unsqueeze(2)).sum(
+            3
+        )  # (G,F,Rg,C)
         contrib = contrib + (self.flip_weight * safe).sum(2).unsqueeze(2)
         exact = contrib.reshape(g, f * rg, c)[:, : enc.rows] + enc.input_sum_coefficient
         self.exact_weight = exact
@@ -232,7 +240,7 @@ class CrossbarArray(nn.Module):
             return
         k = self.risky_count
         flat = risky.reshape(g * f, q * c)
-        # risky columns first (stable), then padding columns whose multiplier is zeroed
+        # risky columns first (stable), then padding columns whose signed_place_value is zeroed
         order = torch.argsort((~flat).to(torch.int8), dim=-1, stable=True)[:, :k]
         valid = torch.gather(flat, 1, order)
         self.risky_cells = torch.gather(self.cells, 2, order.unsqueeze(1).expand(g * f, rg, k)).contiguous()
@@ -240,8 +248,8 @@ class CrossbarArray(nn.Module):
             self.risky_conductance_sq = torch.gather(
                 self.conductance_sq, 2, order.unsqueeze(1).expand(g * f, rg, k)
             ).contiguous()
-        mult = torch.gather(self.multiplier.reshape(g * f, q * c), 1, order) * valid
-        self.risky_multiplier = mult.reshape(g, f, k)
+        mult = torch.gather(self.signed_place_value.reshape(g * f, q * c), 1, order) * valid
+        self.risky_signed_place_value = mult.reshape(g, f, k)
         self.risky_columns = (order % c).reshape(g, f, k)
 
     def reset_stats(self) -> None:
@@ -297,7 +305,7 @@ class CrossbarArray(nn.Module):
             self._table = None
             if (
                 self.devices.read_noise == 0
-                and pattern_bits(self.plan, enc.group_rows) <= 16
+                and pattern_bits(self.plan, enc.group_rows) <= MAX_PATTERN_BITS
                 and table_size(enc.groups, enc.row_groups, enc.group_rows, enc.columns, self.plan)
                 <= self.table_limit
             ):
@@ -305,7 +313,7 @@ class CrossbarArray(nn.Module):
                 u_coef = self.flip_weight.sum(2) + enc.input_sum_coefficient
                 self._table = PatternTable.build(
                     self.cells.view(g, f, rg, q, c),
-                    self.multiplier,
+                    self.signed_place_value,
                     u_coef,
                     self.adc,
                     self.integral,
@@ -318,7 +326,10 @@ class CrossbarArray(nn.Module):
         enc = self.encoded
         columns = enc.columns * enc.physical_columns if self.dense else self.risky_count
         bits = pattern_bits(self.plan, enc.group_rows)
-        if bits > 16 or 2 * enc.groups * enc.row_groups * (1 << bits) * columns > self.table_limit:
+        if (
+            bits > MAX_PATTERN_BITS
+            or 2 * enc.groups * enc.row_groups * (1 << bits) * columns > self.table_limit
+        ):
             return None
         if self._partials is None or self._partials.partial.dtype != dtype:
             cells = self.cells if self.dense else self.risky_cells
@@ -381,7 +392,7 @@ class CrossbarArray(nn.Module):
         clipped = self.adc.convert_(partial, integral=integral)
         if collect:
             self.stats.clipped += clipped
-        mult = self.multiplier if self.dense else self.risky_multiplier
+        mult = self.signed_place_value if self.dense else self.risky_signed_place_value
         bound = f * float(mult.abs().reshape(g, f, -1).sum(-1).max()) * self.adc.full_scale
         red_dtype = dtype if bound < FLOAT32_EXACT else torch.float64
         if self.dense:

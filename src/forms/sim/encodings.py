@@ -5,9 +5,10 @@ Layout of an encoded layer (``G`` groups, ``F`` row groups of ``Rg`` rows, ``C``
 
 - ``cells`` (G, F, Rg, C, Q) int64 levels in [0, 2^cell_bits - 1]; the physical columns of weight
   column ``c`` are ordered (crossbar set, slice), slice ``k`` holding bits [k*cell_bits, (k+1)*cell_bits).
-- ``multiplier`` (G, F, C, Q): the digital weight of each converted column in the shift-and-add:
-  2^(k*cell_bits), times the fragment sign (polarized), the set sign (differential: - for the negative
-  crossbar) and -1 for a flipped column (offset with flipping).
+- ``signed_place_value`` (G, F, C, Q): the digital weight of each converted column in the shift-and-add:
+  2^(k*cell_bits), times the FRAGMENT SIGN (polarized: this is where the sign bit of each fragment is
+  applied), the set sign (differential: - for the negative crossbar) and -1 for a flipped column
+  (offset with flipping).
 - ``flip_correction`` (G, F, C): coefficient of U, the sum of the step's input digits over the group's
   rows, added back for flipped columns: sum over flipped slices of (2^cell_bits - 1) * 2^(k*cell_bits),
   because a flipped column reads sum_r d_r (M - c_r) = M*U - sum_r d_r c_r.
@@ -27,17 +28,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from forms.encoding import Encoding
 from forms.errors import ConfigError
-from forms.geometry import check_encoding, fragment_signs, fragment_view, slices_per_weight
+from forms.geometry import fragment_signs, fragment_view
 
 
 @dataclass(frozen=True)
 class EncodedLayer:
     """Cell levels and digital shift-and-add coefficients of one layer under one encoding."""
 
-    encoding: str
+    encoding: Encoding
     cells: Tensor
-    multiplier: Tensor
+    signed_place_value: Tensor
     flip_correction: Tensor | None
     flipped: Tensor | None
     """(G, F, C, Q) bool: which physical columns are stored flipped (offset with flipping only)."""
@@ -77,27 +79,12 @@ class EncodedLayer:
     def decoded_matrix(self) -> Tensor:
         """The signed integers the ideal cells represent (groups, rows, cols); equals the input integers."""
         g, f, rg, c, _ = self.cells.shape
-        val = self.cells.to(torch.float64) * self.multiplier.to(torch.float64).unsqueeze(2)
+        val = self.cells.to(torch.float64) * self.signed_place_value.to(torch.float64).unsqueeze(2)
         out = val.sum(-1)
         if self.flip_correction is not None:
             out = out + self.flip_correction.to(torch.float64).unsqueeze(2)
         out = out + self.input_sum_coefficient
         return out.reshape(g, f * rg, c)[:, : self.rows].round().to(torch.int64)
-
-
-def check_bits(weight_bits: int, cell_bits: int, encoding: str) -> None:
-    """Refuse weight/cell widths that cannot be laid out sensibly (ConfigError naming the fix)."""
-    check_encoding(encoding)
-    if not 1 <= weight_bits <= 16:
-        raise ConfigError(f"weight_bits={weight_bits}: use 1..16 magnitude bits")
-    if not 1 <= cell_bits <= 8:
-        raise ConfigError(f"cell_bits={cell_bits}: ReRAM cells hold 1..8 bits")
-    stored = weight_bits + 1 if encoding == "offset" else weight_bits
-    if cell_bits > stored:
-        raise ConfigError(
-            f"cell_bits={cell_bits} is wider than the {stored} bits a weight needs under '{encoding}' "
-            f"(weight_bits={weight_bits}); one cell would hold less than a weight: use cell_bits <= {stored}"
-        )
 
 
 def _slice_levels(values: Tensor, slices: int, cell_bits: int) -> Tensor:
@@ -114,7 +101,7 @@ def _slice_weights(slices: int, cell_bits: int, device: torch.device) -> Tensor:
 
 def encode(
     weight_int: Tensor,
-    encoding: str,
+    encoding: Encoding | str,
     weight_bits: int,
     cell_bits: int,
     crossbar_rows: int,
@@ -127,22 +114,22 @@ def encode(
     Raises :class:`ConfigError` for impossible widths, for flipping outside the offset encoding, and
     for a polarized encoding of integers whose fragments of ``fragment_size`` rows mix signs.
     """
-    check_bits(weight_bits, cell_bits, encoding)
-    if flipped and encoding != "offset":
-        raise ConfigError(f"flipped columns apply to the offset encoding only, not '{encoding}'")
+    encoding = Encoding.parse(encoding)
+    encoding.check_widths(weight_bits, cell_bits)
+    encoding.check_flipping(flipped)
     w = weight_int.to(torch.int64)
     groups, rows, cols = w.shape
     limit = (1 << weight_bits) - 1
     if w.numel() and int(w.abs().max()) > limit:
         raise ConfigError(f"{name}: integer weights exceed {limit} = 2^{weight_bits} - 1")
-    slices = slices_per_weight(encoding, weight_bits, cell_bits)
+    slices = encoding.slices(weight_bits, cell_bits)
+    group_rows = encoding.rows_per_conversion(crossbar_rows, fragment_size)
     sw = _slice_weights(slices, cell_bits, w.device)
     m = (1 << cell_bits) - 1
     flip_correction: Tensor | None = None
     flip: Tensor | None = None
     input_coef = 0.0
-    if encoding == "polarized":
-        group_rows = fragment_size
+    if encoding is Encoding.POLARIZED:
         fs = fragment_signs(w, fragment_size)
         mixed = int(fs.mixed.sum())
         if mixed:
@@ -153,33 +140,31 @@ def encode(
             )
         frags = fragment_view(w.abs(), group_rows)  # (G, F, Rg, C)
         cells = _slice_levels(frags, slices, cell_bits)
-        multiplier = fs.signs.to(torch.float64).unsqueeze(-1) * sw  # (G, F, C, S)
-    elif encoding == "differential":
-        group_rows = crossbar_rows
+        signed_place_value = fs.signs.to(torch.float64).unsqueeze(-1) * sw  # (G, F, C, S): the fragment sign
+    elif encoding is Encoding.DIFFERENTIAL:
         pos = fragment_view(w.clamp(min=0), group_rows)
         neg = fragment_view((-w).clamp(min=0), group_rows)
         cells = torch.cat([_slice_levels(pos, slices, cell_bits), _slice_levels(neg, slices, cell_bits)], -1)
         f = cells.shape[1]
-        multiplier = torch.cat([sw, -sw]).expand(groups, f, cols, 2 * slices).clone()
+        signed_place_value = torch.cat([sw, -sw]).expand(groups, f, cols, 2 * slices).clone()
     else:
-        group_rows = crossbar_rows
         shifted = fragment_view(w + (1 << weight_bits), group_rows)  # padding rows stay 0
         real = fragment_view(torch.ones_like(w), group_rows).bool()
         shifted = torch.where(real, shifted, torch.zeros_like(shifted))
         cells = _slice_levels(shifted, slices, cell_bits)  # (G, F, Rg, C, S)
         f = cells.shape[1]
-        multiplier = sw.expand(groups, f, cols, slices).clone()
+        signed_place_value = sw.expand(groups, f, cols, slices).clone()
         input_coef = -float(1 << weight_bits)
         if flipped:
             col_sum = cells.sum(2)  # (G, F, C, S)
             flip = 2 * col_sum > group_rows * m
             cells = torch.where(flip.unsqueeze(2), m - cells, cells)
-            multiplier = torch.where(flip, -multiplier, multiplier)
+            signed_place_value = torch.where(flip, -signed_place_value, signed_place_value)
             flip_correction = (flip.to(torch.float64) * sw * m).sum(-1)  # (G, F, C)
     return EncodedLayer(
         encoding=encoding,
         cells=cells.contiguous(),
-        multiplier=multiplier.to(torch.float64).contiguous(),
+        signed_place_value=signed_place_value.to(torch.float64).contiguous(),
         flip_correction=flip_correction,
         flipped=flip,
         input_sum_coefficient=input_coef,
@@ -188,7 +173,7 @@ def encode(
         cell_bits=cell_bits,
         weight_bits=weight_bits,
         slices=slices,
-        sets=2 if encoding == "differential" else 1,
+        sets=encoding.crossbar_sets,
     )
 
 

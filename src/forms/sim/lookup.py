@@ -5,7 +5,7 @@ A row group (fragment) of ``Rg`` rows at one analog step is fully described by i
 With deterministic cells (no read noise) every conversion of that step is therefore a function of
 the pattern, and so is its share of the output after the ADC and the digital shift-and-add:
 
-    T[f, p, c] = sum_q multiplier[f, c, q] * ADC(partial[f, p, c, q])      (slices / crossbar sets q)
+    T[f, p, c] = sum_q signed_place_value[f, c, q] * ADC(partial[f, p, c, q])      (slices / crossbar sets q)
                  + (flip correction[f, c] + input_sum_coefficient) * U(p),
 
 with ``U(p)`` the sum of the pattern's digits (ISAAC's flipped-column and unit-column corrections are
@@ -46,11 +46,11 @@ def table_size(groups: int, row_groups: int, group_rows: int, columns: int, plan
 
 
 def pattern_outputs(
-    cells: Tensor, multiplier: Tensor, u_coefficient: Tensor, adc: Adc, integral: bool, dac_bits: int
+    cells: Tensor, signed_place_value: Tensor, u_coefficient: Tensor, adc: Adc, integral: bool, dac_bits: int
 ) -> tuple[Tensor, Tensor]:
     """Per-pattern contributions T (G*F, P, C) float64 and clip counts (G*F, P) int64.
 
-    ``cells`` (G, F, Rg, Q, C) are the programmed levels, ``multiplier`` (G, F, Q, C) each converted
+    ``cells`` (G, F, Rg, Q, C) are the programmed levels, ``signed_place_value`` (G, F, Q, C) each converted
     column's shift-and-add weight, ``u_coefficient`` (G, F, C) the coefficient of the step's digit sum
     (flip and offset corrections). ``integral`` says the levels are exact integers (the ADC then skips
     rounding, as in the engine). Partial sums are formed in float64 (exact for integer levels).
@@ -63,7 +63,7 @@ def pattern_outputs(
     digits = torch.bitwise_and(pat.unsqueeze(-1) >> shifts, (1 << dac_bits) - 1).to(torch.float64)
     u = digits.sum(-1)  # (P,) digit sum U of each pattern
     levels = cells.reshape(g * f, rg, q * c).to(torch.float64)
-    mult = multiplier.reshape(g * f, q, c).to(torch.float64)
+    mult = signed_place_value.reshape(g * f, q, c).to(torch.float64)
     ucoef = u_coefficient.reshape(g * f, c).to(torch.float64)
     values = torch.empty(g * f, p, c, dtype=torch.float64, device=device)
     clips = torch.empty(g * f, p, dtype=torch.int64, device=device)
@@ -105,7 +105,7 @@ class PatternTable:
     def build(
         cls,
         cells: Tensor,
-        multiplier: Tensor,
+        signed_place_value: Tensor,
         u_coefficient: Tensor,
         adc: Adc,
         integral: bool,
@@ -114,7 +114,9 @@ class PatternTable:
         """Tables for cell ``levels`` (G, F, Rg, Q, C) (see :func:`pattern_outputs`); None when they
         would not hold integers (an ADC step other than 1), which the float32 sums cannot keep exact."""
         g, f, _, _, c = cells.shape
-        values, clips = pattern_outputs(cells, multiplier, u_coefficient, adc, integral, max(plan.widths))
+        values, clips = pattern_outputs(
+            cells, signed_place_value, u_coefficient, adc, integral, max(plan.widths)
+        )
         if not bool(torch.equal(values, values.round())):
             return None
         p = values.shape[1]

@@ -1,7 +1,7 @@
 """Per-layer crossbar mapping tables under the three sign encodings.
 
-Counting crossbars is delegated to :func:`forms.geometry.crossbar_count` (the one place both the
-simulator and the cost model take it from). Per layer the table gives:
+Counting crossbars is delegated to :meth:`forms.encoding.Encoding.crossbar_count` (the one place both
+the simulator and the cost model take it from). Per layer the table gives:
 
 - ``row_tiles`` / ``col_tiles``: tiles per group and crossbar set (a weight's slices sit in adjacent
   columns), ``slices`` cells per weight, ``sets`` crossbar sets (2 for differential);
@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from forms.config import check_fragment_size
+from forms.config import CrossbarSpec, check_fragment_size
+from forms.encoding import Encoding, lossless_adc_bits
 from forms.errors import ConfigError
-from forms.geometry import crossbar_count, crossbar_sets, num_row_fragments, slices_per_weight, tile_counts
+from forms.geometry import num_row_fragments
 from forms.intweights import IntegerLayer
-from forms.sim.adc import lossless_adc_bits
-from forms.sim.encodings import check_bits
+from forms.sim.spec import SimSpec
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class LayerMapping:
     """Where one layer sits on crossbars under one encoding."""
 
     name: str
-    encoding: str
+    encoding: Encoding
     groups: int
     rows: int
     cols: int
@@ -66,30 +66,23 @@ def layer_fragment_size(layer: IntegerLayer, crossbar_rows: int, override: int |
     return r
 
 
-def map_layer(
-    layer: IntegerLayer,
-    encoding: str,
-    crossbar_rows: int = 128,
-    crossbar_cols: int = 128,
-    cell_bits: int = 2,
-    dac_bits: int = 1,
-    fragment_size: int | None = None,
-    flipped: bool = False,
-) -> LayerMapping:
-    """The :class:`LayerMapping` of one integer layer (see the module docstring for each field)."""
-    check_bits(layer.weight_bits, cell_bits, encoding)
-    r = layer_fragment_size(layer, crossbar_rows, fragment_size)
+def layer_crossbar(layer: IntegerLayer, spec: SimSpec) -> CrossbarSpec:
+    """The crossbar ``layer`` runs on: ``spec``'s geometry with the layer's R (or ``spec``'s override)."""
+    return spec.crossbar(layer_fragment_size(layer, spec.rows, spec.fragment_size))
+
+
+def map_layer(layer: IntegerLayer, spec: SimSpec) -> LayerMapping:
+    """The :class:`LayerMapping` of one integer layer under ``spec`` (fields: see the module docstring)."""
+    encoding = spec.encoding
+    encoding.check_widths(layer.weight_bits, spec.cell_bits)
+    xbar = layer_crossbar(layer, spec)
+    r = xbar.fragment_size
     groups, rows, cols = (int(d) for d in layer.weight_int.shape)
-    slices = slices_per_weight(encoding, layer.weight_bits, cell_bits)
-    sets = crossbar_sets(encoding)
-    row_tiles, col_tiles = tile_counts(
-        rows, cols, encoding, layer.weight_bits, crossbar_rows, crossbar_cols, cell_bits
-    )
-    xbars = crossbar_count(
-        rows, cols, groups, encoding, layer.weight_bits, crossbar_rows, crossbar_cols, cell_bits
-    )
-    cells_used = groups * rows * cols * slices * sets
-    group_rows = r if encoding == "polarized" else crossbar_rows
+    slices = encoding.slices(layer.weight_bits, xbar.cell_bits)
+    row_tiles, col_tiles = encoding.tile_counts(rows, cols, layer.weight_bits, xbar)
+    xbars = encoding.crossbar_count(rows, cols, groups, layer.weight_bits, xbar)
+    cells_used = groups * rows * cols * slices * encoding.crossbar_sets
+    group_rows = encoding.rows_per_conversion(xbar.rows, r)
     return LayerMapping(
         name=layer.name,
         encoding=encoding,
@@ -99,7 +92,7 @@ def map_layer(
         weight_bits=layer.weight_bits,
         fragment_size=r,
         slices=slices,
-        sets=sets,
+        sets=encoding.crossbar_sets,
         row_tiles=row_tiles,
         col_tiles=col_tiles,
         crossbars=xbars,
@@ -110,40 +103,52 @@ def map_layer(
         weights=groups * rows * cols,
         nonzero_weights=int((layer.weight_int != 0).sum()),
         cells_used=cells_used,
-        utilization=cells_used / (xbars * crossbar_rows * crossbar_cols) if xbars else 0.0,
+        utilization=cells_used / (xbars * xbar.rows * xbar.cols) if xbars else 0.0,
         adc_group_rows=group_rows,
-        lossless_adc_bits=lossless_adc_bits(group_rows, cell_bits, dac_bits, flipped),
+        lossless_adc_bits=lossless_adc_bits(group_rows, xbar.cell_bits, spec.dac_bits, spec.flipped),
     )
 
 
-def mapping_table(
-    layers: list[IntegerLayer],
-    encoding: str,
-    crossbar_rows: int = 128,
-    crossbar_cols: int = 128,
-    cell_bits: int = 2,
-    dac_bits: int = 1,
-    fragment_size: int | None = None,
-    flipped: bool = False,
-) -> dict[str, Any]:
-    """Mapping of every layer plus totals: ``{"encoding", "layers": [...], "totals": {...}}``."""
-    rows = [
-        map_layer(layer, encoding, crossbar_rows, crossbar_cols, cell_bits, dac_bits, fragment_size, flipped)
-        for layer in layers
-    ]
-    xbars = sum(m.crossbars for m in rows)
-    cells = sum(m.cells_used for m in rows)
-    return {
-        "encoding": encoding,
-        "crossbar": {"rows": crossbar_rows, "cols": crossbar_cols, "cell_bits": cell_bits},
-        "layers": [m.to_dict() for m in rows],
-        "totals": {
+@dataclass(frozen=True)
+class MappingTable:
+    """Every layer's :class:`LayerMapping` under one encoding, with totals (``mapping`` in metrics.json)."""
+
+    encoding: Encoding
+    crossbar_rows: int
+    crossbar_cols: int
+    cell_bits: int
+    layers: tuple[LayerMapping, ...]
+
+    @property
+    def crossbars(self) -> int:
+        """Crossbars of all layers."""
+        return sum(m.crossbars for m in self.layers)
+
+    def totals(self) -> dict[str, Any]:
+        """Sums over the layers, and the utilization of the crossbars they take."""
+        xbars, cells = self.crossbars, sum(m.cells_used for m in self.layers)
+        return {
             "crossbars": xbars,
             "cells_used": cells,
-            "utilization": cells / (xbars * crossbar_rows * crossbar_cols) if xbars else 0.0,
-            "fragments": sum(m.fragments for m in rows),
-            "mixed_sign_fragments": sum(m.mixed_sign_fragments for m in rows),
-            "weights": sum(m.weights for m in rows),
-            "nonzero_weights": sum(m.nonzero_weights for m in rows),
-        },
-    }
+            "utilization": cells / (xbars * self.crossbar_rows * self.crossbar_cols) if xbars else 0.0,
+            "fragments": sum(m.fragments for m in self.layers),
+            "mixed_sign_fragments": sum(m.mixed_sign_fragments for m in self.layers),
+            "weights": sum(m.weights for m in self.layers),
+            "nonzero_weights": sum(m.nonzero_weights for m in self.layers),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form: ``{"encoding", "crossbar", "layers": [...], "totals": {...}}``."""
+        return {
+            "encoding": self.encoding,
+            "crossbar": {"rows": self.crossbar_rows, "cols": self.crossbar_cols, "cell_bits": self.cell_bits},
+            "layers": [m.to_dict() for m in self.layers],
+            "totals": self.totals(),
+        }
+
+
+def mapping_table(layers: list[IntegerLayer], spec: SimSpec) -> MappingTable:
+    """The :class:`MappingTable` of ``layers`` under ``spec``."""
+    return MappingTable(
+        spec.encoding, spec.rows, spec.cols, spec.cell_bits, tuple(map_layer(layer, spec) for layer in layers)
+    )

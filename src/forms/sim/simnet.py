@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from forms.errors import CheckpointError, ConfigError
 from forms.geometry import mapped_layers
 from forms.intweights import IntegerLayer
-from forms.sim.adc import Adc, lossless_adc_bits
+from forms.sim.adc import Adc
 from forms.sim.crossbar import CrossbarArray, integer_matmul
 from forms.sim.encodings import encode
-from forms.sim.mapping import layer_fragment_size
+from forms.sim.mapping import layer_crossbar
 from forms.sim.quant_inputs import InputQuantizer, digit_plan
 from forms.sim.spec import SimSpec
 
@@ -87,7 +87,8 @@ class SimulatedLayer(nn.Module):
         out_scale = layer.column_scale.reshape(groups, cols).to(torch.float64) * quantizer.scale
         self.register_buffer("out_scale", out_scale)
         self.register_buffer("weight_int", layer.weight_int.to(torch.int64).clone())
-        r = layer_fragment_size(layer, spec.rows, spec.fragment_size)
+        xbar = layer_crossbar(layer, spec)
+        r = xbar.fragment_size
         encoded = encode(
             layer.weight_int,
             spec.encoding,
@@ -98,9 +99,7 @@ class SimulatedLayer(nn.Module):
             spec.flipped,
             name=layer.name,
         )
-        bits = spec.adc_bits or lossless_adc_bits(
-            encoded.group_rows, spec.cell_bits, spec.dac_bits, spec.flipped
-        )
+        bits = spec.adc_bits or spec.encoding.lossless_adc_bits(xbar, spec.dac_bits, spec.flipped)
         plan = digit_plan(spec.input_bits, spec.dac_bits, quantizer.signed)
         self.array = CrossbarArray(
             layer.weight_int,

@@ -95,16 +95,7 @@ def simulate_model(
     """
     started = time.perf_counter()
     dev = resolve_device(device)
-    mapping = mapping_table(
-        layers,
-        spec.encoding,
-        spec.rows,
-        spec.cols,
-        spec.cell_bits,
-        spec.dac_bits,
-        spec.fragment_size,
-        spec.flipped,
-    )
+    mapping = mapping_table(layers, spec).to_dict()
     model = model.to(dev).eval()
     names = [layer.name for layer in layers]
     batches = [

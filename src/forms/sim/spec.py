@@ -11,9 +11,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from forms.config import Spec, check_fragment_size
-
-Encoding = Literal["polarized", "offset", "differential"]
+from forms.config import CrossbarSpec, Spec, check_fragment_size
+from forms.encoding import Encoding
 
 
 class DeviceSpec(Spec):
@@ -73,7 +72,7 @@ class SimSpec(Spec):
     """Everything that defines one bit-accurate run of a compressed network on crossbars."""
 
     encoding: Encoding = Field(
-        "polarized",
+        Encoding.POLARIZED,
         description="Sign encoding: polarized (FORMS, one sign per fragment), offset (ISAAC, w + 2^bits "
         "with a unit column), differential (PRIME, positive and negative crossbars).",
     )
@@ -141,11 +140,13 @@ class SimSpec(Spec):
             raise ValueError(f"adc_bits={self.adc_bits}: an ADC needs at least 1 bit (or None for lossless)")
         if self.adc_bits is not None and self.adc_bits > 32:
             raise ValueError(f"adc_bits={self.adc_bits} is beyond any ADC; use at most 32 (or None)")
-        if self.flipped and self.encoding != "offset":
-            raise ValueError(
-                f"flipped columns are ISAAC's trick for the offset encoding, not '{self.encoding}'; "
-                "drop flipped or use encoding offset"
-            )
+        self.encoding.check_flipping(self.flipped)
         if self.fragment_size is not None:
             check_fragment_size(self.fragment_size, self.rows)
         return self
+
+    def crossbar(self, fragment_size: int) -> CrossbarSpec:
+        """This spec's crossbar geometry with fragments of ``fragment_size`` rows."""
+        return CrossbarSpec(
+            rows=self.rows, cols=self.cols, cell_bits=self.cell_bits, fragment_size=fragment_size
+        )
