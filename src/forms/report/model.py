@@ -9,7 +9,7 @@ test can re-read ``summary.json`` and check every number in the report against i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -194,3 +194,38 @@ class Report:
                 if item_id in seen:
                     raise ValueError(f"duplicate {kind} id '{item_id}' in the report")
                 seen.add(item_id)
+
+
+def number_leaves(obj: Any, prefix: str) -> Iterator[tuple[str, str, Any]]:
+    """(summary path, relative label, value) of every numeric leaf under ``obj`` (depth first)."""
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from (
+                (path, f"{key}.{rel}" if rel else str(key), v)
+                for path, rel, v in number_leaves(value, join_path(prefix, key))
+            )
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        yield prefix, "", obj
+
+
+def scalar_leaves(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(summary path, value) of every scalar leaf (number, string, bool, None) under ``obj``."""
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from scalar_leaves(value, join_path(prefix, key))
+    elif isinstance(obj, list) and not all(isinstance(v, str | int | float) for v in obj):
+        for i, value in enumerate(obj):
+            yield from scalar_leaves(value, join_path(prefix, i))
+    else:
+        yield prefix, obj
+
+
+def number_at(summary: Mapping[str, Any], path: str | None) -> float | None:
+    """The number at ``path`` in ``summary``, or None when the path is absent or not a number."""
+    value = resolve(summary, path) if path else MISSING
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def sim_runs(summary: Mapping[str, Any]) -> list[str]:
+    """Names of the simulation runs in summary order."""
+    return list(summary.get("simulate", {}))

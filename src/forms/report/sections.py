@@ -1,13 +1,16 @@
-"""Report sections built from summary.json paths: accuracy, crossbars, zero-skip, ADC clipping, cost,
-breakdown and assumptions. Each builder reads only the summary, so every number it shows keeps its path.
+"""Report sections of one compressed network built from summary.json paths: overview, accuracy,
+crossbars, zero-skip and ADC clipping (cost, breakdown and assumptions: :mod:`forms.report.cost_sections`),
+and :func:`stage_report` that puts them in reading order. Each builder reads only the summary, so every
+number it shows keeps its path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from forms.report import plots
+from forms.report.cost_sections import assumptions_section, breakdown_section, cost_section
 from forms.report.model import (
     MISSING,
     Cell,
@@ -18,71 +21,21 @@ from forms.report.model import (
     Table,
     join_path,
     label,
+    number_at,
+    number_leaves,
     ref,
     resolve,
+    sim_runs,
 )
-from forms.report.summary import COST_METRICS
 
-ACCURACY_STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("float model (trained)", "float", ("train.test_accuracy",)),
-    ("float model (before compression)", "float (re-eval.)", ("compress.accuracy_before",)),
-    ("ADMM (before hard projection)", "ADMM", ("compress.accuracy_admm", "compress.admm.accuracy")),
-    (
-        "after hard projection",
-        "projected",
-        ("compress.accuracy_projected", "compress.accuracy_after_projection"),
-    ),
-    ("after masked retraining (final)", "retrained", ("compress.accuracy_after",)),
+ACCURACY_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("float model (trained)", "float", "train.test_accuracy"),
+    ("float model (before compression)", "float (re-eval.)", "compress.accuracy_before"),
+    ("ADMM (before hard projection)", "ADMM", "compress.accuracy_admm"),
+    ("after hard projection", "projected", "compress.accuracy_projected"),
+    ("after masked retraining (final)", "retrained", "compress.accuracy_after"),
 )
-"""Accuracy rows before the hardware: label, short plot label, candidate summary paths (preferred first)."""
-
-CHARTED_BREAKDOWNS: tuple[str, ...] = ("area_mm2", "power_w", "energy_j")
-"""Breakdown quantities drawn as stacked bars (others, such as action counts, only as tables)."""
-
-MEAN_KEYS = ("accuracy_mean", "variation.accuracy_mean", "runs.accuracy_mean")
-STD_KEYS = ("accuracy_std", "variation.accuracy_std", "runs.accuracy_std")
-
-
-def first_path(summary: Mapping[str, Any], candidates: Sequence[str]) -> str | None:
-    """The first candidate path that exists in ``summary``, or None."""
-    for path in candidates:
-        if resolve(summary, path) is not MISSING:
-            return path
-    return None
-
-
-def number_leaves(obj: Any, prefix: str) -> Iterator[tuple[str, str, Any]]:
-    """(summary path, relative label, value) of every numeric leaf under ``obj`` (depth first)."""
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            yield from (
-                (path, f"{key}.{rel}" if rel else str(key), v)
-                for path, rel, v in number_leaves(value, join_path(prefix, key))
-            )
-    elif isinstance(obj, int | float) and not isinstance(obj, bool):
-        yield prefix, "", obj
-
-
-def scalar_leaves(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    """(summary path, value) of every scalar leaf (number, string, bool, None) under ``obj``."""
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            yield from scalar_leaves(value, join_path(prefix, key))
-    elif isinstance(obj, list) and not all(isinstance(v, str | int | float) for v in obj):
-        for i, value in enumerate(obj):
-            yield from scalar_leaves(value, join_path(prefix, i))
-    else:
-        yield prefix, obj
-
-
-def _num(summary: Mapping[str, Any], path: str | None) -> float | None:
-    value = resolve(summary, path) if path else MISSING
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def sim_runs(summary: Mapping[str, Any]) -> list[str]:
-    """Names of the simulation runs in summary order."""
-    return list(summary.get("simulate", {}))
+"""Accuracy rows before the hardware: label, short plot label, summary path."""
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -118,19 +71,17 @@ def accuracy_section(summary: Mapping[str, Any]) -> Section:
     labels: list[str] = []
     values: list[float | None] = []
     errors: list[float | None] = []
-    for name, short, candidates in ACCURACY_STAGES:
-        path = first_path(summary, candidates)
-        if path is not None:
+    for name, short, path in ACCURACY_STAGES:
+        if resolve(summary, path) is not MISSING:
             table.add([label(name), ref(summary, path, "pct"), Cell(None)])
             labels.append(short)
-            values.append(_num(summary, path))
+            values.append(number_at(summary, path))
             errors.append(None)
     for run in sim_runs(summary):
         base = join_path("simulate", run, "metrics")
-        mean = first_path(summary, [f"{base}.{k}" for k in MEAN_KEYS])
-        several = _num(summary, join_path("simulate", run, "setup", "runs")) not in (None, 0.0, 1.0)
-        std = first_path(summary, [f"{base}.{k}" for k in STD_KEYS]) if several else None
-        acc = mean or f"{base}.accuracy"
+        several = number_at(summary, join_path("simulate", run, "setup", "runs")) not in (None, 0.0, 1.0)
+        std = f"{base}.accuracy_std" if several else None
+        acc = f"{base}.accuracy_mean"
         table.add(
             [
                 label(f"simulated: {run}"),
@@ -139,8 +90,8 @@ def accuracy_section(summary: Mapping[str, Any]) -> Section:
             ]
         )
         labels.append(run)
-        values.append(_num(summary, acc))
-        errors.append(_num(summary, std))
+        values.append(number_at(summary, acc))
+        errors.append(number_at(summary, std))
     section = Section(
         "accuracy",
         "Accuracy at each stage",
@@ -162,13 +113,6 @@ def accuracy_section(summary: Mapping[str, Any]) -> Section:
         )
         section.figures.append(Figure("accuracy-stages", "Accuracy at each stage", png, sources=["accuracy"]))
     return section
-
-
-def _accuracy_ylim(values: Sequence[float | None]) -> tuple[float, float]:
-    """A y range that shows differences between accuracies near 1 (never below 0)."""
-    known = [v for v in values if v is not None]
-    low = min(known, default=0.0)
-    return max(0.0, low - 0.1 * (1.0 - low) - 0.01), 1.0
 
 
 def simulation_table(summary: Mapping[str, Any]) -> Table:
@@ -201,8 +145,7 @@ def simulation_table(summary: Mapping[str, Any]) -> Table:
             ("setup.limit", "int"),
         ]
         row = [label(run)] + [ref(summary, f"{base}.{p}", f) for p, f in fields]
-        mean = first_path(summary, [f"{base}.metrics.{k}" for k in MEAN_KEYS])
-        row.append(ref(summary, mean or f"{base}.metrics.accuracy", "pct"))
+        row.append(ref(summary, f"{base}.metrics.accuracy_mean", "pct"))
         row += [
             ref(summary, f"{base}.metrics.reference_accuracy", "pct"),
             ref(summary, f"{base}.metrics.prediction_agreement", "pct"),
@@ -303,7 +246,9 @@ def zero_skip_section(summary: Mapping[str, Any]) -> Section:
         )
         if not figures:
             series = {
-                rule: [_num(summary, join_path(dz, "layers", layer, f"saved_{rule}")) for layer in layers]
+                rule: [
+                    number_at(summary, join_path(dz, "layers", layer, f"saved_{rule}")) for layer in layers
+                ]
                 for rule in ("leading", "bitplane")
             }
             png = plots.grouped_bars(layers, series, "conversions skipped", f"Zero-skip savings ({run})")
@@ -354,7 +299,7 @@ def adc_clip_section(summary: Mapping[str, Any]) -> Section:
     if layer_names and runs:
         series = {
             run: [
-                _num(summary, join_path("simulate", run, "metrics", "adc_clip_rate", "layers", layer))
+                number_at(summary, join_path("simulate", run, "metrics", "adc_clip_rate", "layers", layer))
                 for layer in layer_names
             ]
             for run in runs
@@ -362,147 +307,6 @@ def adc_clip_section(summary: Mapping[str, Any]) -> Section:
         png = plots.grouped_bars(layer_names, series, "clip rate", "ADC clip rate per layer")
         section.figures.append(Figure("adc-clip", "ADC clip rate per layer", png, sources=["simulate"]))
     return section
-
-
-def cost_section(
-    summary: Mapping[str, Any],
-    estimate_prefix: str = "estimate",
-    ratio_prefix: str = "derived.estimate_ratios",
-    id_prefix: str = "",
-    title: str = "Area, power, energy and throughput",
-) -> Section:
-    """Cost-model figures of every architecture side by side, and their ratios to the baseline."""
-    estimates = resolve(summary, estimate_prefix)
-    archs = list(estimates) if isinstance(estimates, Mapping) else []
-    baseline = str(summary.get("baseline", archs[0] if archs else ""))
-    fmts: dict[str, Fmt] = {"energy_per_inference_j": "sci", "latency_s": "sci"}
-    table = Table(
-        f"{id_prefix}cost",
-        "Cost model per architecture",
-        ["architecture", *[lbl for _, lbl in COST_METRICS], "crossbars used", "chips"],
-    )
-    ratios = Table(
-        f"{id_prefix}cost-ratios",
-        f"Ratios to {baseline}",
-        ["architecture", *[lbl for _, lbl in COST_METRICS]],
-        note=f"Each figure divided by the same figure of {baseline} (for area, power, energy and latency "
-        "lower is better; for the others higher is better).",
-    )
-    for arch in archs:
-        base = join_path(estimate_prefix, arch)
-        table.add(
-            [label(arch)]
-            + [ref(summary, join_path(base, key), fmts.get(key, "float")) for key, _ in COST_METRICS]
-            + [
-                ref(summary, join_path(base, "crossbars_used"), "int"),
-                ref(summary, join_path(base, "chips"), "int"),
-            ]
-        )
-        rbase = join_path(ratio_prefix, arch)
-        ratios.add([label(arch)] + [ref(summary, join_path(rbase, key), "ratio") for key, _ in COST_METRICS])
-    section = Section(
-        f"{id_prefix}cost",
-        title,
-        paragraphs=[
-            "Cost-model estimates for the same compressed network on each architecture. Throughput "
-            "figures use the ops named in each estimate (dense-equivalent vs executed; see the assumptions)."
-        ],
-        tables=[table, ratios],
-    )
-    shown = ("fps", "gops_per_s_mm2", "gops_per_w", "energy_per_inference_j")
-    if archs:
-        names = dict(COST_METRICS)
-        series = {
-            names[key]: [_num(summary, join_path(ratio_prefix, arch, key)) for arch in archs] for key in shown
-        }
-        png = plots.grouped_bars(
-            archs, series, f"ratio to {baseline} (log)", f"Ratios to {baseline}", log=True, hline=1.0
-        )
-        section.figures.append(
-            Figure(f"{id_prefix}cost-ratios", f"Ratios to {baseline}", png, sources=[ratio_prefix])
-        )
-    return section
-
-
-def breakdown_section(
-    summary: Mapping[str, Any], estimate_prefix: str = "estimate", id_prefix: str = ""
-) -> Section:
-    """Area, power and energy of each architecture broken down by component (tables + stacked bars)."""
-    estimates = resolve(summary, estimate_prefix)
-    archs = list(estimates) if isinstance(estimates, Mapping) else []
-    quantities: list[str] = []
-    for arch in archs:
-        node = resolve(summary, join_path(estimate_prefix, arch, "breakdown"))
-        if isinstance(node, Mapping):
-            quantities += [q for q, v in node.items() if isinstance(v, Mapping) and q not in quantities]
-    section = Section(
-        f"{id_prefix}breakdown",
-        "Breakdown by component",
-        paragraphs=[
-            "Area, power and energy per inference of each architecture, by component, from the cost model."
-        ],
-    )
-    for quantity in quantities:
-        components: list[str] = []
-        for arch in archs:
-            node = resolve(summary, join_path(estimate_prefix, arch, "breakdown", quantity))
-            if isinstance(node, Mapping):
-                components += [c for c, v in node.items() if _is_num(v) and c not in components]
-        table = Table(f"{id_prefix}breakdown-{quantity}", f"{quantity} by component", ["component", *archs])
-        for comp in components:
-            table.add(
-                [label(comp)]
-                + [
-                    ref(summary, join_path(estimate_prefix, arch, "breakdown", quantity, comp), "sci")
-                    for arch in archs
-                ]
-            )
-        section.tables.append(table)
-        series = {
-            comp: [
-                _num(summary, join_path(estimate_prefix, arch, "breakdown", quantity, comp)) for arch in archs
-            ]
-            for comp in components
-        }
-        if components and quantity in CHARTED_BREAKDOWNS:
-            png = plots.stacked_bars(archs, series, quantity, f"{quantity} by component")
-            section.figures.append(
-                Figure(
-                    f"{id_prefix}breakdown-{quantity}",
-                    f"{quantity} by component",
-                    png,
-                    sources=[estimate_prefix],
-                )
-            )
-    return section
-
-
-def _is_num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def assumptions_section(summary: Mapping[str, Any], estimate_prefix: str = "estimate") -> Section:
-    """Every parameter behind the figures, the stated assumptions, and each architecture's own notes."""
-    params = Table("parameters", "Parameters", ["parameter", "value"])
-    for path, _value in scalar_leaves(summary.get("parameters", {}), "parameters"):
-        params.add([label(path.removeprefix("parameters.")), ref(summary, path, "text")])
-    stated = Table("assumptions", "Assumptions", ["source", "assumption"])
-    for i, _text in enumerate(summary.get("assumptions", [])):
-        stated.add([label("this run"), ref(summary, join_path("assumptions", i), "text")])
-    estimates = resolve(summary, estimate_prefix)
-    for arch in estimates if isinstance(estimates, Mapping) else {}:
-        for key in ("assumptions", "notes"):
-            node = resolve(summary, join_path(estimate_prefix, arch, key))
-            if node is MISSING:
-                continue
-            for path, _value in scalar_leaves(node, join_path(estimate_prefix, arch, key)):
-                stated.add([label(arch), ref(summary, path, "text")])
-    return Section(
-        "assumptions",
-        "Assumptions and parameters",
-        paragraphs=["Every setting that produced the figures above, and every assumption they rest on."],
-        tables=[params, stated],
-    )
 
 
 def stage_report(summary: dict[str, Any], intro: Sequence[str] = ()) -> Report:
