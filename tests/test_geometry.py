@@ -1,4 +1,4 @@
-"""Identities of the shared crossbar geometry (DESIGN.md, "Shared definitions")."""
+"""Identities of the shared crossbar geometry (docs/design.md, "Shared definitions")."""
 
 import pytest
 import torch

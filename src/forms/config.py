@@ -4,8 +4,9 @@ Every spec is a pydantic model that refuses unknown keys, validates each field o
 round-trips through YAML/JSON. Errors name the field, the value and the allowed range, so a
 malformed config file fails at load time instead of deep inside a run.
 
-Subsystems define their own specs (``forms.compress.spec``, ``forms.hw.spec``, ...) on top of
-:class:`Spec`; the crossbar geometry lives here because compression and hardware must agree on it.
+Subsystems define their own specs (``forms.compress.spec``, ``forms.sim.spec``, ``forms.cost.arch``,
+...) on top of :class:`Spec`; the crossbar geometry lives here because compression and hardware must
+agree on it.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def format_validation_error(exc: ValidationError, spec: type[BaseModel], source:
 
 
 class CrossbarSpec(Spec):
-    """Geometry of one ReRAM crossbar and how weights are laid on it (see DESIGN.md)."""
+    """Geometry of one ReRAM crossbar and how weights are laid on it (docs/design.md)."""
 
     rows: int = Field(128, ge=1, le=4096, description="Word lines (inputs) per crossbar.")
     cols: int = Field(128, ge=1, le=4096, description="Bit lines (outputs) per crossbar.")

@@ -1,7 +1,7 @@
 """THE definition of how a weight tensor becomes crossbar rows, columns and fragments.
 
-Imported by both ``forms.compress`` and ``forms.hw`` so that the fragments ADMM enforces are
-exactly the fragments the simulator and the cost model read (docs/design.md, "Shared definitions").
+Imported by ``forms.compress``, ``forms.sim`` and ``forms.cost`` so that the fragments ADMM enforces
+are exactly the fragments the simulator and the cost model read (docs/design.md, "Shared definitions").
 How many crossbars a matrix takes depends on the encoding: see :mod:`forms.encoding`.
 
 - Crossbar matrix of a layer: ``Linear(in, out)`` -> ``W.T`` of shape (in, out);

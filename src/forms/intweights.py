@@ -2,8 +2,8 @@
 
 A compressed model is a float PyTorch model whose mapped layers hold ``scale * weight_int``,
 plus one :class:`IntegerLayer` per mapped layer. ``forms.compress`` produces them,
-``forms.hw`` consumes them (it never imports ``forms.compress``), and ``forms export`` writes
-them to an ``.npz`` that anyone can check without our code. All three sign encodings store the
+``forms.sim`` and ``forms.cost`` consume them (neither imports ``forms.compress``), and ``forms export``
+writes them to an ``.npz`` that anyone can check without our code. All three sign encodings store the
 SAME integers, so accuracy differences between encodings come only from the hardware.
 """
 

@@ -4,7 +4,7 @@ File layout (numpy ``.npz``, readable with ``numpy.load(path)``, no pickles):
 
 - metadata scalars ``fragment_size`` (R), ``weight_bits`` (b), ``crossbar_rows``, ``crossbar_cols``,
   and ``layers``: the mapped layer names in order;
-- per layer ``<layer>.weight_int``: signed integers (int32) in crossbar-matrix layout as DESIGN.md
+- per layer ``<layer>.weight_int``: signed integers (int32) in crossbar-matrix layout as docs/design.md
   defines it, shape (rows, cols) (rows = inputs in PyTorch's (c, i, j) order, cols = outputs), or
   (groups, rows, cols) for a grouped convolution; ``<layer>.scale``: float32 step, shape () per
   layer or (cols,) / (groups, cols) per output channel; ``<layer>.fragment_size``: the R this

@@ -40,7 +40,7 @@ COST_METRICS: tuple[tuple[str, str], ...] = (
 """estimate.json fields set side by side in the report, with their labels (issue 5)."""
 
 ZERO_SKIP_RULES: tuple[str, ...] = ("leading", "bitplane")
-"""Zero-skip rules the simulator counts (DESIGN.md)."""
+"""Zero-skip rules the simulator counts (docs/design.md)."""
 
 
 def machine_description() -> str:
