@@ -32,8 +32,9 @@ from _report import GPU_BASELINE_DROP, TARGET_DROP, machine_line, residual_layer
 from forms.compress.admm import init_state, penalty_fn
 from forms.compress.constraints import layer_constraints
 from forms.compress.export import check_npz, export_npz
-from forms.compress.pipeline import compress, saved_run_config
+from forms.compress.pipeline import compress
 from forms.compress.spec import CompressSpec
+from forms.compress.state import saved_run_config
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
 from forms.nn.data import load_dataset
 from forms.nn.train import EpochLoader, train_epoch
@@ -45,7 +46,7 @@ PRUNE_RATIOS = (0.5, 0.7, 0.85)
 def run(args: argparse.Namespace, name: str, spec: CompressSpec) -> dict[str, Any]:
     """Compress (or reuse) one configuration under ``args.out/name``."""
     spec = spec.replace(train_subset=args.train_subset)
-    return compress(spec, args.checkpoint, Path(args.out) / name, resume=True, progress=False)
+    return compress(spec, args.checkpoint, Path(args.out) / name, resume=True, progress=False).to_dict()
 
 
 def sweep(args: argparse.Namespace) -> None:

@@ -47,7 +47,7 @@ def run(name: str, resume: bool) -> dict[str, Any]:
     """Train one task; return its metrics plus the machine load seen before and after."""
     spec, out, _, _, _ = TASKS[name]
     load_before = os.getloadavg()
-    metrics = train(spec, ROOT / out, resume=resume)
+    metrics = train(spec, ROOT / out, resume=resume).to_dict()
     metrics["load_before"] = load_before
     metrics["load_after"] = os.getloadavg()
     return metrics

@@ -11,9 +11,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compress_helpers import make_float_checkpoint, tiny_spec
-from forms.compress import pipeline
+from forms.compress import phases, pipeline, state
 from forms.compress.admm import grow_rho, init_state, penalty_fn, projected_weights, zu_step
 from forms.compress.constraints import layer_constraints
+from forms.compress.result import CompressResult
 from forms.compress.retrain import attach, bake, load_projected
 from forms.compress.spec import CompressSpec
 from forms.errors import CheckpointError, ConfigError, UnsupportedLayerError
@@ -183,23 +184,28 @@ def test_pipeline_end_to_end_and_resume_is_bit_identical(
     ckpt, data_dir = float_ckpt
     spec = tiny_spec(data_dir, prune={"ratio": 0.5})
     full = pipeline.compress(spec, ckpt, tmp_path / "full", progress=False)
-    assert full["fragments_mixed_sign"] == 0 and full["fragments_total"] > 0
-    f = full["crossbars"]["factors"]
+    assert full.fragments_mixed_sign == 0 and full.fragments_total > 0
+    f = full.crossbars["factors"]
     assert f["pruning"] * f["quantization"] * f["polarization"] == pytest.approx(f["total"])
-    assert len(full["admm"]["history"]) == 2
-    assert set(full["admm"]["history"][0]["residuals"]) == {c["name"] for c in full["layers"]}
+    assert len(full.admm.history) == 2
+    assert set(full.admm.history[0].residuals) == {c.name for c in full.layers}
     written = json.loads((tmp_path / "full" / "metrics.json").read_text())
-    assert written["accuracy_after"] == full["accuracy_after"]
+    assert written["accuracy_after"] == full.accuracy_after
+    assert list(written) == list(full.to_dict())
+    assert CompressResult.from_dict(full.to_dict()) == full
+    old = full.to_dict()  # metrics.json of a run from before validation hold-outs
+    del old["retrain"]["validation_images"], old["retrain"]["selected_epoch"]
+    assert CompressResult.from_dict(old) == full
     saved = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     assert saved["stage"] == "compressed" and "Z" in saved["admm"]
     model = model_from_checkpoint(saved)
     for layer in integer_layers_from_checkpoint(saved):
         assert torch.equal(model.get_submodule(layer.name).weight.detach(), layer.dequantized_weight())
-    assert not (tmp_path / "full" / pipeline.STATE_NAME).exists()
+    assert not (tmp_path / "full" / state.STATE_NAME).exists()
 
     # interrupt during ADMM round 2, then during retraining; each resume reaches identical weights
     calls = {"n": 0}
-    real_zu = pipeline.zu_step
+    real_zu = phases.zu_step
 
     def failing_zu(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -207,23 +213,23 @@ def test_pipeline_end_to_end_and_resume_is_bit_identical(
             raise KeyboardInterrupt
         return real_zu(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "zu_step", failing_zu)
+    monkeypatch.setattr(phases, "zu_step", failing_zu)
     with pytest.raises(KeyboardInterrupt):
         pipeline.compress(spec, ckpt, tmp_path / "cut", progress=False)
-    assert (tmp_path / "cut" / pipeline.STATE_NAME).is_file()
+    assert (tmp_path / "cut" / state.STATE_NAME).is_file()
     assert not (tmp_path / "cut" / "checkpoint.pt").exists()
     with pytest.raises(ConfigError, match="--resume"):
         pipeline.compress(spec, ckpt, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(pipeline, "zu_step", real_zu)
+    monkeypatch.setattr(phases, "zu_step", real_zu)
     with pytest.raises(ConfigError, match="settings differ"):
         pipeline.compress(spec.replace(seed=5), ckpt, tmp_path / "cut", resume=True, progress=False)
     resumed = pipeline.compress(spec, ckpt, tmp_path / "cut", resume=True, progress=False)
-    assert resumed["accuracy_after"] == full["accuracy_after"]
+    assert resumed.accuracy_after == full.accuracy_after
     a = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state_dict"]
     for key, value in saved["state_dict"].items():
         assert torch.equal(a[key], value), key
     again = pipeline.compress(spec, ckpt, tmp_path / "cut", resume=True, progress=False)  # finished: reused
-    assert again["accuracy_after"] == resumed["accuracy_after"]
+    assert again.accuracy_after == resumed.accuracy_after
 
 
 def test_validation_split_keeps_the_best_epoch_and_resumes(
@@ -236,14 +242,14 @@ def test_validation_split_keeps_the_best_epoch_and_resumes(
         validation_images=held,
         schedule={"retrain_epochs": 4, "weight_decay": 1e-4, "retrain_weight_decay": 0.0},
     )
-    real_eval, real_train, real_opt = pipeline.evaluate, pipeline.train_epoch, pipeline._optimizer
+    real_eval, real_train, real_opt = phases.evaluate, phases.train_epoch, phases.phase_optimizer
     decays: list[float] = []
 
     def recording_opt(spec, model, lr, weight_decay):  # type: ignore[no-untyped-def]
         decays.append(weight_decay)
         return real_opt(spec, model, lr, weight_decay)
 
-    monkeypatch.setattr(pipeline, "_optimizer", recording_opt)
+    monkeypatch.setattr(phases, "phase_optimizer", recording_opt)
 
     def scripted(values: list[float]):  # type: ignore[no-untyped-def]
         """evaluate() that answers the validation set from ``values`` in turn and measures the rest."""
@@ -255,14 +261,15 @@ def test_validation_split_keeps_the_best_epoch_and_resumes(
         return fake
 
     script = [0.5, 0.7, 0.7, 0.6]  # best at epochs 2 and 3: the tie goes to the later epoch
-    monkeypatch.setattr(pipeline, "evaluate", scripted(script))
+    monkeypatch.setattr(phases, "evaluate", scripted(script))
     full = pipeline.compress(spec, ckpt, tmp_path / "full", progress=False)
-    history = full["retrain"]["history"]
-    assert [h["validation_accuracy"] for h in history] == script
-    assert full["retrain"]["selected_epoch"] == 3 and full["retrain"]["validation_images"] == held
+    history = full.retrain.history
+    assert [h.validation_accuracy for h in history] == script
+    assert CompressResult.from_dict(full.to_dict()) == full
+    assert full.retrain.selected_epoch == 3 and full.retrain.validation_images == held
     # the baked model is the epoch-3 model: its test accuracy is the one measured after epoch 3
-    assert full["accuracy_after"] == history[2]["accuracy"]
-    assert full["fragments_mixed_sign"] == 0
+    assert full.accuracy_after == history[2].accuracy
+    assert full.fragments_mixed_sign == 0
     assert decays == [1e-4, 0.0]  # the W-step's weight decay, then retraining's own
 
     # interrupted in retraining epoch 4 (train_epoch call 2 ADMM + 4 retraining), then resumed
@@ -274,13 +281,13 @@ def test_validation_split_keeps_the_best_epoch_and_resumes(
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "evaluate", scripted(script))
-    monkeypatch.setattr(pipeline, "train_epoch", failing_train)
+    monkeypatch.setattr(phases, "evaluate", scripted(script))
+    monkeypatch.setattr(phases, "train_epoch", failing_train)
     with pytest.raises(KeyboardInterrupt):
         pipeline.compress(spec, ckpt, tmp_path / "cut", progress=False)
     resumed = pipeline.compress(spec, ckpt, tmp_path / "cut", resume=True, progress=False)
-    assert resumed["retrain"]["selected_epoch"] == 3
-    assert resumed["accuracy_after"] == full["accuracy_after"]
+    assert resumed.retrain.selected_epoch == 3
+    assert resumed.accuracy_after == full.accuracy_after
     a = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["state_dict"]
     for key, value in load_checkpoint(tmp_path / "full" / "checkpoint.pt")["state_dict"].items():
         assert torch.equal(a[key], value), key
@@ -292,11 +299,11 @@ def test_validation_split_keeps_the_best_epoch_and_resumes(
 
 def test_settings_saved_before_a_field_existed_resume_at_its_default() -> None:
     spec = CompressSpec.from_dict({"schedule": {"retrain_epochs": 2}})
-    now = pipeline._run_config(spec)
+    now = state.run_config(spec)
     old = {k: v for k, v in now.items() if k != "validation_images"}
     old["schedule"] = {k: v for k, v in now["schedule"].items() if k != "retrain_weight_decay"}
-    assert pipeline.saved_run_config(old) == now
-    assert pipeline.saved_run_config(old) != pipeline._run_config(spec.replace(validation_images=10))
+    assert state.saved_run_config(old) == now
+    assert state.saved_run_config(old) != state.run_config(spec.replace(validation_images=10))
 
 
 def test_compressed_checkpoint_is_refused_as_input(float_ckpt: tuple[Path, Path], tmp_path: Path) -> None:
@@ -315,13 +322,13 @@ def test_channels_last_compression_keeps_every_constraint(
     spec = tiny_spec(data_dir, prune={"ratio": 0.5}, schedule={"admm_rounds": 1})
     plain = pipeline.compress(spec, ckpt, tmp_path / "nchw", progress=False)
     last = pipeline.compress(spec.replace(channels_last=True), ckpt, tmp_path / "nhwc", progress=False)
-    assert last["fragments_mixed_sign"] == 0 and last["fragments_total"] == plain["fragments_total"]
+    assert last.fragments_mixed_sign == 0 and last.fragments_total == plain.fragments_total
     # the same float model; rounding may flip one borderline test image
-    assert abs(last["accuracy_before"] - plain["accuracy_before"]) <= 1 / 128
+    assert abs(last.accuracy_before - plain.accuracy_before) <= 1 / 128
     saved = load_checkpoint(tmp_path / "nhwc" / "checkpoint.pt")
     model = model_from_checkpoint(saved)
     for layer in integer_layers_from_checkpoint(saved):
         assert torch.equal(model.get_submodule(layer.name).weight.detach(), layer.dequantized_weight())
     # the memory order is an execution choice: a run resumes under the other one
     again = pipeline.compress(spec, ckpt, tmp_path / "nhwc", resume=True, progress=False)
-    assert again["accuracy_after"] == last["accuracy_after"]
+    assert again.accuracy_after == last.accuracy_after

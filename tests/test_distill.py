@@ -59,7 +59,7 @@ def test_pipeline_retrains_with_distillation(tmp_path: Path) -> None:
     ckpt, data_dir = make_float_checkpoint(tmp_path)
     spec = tiny_spec(data_dir, schedule={"admm_rounds": 1, "distill_weight": 0.7, "distill_temperature": 3.0})
     m = pipeline.compress(spec, ckpt, tmp_path / "kd", progress=False)
-    assert m["fragments_mixed_sign"] == 0 and m["config"]["schedule"]["distill_weight"] == 0.7
+    assert m.fragments_mixed_sign == 0 and m.config["schedule"]["distill_weight"] == 0.7
     plain = pipeline.compress(
         spec.replace(schedule=spec.schedule.replace(distill_weight=0.0)),
         ckpt,
@@ -67,5 +67,5 @@ def test_pipeline_retrains_with_distillation(tmp_path: Path) -> None:
         progress=False,
     )
     # the ADMM phase is identical; only the retraining loss differs
-    assert m["accuracy_projected"] == plain["accuracy_projected"]
-    assert m["retrain"]["history"][0]["loss"] != plain["retrain"]["history"][0]["loss"]
+    assert m.accuracy_projected == plain.accuracy_projected
+    assert m.retrain.history[0].loss != plain.retrain.history[0].loss

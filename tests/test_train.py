@@ -63,7 +63,10 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def test_train_writes_metrics_and_learns(data_root: Path, tmp_path: Path) -> None:
     metrics = T.train(_spec(data_root, epochs=4), tmp_path, progress=False)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved == json.loads(json.dumps(metrics))
+    assert saved == json.loads(json.dumps(metrics.to_dict()))
+    assert list(saved) == list(metrics.to_dict())
+    assert T.TrainResult.from_dict(metrics.to_dict()) == metrics
+    assert T.TrainResult.from_dict(saved) == metrics
     assert saved["epochs"] == 4 and saved["seed"] == 0 and len(saved["per_epoch"]) == 4
     assert 0.0 <= saved["test_accuracy"] <= 1.0 and saved["train_seconds"] > 0
     assert saved["test_accuracy"] > 0.5  # the bar-position task is easy; chance is 0.1
@@ -110,12 +113,10 @@ def test_resume_after_interruption_is_bit_identical(
     resumed = T.train(spec, tmp_path / "cut", resume=True, progress=False)
     assert _equal(_weights(tmp_path / "full"), _weights(tmp_path / "cut"))
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
-    assert [h["test_accuracy"] for h in resumed["per_epoch"]] == [
-        h["test_accuracy"] for h in full["per_epoch"]
-    ]
+    assert [h.test_accuracy for h in resumed.per_epoch] == [h["test_accuracy"] for h in full["per_epoch"]]
     # A finished run resumes to the same result without training again.
     again = T.train(spec, tmp_path / "cut", resume=True, progress=False)
-    assert again["per_epoch"] == resumed["per_epoch"]
+    assert again.per_epoch == resumed.per_epoch
 
 
 def test_resume_with_another_config_is_refused(data_root: Path, tmp_path: Path) -> None:
@@ -211,3 +212,25 @@ def test_place_model_channels_last_runs_convolutions_in_nhwc() -> None:
     assert placed[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, want)
+
+
+def test_result_of_a_run_from_before_cpu_time_was_measured_reads_back() -> None:
+    epoch = {"epoch": 1, "loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.75, "seconds": 2.0}
+    old = {
+        "model": "lenet5",
+        "dataset": "mnist",
+        "test_accuracy": 0.75,
+        "epochs": 1,
+        "seed": 0,
+        "train_seconds": 2.0,
+        "mean_epoch_seconds": 2.0,
+        "parameters": 100,
+        "world_size": 1,
+        "torch_threads": 1,
+        "checkpoint": "checkpoint.pt",
+        "per_epoch": [{**epoch, "eval_seconds": 0.1, "lr": 0.01}],
+        "config": {},
+    }
+    result = T.TrainResult.from_dict(old)
+    assert result.mean_epoch_cpu_seconds == 0.0 and result.per_epoch[0].cpu_seconds is None
+    assert result.to_dict()["per_epoch"] == old["per_epoch"]  # no cpu_seconds invented per epoch

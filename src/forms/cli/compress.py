@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from forms.cli.app import app
+from forms.compress.result import RetrainSummary
 from forms.compress.spec import CompressSpec
 from forms.config import load_yaml_mapping
 from forms.nn import distributed
@@ -80,27 +81,25 @@ def compress_cmd(
     spec = base.with_overrides(overrides)
     m = compress(spec, checkpoint, out, resume=resume, progress=not quiet)
     if distributed.is_main():
-        f = m["crossbars"]["factors"]
+        f = m.crossbars["factors"]
         Console().print(
-            f"{m['model']} R={m['fragment_size']} {m['weight_bits']}-bit: accuracy "
-            f"{m['accuracy_before']:.4f} -> {m['accuracy_after']:.4f} (ADMM {m['accuracy_admm']:.4f}, "
-            f"projected {m['accuracy_projected']:.4f}{_kept_epoch(m['retrain'])}); "
-            f"mixed-sign fragments {m['fragments_mixed_sign']}/{m['fragments_total']}, sparsity "
-            f"{m['sparsity']:.3f}; crossbars {m['crossbars']['dense_32bit']} -> "
-            f"{m['crossbars']['final']['polarized']} (x{f['total']:.2f} = pruning {f['pruning']:.2f} x "
+            f"{m.model} R={m.fragment_size} {m.weight_bits}-bit: accuracy "
+            f"{m.accuracy_before:.4f} -> {m.accuracy_after:.4f} (ADMM {m.accuracy_admm:.4f}, "
+            f"projected {m.accuracy_projected:.4f}{_kept_epoch(m.retrain)}); "
+            f"mixed-sign fragments {m.fragments_mixed_sign}/{m.fragments_total}, sparsity "
+            f"{m.sparsity:.3f}; crossbars {m.crossbars['dense_32bit']} -> "
+            f"{m.crossbars['final']['polarized']} (x{f['total']:.2f} = pruning {f['pruning']:.2f} x "
             f"quantization {f['quantization']:.2f} x polarization {f['polarization']:.2f}); "
             f"results in {out}/metrics.json",
             highlight=False,
         )
 
 
-def _kept_epoch(retrain: dict[str, Any]) -> str:
+def _kept_epoch(retrain: RetrainSummary) -> str:
     """', retraining epoch e of K kept by validation accuracy' when a validation set chose it."""
-    if not retrain.get("validation_images"):
+    if not retrain.validation_images:
         return ""
-    return (
-        f", retraining epoch {retrain['selected_epoch']} of {retrain['epochs']} kept by validation accuracy"
-    )
+    return f", retraining epoch {retrain.selected_epoch} of {retrain.epochs} kept by validation accuracy"
 
 
 @app.command("export")

@@ -76,11 +76,11 @@ def train_cmd(
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     spec = TrainSpec.from_dict(values, source=str(config) if config else "command line")
-    metrics = train(spec, out, resume=resume, progress=not quiet)
+    result = train(spec, out, resume=resume, progress=not quiet)
     if distributed.is_main():
         Console().print(
-            f"{spec.model} on {spec.dataset}: test accuracy {metrics['test_accuracy']:.4f} after "
-            f"{metrics['epochs']} epochs ({metrics['mean_epoch_seconds']:.1f} s/epoch); "
+            f"{spec.model} on {spec.dataset}: test accuracy {result.test_accuracy:.4f} after "
+            f"{result.epochs} epochs ({result.mean_epoch_seconds:.1f} s/epoch); "
             f"results in {out}/metrics.json",
             highlight=False,
         )

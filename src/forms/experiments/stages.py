@@ -52,7 +52,7 @@ def train_stage(out_dir: str | Path, progress: bool = True, **spec: Any) -> dict
     from forms.nn.train import TrainSpec, train
 
     train_spec = TrainSpec.from_dict(spec, source="train stage")
-    return run_once(out_dir, lambda: train(train_spec, out_dir, resume=True, progress=progress))
+    return run_once(out_dir, lambda: train(train_spec, out_dir, resume=True, progress=progress).to_dict())
 
 
 def compress_stage(
@@ -67,7 +67,8 @@ def compress_stage(
 
     compress_spec = CompressSpec.from_dict(spec, source="compress stage")
     return run_once(
-        out_dir, lambda: compress(compress_spec, checkpoint, out_dir, resume=True, progress=progress)
+        out_dir,
+        lambda: compress(compress_spec, checkpoint, out_dir, resume=True, progress=progress).to_dict(),
     )
 
 

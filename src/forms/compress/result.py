@@ -1,0 +1,292 @@
+"""The result of a compression run: :class:`CompressResult`, written as ``metrics.json``.
+
+:func:`build_result` assembles it from what the run measured and the baked integer weights;
+:meth:`CompressResult.to_dict` is the exact ``metrics.json`` content and
+:meth:`CompressResult.from_dict` reads one back (also one written by an earlier version).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from forms.compress.admm import ADMMState
+from forms.compress.counting import crossbar_report, fragment_totals, sparsity
+from forms.compress.projections import LayerConstraint
+from forms.compress.spec import CompressSpec
+from forms.intweights import IntegerLayer
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.json"
+
+
+def _field_values(record: Any) -> dict[str, Any]:
+    """``{field name: value}`` of a dataclass instance, in field order, nested values as they are."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One mapped layer's constraint and the integer weights it ended with."""
+
+    name: str
+    weight_shape: list[int]
+    fragment_size: int
+    prune_ratio: float
+    sparsity: float
+    max_abs_int: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The layer's ``metrics.json`` record."""
+        return _field_values(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerRecord:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class AdmmRound:
+    """One ADMM round: rho during it, last W-step loss, epoch times, residuals ||W-Z||/||W||, accuracy."""
+
+    round: int
+    rho: float
+    loss: float
+    wstep_epoch_seconds: list[float]
+    residuals: dict[str, float]
+    residual_max: float
+    accuracy: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The round's ``metrics.json`` record (also its record in the ADMM state)."""
+        return _field_values(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AdmmRound:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class AdmmSummary:
+    """The ADMM phase: rounds done, the final rho and one record per round."""
+
+    rounds: int
+    final_rho: float
+    history: list[AdmmRound]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``admm`` entry of ``metrics.json``."""
+        return {
+            "rounds": self.rounds,
+            "final_rho": self.final_rho,
+            "history": [r.to_dict() for r in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AdmmSummary:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["rounds"], d["final_rho"], [AdmmRound.from_dict(r) for r in d["history"]])
+
+    @classmethod
+    def from_state(cls, admm: ADMMState) -> AdmmSummary:
+        """The summary of the ADMM phase whose final state is ``admm``."""
+        return cls(admm.round, admm.rho, [AdmmRound.from_dict(r) for r in admm.history])
+
+
+@dataclass(frozen=True)
+class RetrainEpoch:
+    """One masked-retraining epoch: mean loss, wall seconds, test (and validation) accuracy."""
+
+    epoch: int
+    loss: float
+    seconds: float
+    accuracy: float
+    validation_accuracy: float | None = None
+    """Accuracy on the held-out training images; None (and absent from the record) without them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The epoch's ``metrics.json`` record (also its record in the retraining state)."""
+        d = _field_values(self)
+        if self.validation_accuracy is None:
+            del d["validation_accuracy"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RetrainEpoch:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["epoch"], d["loss"], d["seconds"], d["accuracy"], d.get("validation_accuracy"))
+
+
+@dataclass(frozen=True)
+class RetrainSummary:
+    """The masked-retraining phase: epochs run, their records, and the epoch whose weights were kept."""
+
+    epochs: int
+    history: list[RetrainEpoch]
+    validation_images: int
+    selected_epoch: int
+    """The epoch of best validation accuracy with held-out images, else the last epoch."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``retrain`` entry of ``metrics.json``."""
+        return {
+            "epochs": self.epochs,
+            "history": [e.to_dict() for e in self.history],
+            "validation_images": self.validation_images,
+            "selected_epoch": self.selected_epoch,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RetrainSummary:
+        """Inverse of :meth:`to_dict`; a record from before validation hold-outs kept its last epoch."""
+        return cls(
+            epochs=d["epochs"],
+            history=[RetrainEpoch.from_dict(e) for e in d["history"]],
+            validation_images=d.get("validation_images", 0),
+            selected_epoch=d.get("selected_epoch", d["epochs"]),
+        )
+
+    @classmethod
+    def from_state(cls, retrain_state: dict[str, Any], validation_images: int) -> RetrainSummary:
+        """The summary of a finished retraining state (its ``best`` epoch, if any, was kept)."""
+        best = retrain_state.get("best")
+        return cls(
+            epochs=retrain_state["epoch"],
+            history=[RetrainEpoch.from_dict(e) for e in retrain_state["history"]],
+            validation_images=validation_images,
+            selected_epoch=best["epoch"] if best is not None else retrain_state["epoch"],
+        )
+
+
+_NESTED = ("layers", "admm", "retrain")
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    """What ``forms compress`` reports (``metrics.json``): accuracies, constraint checks, crossbar counts.
+
+    ``crossbars``, ``crossbar_geometry`` and ``crossbar_layers`` are the tables of
+    :func:`forms.compress.counting.crossbar_report` (totals and factors, crossbar size, per layer);
+    ``config`` is the full :class:`CompressSpec` as JSON.
+    """
+
+    model: str
+    dataset: str
+    source_checkpoint: str
+    accuracy_before: float
+    accuracy_admm: float
+    accuracy_projected: float
+    accuracy_after: float
+    accuracy_drop_points: float
+    fragment_size: int
+    weight_bits: int
+    fragments_total: int
+    fragments_mixed_sign: int
+    unpolarized_layers: list[str]
+    sparsity: float
+    crossbars: dict[str, Any]
+    crossbar_geometry: dict[str, int]
+    crossbar_layers: list[dict[str, Any]]
+    layers: list[LayerRecord]
+    admm: AdmmSummary
+    retrain: RetrainSummary
+    bn_recalibrated: bool
+    world_size: int
+    torch_threads: int
+    checkpoint: str
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``metrics.json`` content, key for key in the order it is written."""
+        d = _field_values(self)
+        d["layers"] = [layer.to_dict() for layer in self.layers]
+        d["admm"] = self.admm.to_dict()
+        d["retrain"] = self.retrain.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompressResult:
+        """A result read back from ``metrics.json`` (one written by an earlier version included)."""
+        plain = {f.name: d[f.name] for f in fields(cls) if f.name not in _NESTED}
+        return cls(
+            **plain,
+            layers=[LayerRecord.from_dict(layer) for layer in d["layers"]],
+            admm=AdmmSummary.from_dict(d["admm"]),
+            retrain=RetrainSummary.from_dict(d["retrain"]),
+        )
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a compression run measured, apart from its baked integer weights."""
+
+    model: str
+    dataset: str
+    source_checkpoint: str
+    world_size: int
+    accuracy_before: float
+    accuracy_admm: float
+    accuracy_projected: float
+    accuracy_after: float
+    bn_recalibrated: bool
+    admm: AdmmSummary
+    retrain: RetrainSummary
+
+
+def _layer_records(constraints: list[LayerConstraint], ints: dict[str, torch.Tensor]) -> list[LayerRecord]:
+    """One record per constrained layer, of its integer weights ``ints[name]``."""
+    return [
+        LayerRecord(
+            name=c.name,
+            weight_shape=list(c.weight_shape),
+            fragment_size=c.integer_fragment_size,
+            prune_ratio=c.prune_ratio,
+            sparsity=float((ints[c.name] == 0).float().mean()),
+            max_abs_int=int(ints[c.name].abs().max()),
+        )
+        for c in constraints
+    ]
+
+
+def build_result(
+    spec: CompressSpec, constraints: list[LayerConstraint], layers: list[IntegerLayer], run: RunOutcome
+) -> CompressResult:
+    """The result of ``run``: its measurements, constraint checks, crossbar counts and factors."""
+    ints = {layer.name: layer.weight_int for layer in layers}
+    polarized = [c for c in constraints if c.fragment_size is not None]
+    r = spec.crossbar.fragment_size
+    total, mixed = fragment_totals({c.name: ints[c.name] for c in polarized}, {c.name: r for c in polarized})
+    report = crossbar_report(ints, spec.quant.weight_bits, spec.crossbar)
+    per_layer = report.pop("layers")
+    geometry = report.pop("crossbar")
+    return CompressResult(
+        model=run.model,
+        dataset=run.dataset,
+        source_checkpoint=run.source_checkpoint,
+        accuracy_before=run.accuracy_before,
+        accuracy_admm=run.accuracy_admm,
+        accuracy_projected=run.accuracy_projected,
+        accuracy_after=run.accuracy_after,
+        accuracy_drop_points=100.0 * (run.accuracy_before - run.accuracy_after),
+        fragment_size=r,
+        weight_bits=spec.quant.weight_bits,
+        fragments_total=total,
+        fragments_mixed_sign=mixed,
+        unpolarized_layers=[c.name for c in constraints if c.fragment_size is None],
+        sparsity=sparsity(ints),
+        crossbars=report,
+        crossbar_geometry=geometry,
+        crossbar_layers=per_layer,
+        layers=_layer_records(constraints, ints),
+        admm=run.admm,
+        retrain=run.retrain,
+        bn_recalibrated=run.bn_recalibrated,
+        world_size=run.world_size,
+        torch_threads=torch.get_num_threads(),
+        checkpoint=CHECKPOINT_NAME,
+        config=spec.model_dump(mode="json"),
+    )

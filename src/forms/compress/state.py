@@ -1,0 +1,173 @@
+"""Resumable state of a compression run: the run directory's files, ``compress_state.pt`` and its checks.
+
+A run saves its whole state (weights, Z, U, rho, round, optimizer, frozen masks) after every ADMM
+round and retraining epoch (:class:`StateWriter`). Before one continues from it, or reuses a
+finished run, the saved float model (:func:`fingerprint`) and settings (:func:`run_config`) must be
+those of the new call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from forms.compress.admm import ADMMState
+from forms.compress.projections import Projection
+from forms.compress.result import CHECKPOINT_NAME, METRICS_NAME
+from forms.compress.spec import CompressSpec
+from forms.errors import CheckpointError, ConfigError
+from forms.io import atomic_write
+from forms.nn import distributed as D
+from forms.nn.checkpoint import load_checkpoint
+from forms.nn.train_spec import EXECUTION_KEYS
+
+STATE_NAME = "compress_state.pt"
+STATE_FORMAT = "forms-compress-state"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of a compression run directory."""
+
+    out: Path
+    state: Path
+    checkpoint: Path
+    metrics: Path
+
+    @classmethod
+    def under(cls, out_dir: str | Path) -> RunPaths:
+        """The files of the run directory ``out_dir``."""
+        out = Path(out_dir)
+        return cls(out, out / STATE_NAME, out / CHECKPOINT_NAME, out / METRICS_NAME)
+
+
+def fingerprint(state_dict: dict[str, Any]) -> str:
+    """SHA-256 of a state dict's names, shapes and bytes: identifies the float model compressed."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if isinstance(t, torch.Tensor):
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def run_config(spec: CompressSpec) -> dict[str, Any]:
+    """The settings that define what a run computes (``spec`` as JSON without the execution keys)."""
+    return {k: v for k, v in spec.model_dump(mode="json").items() if k not in EXECUTION_KEYS}
+
+
+def saved_run_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config saved by an earlier version, completed with the defaults of fields added since.
+
+    So a run started before a new setting existed still resumes (and compares equal) when the
+    setting is left at its default, which reproduces the old behaviour.
+    """
+    return run_config(CompressSpec.from_dict(config, source="the saved compression settings"))
+
+
+def check_resumable(
+    saved: dict[str, Any], spec: CompressSpec, model_record: dict[str, Any], source_fp: str, path: Path
+) -> None:
+    """Raise unless the state ``saved`` (read from ``path``) is of this float model and these settings."""
+    if saved.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a compression state file; remove it or choose another --out")
+    if saved["model"] != model_record or saved["source_fingerprint"] != source_fp:
+        raise CheckpointError(
+            f"{path} belongs to a different float model ({saved['model'].get('name')}); "
+            "resume with the checkpoint it was started from, or choose another --out"
+        )
+    then, now = saved_run_config(saved["config"]), run_config(spec)
+    if then != now:
+        diffs = [k for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k)]
+        raise ConfigError(
+            f"cannot resume {path}: its compression settings differ in {', '.join(diffs)}; "
+            "use the same options or a new --out directory"
+        )
+
+
+def check_finished_run(paths: RunPaths, spec: CompressSpec, source_fp: str) -> None:
+    """Raise unless the finished run in ``paths`` compressed the same float model with the same settings."""
+    done = load_checkpoint(paths.checkpoint)
+    same = saved_run_config(done.get("compression") or {}) == run_config(spec)
+    if not same or done.get("source_fingerprint") != source_fp:
+        raise CheckpointError(
+            f"{paths.checkpoint} was compressed from another model or with other settings; "
+            "choose another --out"
+        )
+
+
+def load_saved_state(
+    paths: RunPaths, spec: CompressSpec, model_record: dict[str, Any], source_fp: str, resume: bool
+) -> dict[str, Any] | None:
+    """The checked state of an unfinished run in ``paths``, or None when there is none.
+
+    Raises :class:`ConfigError` when there is one and ``resume`` is false.
+    """
+    if paths.state.exists() and not resume:
+        raise ConfigError(
+            f"{paths.out} holds an unfinished compression; pass --resume to continue it "
+            "or choose another --out"
+        )
+    if not paths.state.is_file():
+        return None
+    saved: dict[str, Any] = torch.load(paths.state, map_location="cpu", weights_only=True)
+    check_resumable(saved, spec, model_record, source_fp, paths.state)
+    return saved
+
+
+def projection_state(projections: dict[str, Projection]) -> dict[str, Any]:
+    """The frozen masks, signs, scales and integers of ``projections`` as plain tensors for ``torch.save``."""
+    return {
+        name: {
+            "keep": p.keep,
+            "signs": p.signs,
+            "scale": p.scale,
+            "matrix": p.matrix,
+            "weight_int": p.weight_int,
+        }
+        for name, p in projections.items()
+    }
+
+
+def projections_from_state(state: dict[str, Any]) -> dict[str, Projection]:
+    """Inverse of :func:`projection_state`."""
+    return {
+        name: Projection(
+            matrix=s["matrix"], weight_int=s["weight_int"], scale=s["scale"], keep=s["keep"], signs=s["signs"]
+        )
+        for name, s in state.items()
+    }
+
+
+@dataclass(frozen=True)
+class StateWriter:
+    """Saves a run's state to ``path`` (on rank 0; every rank waits for it) after each step."""
+
+    path: Path
+    spec: CompressSpec
+    model_record: dict[str, Any]
+    source_fp: str
+    accuracy_before: float
+    admm: ADMMState
+
+    def save(self, phase: str, **extra: Any) -> None:
+        """Write the state of ``phase`` ("admm" or "retrain") with ``extra`` entries, atomically."""
+        if D.is_main():
+            state = {
+                "format": STATE_FORMAT,
+                "phase": phase,
+                "model": self.model_record,
+                "source_fingerprint": self.source_fp,
+                "config": run_config(self.spec),
+                "accuracy_before": self.accuracy_before,
+                "admm": self.admm.state(),
+                **extra,
+            }
+            atomic_write(self.path, lambda fh: torch.save(state, fh))
+        D.barrier()
