@@ -14,9 +14,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, stamp, update_section
+from forms.cost.activity import SkipFractions
 from forms.cost.arch import load_arch
-from forms.cost.layer_shapes import layer_shapes, zoo_workload
-from forms.cost.perf import compare, estimate
+from forms.cost.compare import compare
+from forms.cost.estimate import estimate
+from forms.cost.layer_shapes import Workload, layer_shapes, zoo_workload
 from forms.nn.models import build_model
 
 ARCHS = ["isaac-opt", "prime", "forms-8", "forms-16"]
@@ -45,8 +47,8 @@ def compare_section() -> tuple[str, list[str]]:
     lines: list[str] = []
     assumptions: dict[str, list[str]] = {}
     for model, shape, data in NETWORKS:
-        shapes, name, notes = zoo_workload(model, shape)
-        cmp = compare(ARCHS, shapes, model_name=name)
+        workload = zoo_workload(model, shape)
+        cmp = compare([load_arch(a) for a in ARCHS], Workload(workload.shapes, workload.name))
         lines += [f"#### {model} ({data} shape {'x'.join(map(str, shape))}), ratios to {ARCHS[0]}", ""]
         lines.append("| figure | " + " | ".join(ARCHS) + " |")
         lines.append("|---" * (len(ARCHS) + 1) + "|")
@@ -73,20 +75,20 @@ def speed_section() -> list[str]:
     model = build_model("resnet50", in_channels=3, num_classes=1000, image_size=224)
     arch = load_arch("forms-8")
     t0 = time.perf_counter()
-    shapes = layer_shapes(model, (3, 224, 224))
-    estimate(arch, shapes)
+    workload = Workload(layer_shapes(model, (3, 224, 224)))
+    estimate(arch, workload)
     cold = time.perf_counter() - t0
     warm = []
     for _ in range(3):
         t0 = time.perf_counter()
-        estimate(arch, layer_shapes(model, (3, 224, 224)))
+        estimate(arch, Workload(layer_shapes(model, (3, 224, 224))))
         warm.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     for _ in range(20):
-        estimate(arch, shapes)
+        estimate(arch, workload)
     model_only = (time.perf_counter() - t0) / 20
 
-    sweep_shapes = layer_shapes(build_model("resnet18-imagenet", 3, 1000, 224), (3, 224, 224))
+    sweep_workload = Workload(layer_shapes(build_model("resnet18-imagenet", 3, 1000, 224), (3, 224, 224)))
     points = list(
         itertools.product([4, 8, 16, 32], [1, 2, 4, 8, 16], [0.0, 0.2, 0.4, 0.6, 0.8], [0, 1, 2, 3, 4])
     )
@@ -96,7 +98,7 @@ def speed_section() -> list[str]:
         spec = base.replace(
             adc={**base.adc.model_dump(), "per_crossbar": float(adcs), "bits": base.adc_bits + extra_bits}
         )
-        estimate(spec, sweep_shapes, default_skip_fraction=skip)
+        estimate(spec, sweep_workload, SkipFractions(default=skip))
     sweep = time.perf_counter() - t0
     return [
         f"- ResNet-50, 3x224x224, forms-8: first estimate in a fresh process {cold:.2f} s (includes torch's "

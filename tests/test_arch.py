@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from forms.cost.arch import ArchSpec, list_presets, load_arch, preset_dir
-from forms.cost.perf import chip_inventory
+from forms.cost.arch import (
+    AdcSpec,
+    ArchSpec,
+    OrganizationSpec,
+    ZeroSkipSpec,
+    list_presets,
+    load_arch,
+    preset_dir,
+)
+from forms.cost.inventory import chip_inventory
 from forms.errors import ConfigError
 
 PRESETS = ["isaac-ce", "isaac-opt", "prime", "forms-4", "forms-8", "forms-16", "forms-32"]
@@ -60,6 +69,20 @@ def test_isaac_ce_reproduces_table_one_totals() -> None:
     assert sums["tile"][1] == pytest.approx(0.372, rel=0.01)
     assert sums["chip"][0] == pytest.approx(65.8e3, rel=0.01)
     assert sums["chip"][1] == pytest.approx(85.4, rel=0.01)
+
+
+@pytest.mark.parametrize("spec", [ArchSpec, AdcSpec, OrganizationSpec, ZeroSkipSpec])
+def test_every_numeric_default_cites_its_source_or_says_assumption(spec) -> None:
+    for name, info in spec.model_fields.items():
+        default = info.default
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            assert re.search(r"ISAAC \(Shafiee|assumption", info.description or ""), f"{spec.__name__}.{name}"
+
+
+def test_transfer_widths_come_from_the_component_table() -> None:
+    # ISAAC (ISCA 2016) Table I: eDRAM bus width 256, eDRAM-to-IMA bus 384 wires, router flit 32 bits.
+    assert load_arch("isaac-ce").transfer_widths() == {"edram": 256, "bus": 384, "router": 32}
+    assert "edram" not in load_arch("isaac-ce").replace(components=["isaac-crossbar"]).transfer_widths()
 
 
 def _write(tmp_path: Path, data: dict) -> Path:

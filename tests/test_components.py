@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forms.cost.components import ComponentLibrary, adc_cost, load_library
+from forms.cost.components import ComponentLibrary, ComponentSpec, adc_cost, load_library
 from forms.encoding import lossless_adc_bits
 from forms.errors import ConfigError
 
@@ -72,3 +72,18 @@ def test_unknown_names_and_duplicates_are_refused() -> None:
     data["components"].append(data["components"][0])
     with pytest.raises(ConfigError, match="duplicate component names"):
         ComponentLibrary.from_dict(data)
+
+
+def test_data_moving_rows_carry_their_width() -> None:
+    lib = load_library()
+    assert {c.role: c.width_bits for c in lib.components if c.width_bits} == {
+        "edram": 256,
+        "bus": 384,
+        "router": 32,
+    }
+    edram = lib.component("isaac-edram").model_dump()
+    with pytest.raises(ConfigError, match="needs width_bits"):
+        ComponentSpec.from_dict({**edram, "width_bits": None})
+    crossbar = lib.component("isaac-crossbar").model_dump()
+    with pytest.raises(ConfigError, match="width_bits applies only"):
+        ComponentSpec.from_dict({**crossbar, "width_bits": 64})

@@ -12,9 +12,22 @@ from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
+from forms.cost.activity import SkipFractions, activity_from_metrics
 from forms.cost.arch import load_arch
-from forms.cost.layer_shapes import LayerShape, ModelShapes, apply_sparsity, layer_shapes
-from forms.cost.perf import activity_from_metrics, balance_replication, compare, estimate, peak_ops_per_s
+from forms.cost.compare import compare
+from forms.cost.components import load_library
+from forms.cost.estimate import Estimate, estimate, peak_ops_per_s
+from forms.cost.files import save_estimate
+from forms.cost.layer_cost import PricedArch
+from forms.cost.layer_shapes import (
+    LayerShape,
+    ModelShapes,
+    Workload,
+    apply_sparsity,
+    layer_shapes,
+    zoo_workload,
+)
+from forms.cost.pipeline import balance_replication
 from forms.errors import ConfigError
 from forms.geometry import LayerGeometry
 from forms.intweights import IntegerLayer
@@ -29,8 +42,12 @@ def _shapes(*layers: LayerShape) -> ModelShapes:
     return ModelShapes((1, 1, 1), tuple(layers), 0)
 
 
+def _workload(*layers: LayerShape) -> Workload:
+    return Workload(_shapes(*layers))
+
+
 def test_isaac_ce_peak_efficiency_matches_the_paper() -> None:
-    est = estimate("isaac-ce", _shapes(_linear_shape("fc", 128, 16, 1)))
+    est = estimate(load_arch("isaac-ce"), _workload(_linear_shape("fc", 128, 16, 1)))
     # ISAAC (ISCA 2016): ISAAC-CE peak 478.95 GOPs/(s*mm2) and 627.5 GOPs/W.
     assert est.peak_gops_per_s_mm2 == pytest.approx(478.95, rel=0.03)
     assert est.peak_gops_per_w == pytest.approx(627.5, rel=0.03)
@@ -38,7 +55,7 @@ def test_isaac_ce_peak_efficiency_matches_the_paper() -> None:
 
 def test_one_layer_on_one_crossbar_by_hand() -> None:
     arch = load_arch("isaac-ce")
-    est = estimate(arch, _shapes(_linear_shape("fc", 100, 16, 1)))
+    est = estimate(arch, _workload(_linear_shape("fc", 100, 16, 1)))
     layer = est.layers[0]
     # 16 weights x 8 cells = 128 columns, 100 rows: one crossbar, one row tile.
     assert (layer.crossbars, layer.row_tiles, layer.col_tiles) == (1, 1, 1)
@@ -53,6 +70,12 @@ def test_one_layer_on_one_crossbar_by_hand() -> None:
     assert est.breakdown["energy_j"]["adc"] == pytest.approx(129 * 16 * 1.5625e-12)
     assert est.breakdown["actions"]["crossbar"] == 16
     assert est.dense_ops == 2 * 100 * 16
+    # Data movement in the component table's widths (ISAAC Table I: 256-bit eDRAM, 384-wire bus, 32-bit flit).
+    lib = load_library()
+    in_bits, out_bits = 100 * 16, 16 * 16
+    assert layer.actions["edram"] == (in_bits + out_bits) / lib.component("isaac-edram").width_bits
+    assert layer.actions["bus"] == in_bits / lib.component("isaac-edram-bus").width_bits
+    assert layer.actions["router"] == out_bits / lib.component("isaac-router").width_bits
 
 
 def _tiny_chip(crossbars: int):
@@ -63,12 +86,12 @@ def _tiny_chip(crossbars: int):
 
 def test_two_unequal_stages_balanced_by_replication() -> None:
     # Two one-crossbar layers: 10 and 40 output positions (25 weights x 5 cells = 125 columns).
-    shapes = _shapes(_linear_shape("a", 64, 25, 10), _linear_shape("b", 64, 25, 40))
+    workload = _workload(_linear_shape("a", 64, 25, 10), _linear_shape("b", 64, 25, 40))
     step = 100e-9  # 126 conversions / 1.28 GS/s < 100 ns: read-bound
-    unbalanced = estimate(_tiny_chip(2), shapes)
+    unbalanced = estimate(_tiny_chip(2), workload)
     assert [c.replication for c in unbalanced.layers] == [1, 1]
     assert unbalanced.fps == pytest.approx(1 / (40 * 16 * step))
-    balanced = estimate(_tiny_chip(5), shapes)
+    balanced = estimate(_tiny_chip(5), workload)
     assert [c.replication for c in balanced.layers] == [1, 4]
     assert balanced.fps == pytest.approx(1 / (10 * 16 * step))
     assert balanced.crossbars_used == 5
@@ -77,8 +100,8 @@ def test_two_unequal_stages_balanced_by_replication() -> None:
 
 
 def test_network_larger_than_a_chip_needs_more_chips() -> None:
-    shapes = _shapes(_linear_shape("big", 1024, 512, 1))  # 8 row tiles x 20 col tiles = 160 crossbars
-    est = estimate(_tiny_chip(64), shapes)
+    workload = _workload(_linear_shape("big", 1024, 512, 1))  # 8 row tiles x 20 col tiles = 160 crossbars
+    est = estimate(_tiny_chip(64), workload)
     assert est.crossbars_needed == 160
     assert est.chips == 3
     assert any("3 chips" in a for a in est.assumptions)
@@ -104,11 +127,11 @@ def test_replication_is_feasible_and_no_worse(times: list[float], data) -> None:
 @given(f1=st.floats(0.0, 0.95), f2=st.floats(0.0, 0.95), r=st.sampled_from([4, 8, 16, 32]))
 def test_more_zero_skipping_never_lowers_fps(f1: float, f2: float, r: int) -> None:
     lo, hi = sorted((f1, f2))
-    shapes = _shapes(_linear_shape("a", 300, 64, 49), _linear_shape("b", 576, 128, 16))
+    workload = _workload(_linear_shape("a", 300, 64, 49), _linear_shape("b", 576, 128, 16))
     arch = load_arch(f"forms-{r}")
     assert (
-        estimate(arch, shapes, default_skip_fraction=hi).fps
-        >= estimate(arch, shapes, default_skip_fraction=lo).fps
+        estimate(arch, workload, SkipFractions(default=hi)).fps
+        >= estimate(arch, workload, SkipFractions(default=lo)).fps
     )
 
 
@@ -116,11 +139,11 @@ def test_more_zero_skipping_never_lowers_fps(f1: float, f2: float, r: int) -> No
 @given(bits=st.integers(3, 11), preset=st.sampled_from(["isaac-opt", "prime", "forms-8"]))
 def test_wider_adc_never_lowers_area(bits: int, preset: str) -> None:
     arch = load_arch(preset)
-    shapes = _shapes(_linear_shape("a", 128, 16, 4))
+    workload = _workload(_linear_shape("a", 128, 16, 4))
 
     def area(b: int) -> float:
         spec = arch.replace(adc={**arch.adc.model_dump(), "bits": b, "allow_clipping": True})
-        return estimate(spec, shapes).chip_area_mm2
+        return estimate(spec, workload).chip_area_mm2
 
     assert area(bits + 1) >= area(bits)
 
@@ -137,12 +160,13 @@ def test_activity_from_simulator_metrics() -> None:
     }
     act = activity_from_metrics(metrics, "bitplane")
     assert act.skip_fraction == {"a": 0.4}
-    shapes = _shapes(_linear_shape("a", 128, 32, 4), _linear_shape("b", 128, 32, 4))
-    est = estimate("forms-8", shapes, activity=act, default_skip_fraction=0.1)
+    workload = _workload(_linear_shape("a", 128, 32, 4), _linear_shape("b", 128, 32, 4))
+    est = estimate(load_arch("forms-8"), workload, SkipFractions(act, 0.1))
     assert [c.skip_fraction for c in est.layers] == [0.4, 0.1]
     assert est.layers[0].conversions == pytest.approx(0.6 * 16 * 32 * 4 * 16 * 4)
     # ISAAC has no skip logic: measured activity does not apply.
-    assert all(c.skip_fraction == 0 for c in estimate("isaac-opt", shapes, activity=act).layers)
+    isaac = estimate(load_arch("isaac-opt"), workload, SkipFractions(act)).layers
+    assert all(c.skip_fraction == 0 for c in isaac)
     with pytest.raises(ConfigError, match="conversions_skipped_leading"):
         activity_from_metrics({"zero_skip": {"a": {"conversions_total": 5}}}, "leading")
     with pytest.raises(ConfigError, match="no 'zero_skip'"):
@@ -180,15 +204,16 @@ def test_pruned_rows_and_columns_are_compacted() -> None:
     il = IntegerLayer("a", w, torch.tensor(1.0), (64, 256, 1, 1), 8, 8)
     pruned, notes = apply_sparsity(shapes, [il])
     assert (pruned.layers[0].rows_used, pruned.layers[0].cols_used) == (128, 32)
-    dense, small = estimate("forms-8", shapes), estimate("forms-8", pruned)
+    arch = load_arch("forms-8")
+    dense, small = estimate(arch, Workload(shapes)), estimate(arch, Workload(pruned))
     assert (dense.crossbars_needed, small.crossbars_needed) == (4, 1)
     assert small.dense_ops == dense.dense_ops and small.executed_ops == dense.dense_ops // 4
     assert not notes
 
 
 def test_compare_ratios_to_the_first() -> None:
-    shapes = _shapes(_linear_shape("a", 300, 64, 49))
-    cmp = compare(["isaac-opt", "prime", "forms-8"], shapes)
+    workload = _workload(_linear_shape("a", 300, 64, 49))
+    cmp = compare([load_arch(a) for a in ("isaac-opt", "prime", "forms-8")], workload)
     rows = cmp.rows()
     assert all(rows[0][k] == 1.0 for k in rows[0] if k.endswith("_ratio"))
     assert rows[1]["crossbars_needed_ratio"] == pytest.approx(
@@ -201,7 +226,21 @@ def test_peak_counts_weights_per_crossbar() -> None:
     # 128 rows x 32 weights, 16 steps of max(100 ns, 16 x 128 / (4 x 2.1 GS/s)).
     step = max(100e-9, 16 * 128 / (4 * 2.1e9))
     expected = arch.organization.crossbars * 2 * 128 * 32 / (16 * step)
-    assert peak_ops_per_s(arch, arch.priced_adc()) == pytest.approx(expected)
+    assert peak_ops_per_s(PricedArch.of(arch)) == pytest.approx(expected)
+
+
+def test_estimate_reads_back_from_its_json(tmp_path: Path) -> None:
+    est = estimate(load_arch("forms-8"), zoo_workload("lenet5", (1, 28, 28)), SkipFractions(default=0.2))
+    assert Estimate.from_dict(est.to_dict()).to_dict() == est.to_dict()
+    written = json.loads(save_estimate(est, tmp_path)["json"].read_text())
+    assert Estimate.from_dict(written).to_dict() == est.to_dict()
+    with pytest.raises(ConfigError, match="lacks fps"):
+        Estimate.from_dict({k: v for k, v in written.items() if k != "fps"})
+
+
+def test_default_skip_fraction_out_of_range_is_refused() -> None:
+    with pytest.raises(ConfigError, match="default skip fraction"):
+        SkipFractions(default=1.0)
 
 
 def test_cli_estimate_and_compare(tmp_path: Path) -> None:

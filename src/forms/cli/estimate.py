@@ -1,8 +1,9 @@
-"""`forms estimate` and `forms compare`: the architecture cost model (forms.cost.perf) on a zoo network."""
+"""`forms estimate` and `forms compare`: the architecture cost model (forms.cost) on a zoo network."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -10,6 +11,10 @@ from rich.table import Table
 
 from forms.cli.app import app
 from forms.errors import ConfigError
+
+if TYPE_CHECKING:
+    from forms.cost.activity import Activity
+    from forms.cost.layer_shapes import Workload
 
 _out = Console()
 
@@ -27,15 +32,17 @@ SKIP_FRACTION_OPTION = typer.Option(
 )
 
 
-def _workload(model: str | None, input_shape: str | None, num_classes: int | None, checkpoint: Path | None):
+def _workload(
+    model: str | None, input_shape: str | None, num_classes: int | None, checkpoint: Path | None
+) -> Workload:
     from forms.cost.layer_shapes import parse_input_shape, zoo_workload
 
     shape = parse_input_shape(input_shape) if input_shape else None
     return zoo_workload(model, shape, num_classes, str(checkpoint) if checkpoint else None)
 
 
-def _activity(path: Path | None, rule: str | None, arch_rule: str):
-    from forms.cost.perf import load_activity
+def _activity(path: Path | None, rule: str | None, arch_rule: str) -> Activity | None:
+    from forms.cost.activity import load_activity
 
     if path is None:
         return None
@@ -62,21 +69,15 @@ def estimate(
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Area, power, energy, FPS, latency and GOPs/(s*mm2), GOPs/W of one network on one architecture."""
+    from forms.cost.activity import SkipFractions
     from forms.cost.arch import load_arch
-    from forms.cost.perf import estimate as run_estimate
-    from forms.cost.perf import save_estimate
+    from forms.cost.estimate import estimate as run_estimate
+    from forms.cost.files import save_estimate
 
     spec = load_arch(arch)
-    shapes, name, notes = _workload(model, input_shape, num_classes, checkpoint)
+    workload = _workload(model, input_shape, num_classes, checkpoint)
     act = _activity(activity, skip_rule, spec.zero_skip.rule)
-    est = run_estimate(
-        spec,
-        shapes,
-        activity=act,
-        default_skip_fraction=skip_fraction,
-        model_name=name,
-        extra_assumptions=notes,
-    )
+    est = run_estimate(spec, workload, SkipFractions(act, skip_fraction))
     paths = save_estimate(est, out)
     table = Table(title=f"{est.arch} running {est.model} ({'x'.join(map(str, est.input_shape))})")
     table.add_column("figure")
@@ -117,26 +118,21 @@ def compare(
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Several architectures side by side on one network, with ratios to the first."""
+    from forms.cost.activity import SkipFractions
     from forms.cost.arch import load_arch
-    from forms.cost.perf import COMPARE_FIELDS, save_comparison
-    from forms.cost.perf import compare as run_compare
+    from forms.cost.compare import COMPARE_FIELDS
+    from forms.cost.compare import compare as run_compare
+    from forms.cost.files import save_comparison
 
     names = [a.strip() for a in archs.split(",") if a.strip()]
     if not names:
         raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
     specs = [load_arch(n) for n in names]
-    shapes, name, notes = _workload(model, input_shape, num_classes, checkpoint)
+    workload = _workload(model, input_shape, num_classes, checkpoint)
     act = _activity(activity, skip_rule, "leading")
-    cmp = run_compare(
-        specs,
-        shapes,
-        activity=act,
-        default_skip_fraction=skip_fraction,
-        model_name=name,
-        extra_assumptions=notes,
-    )
+    cmp = run_compare(specs, workload, SkipFractions(act, skip_fraction))
     paths = save_comparison(cmp, out)
-    table = Table(title=f"{name}: ratios to {specs[0].name}")
+    table = Table(title=f"{workload.name}: ratios to {specs[0].name}")
     table.add_column("figure")
     for spec in specs:
         table.add_column(spec.name, justify="right")

@@ -15,9 +15,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from forms.config import CrossbarSpec, Spec, load_yaml_mapping
-from forms.cost.components import PricedAdc, adc_cost, load_library
+from forms.cost.components import TRANSFER_ROLES, PricedAdc, adc_cost, load_library
 from forms.encoding import MAX_WEIGHT_BITS, Encoding
 from forms.errors import ConfigError
+
+ISAAC = "ISAAC (Shafiee et al., ISCA 2016)"
+"""Citation of the paper the published spec defaults below come from."""
 
 DEFAULT_COMPONENTS: tuple[str, ...] = (
     "isaac-crossbar",
@@ -53,7 +56,11 @@ class AdcSpec(Spec):
         False, description="Accept a resolution below the lossless one (the simulator measures the clipping)."
     )
     per_crossbar: float = Field(
-        1.0, gt=0, description="ADCs serving one crossbar (ISAAC: 1; FORMS: unknown, a parameter)."
+        1.0,
+        gt=0,
+        description=f"ADCs serving one crossbar. Default 1: {ISAAC} Table I, 8 ADCs per IMA of 8 crossbars. "
+        "FORMS: unknown, an assumption (each preset's notes say which), a parameter that "
+        "benchmarks/bench_perf.py sweeps from 1 to 16.",
     )
     rate_hz: float | None = Field(
         None, gt=0, description="Conversions per second of one ADC; null = the anchor's published rate."
@@ -63,9 +70,15 @@ class AdcSpec(Spec):
 class OrganizationSpec(Spec):
     """How crossbars group into IMAs (compute units), tiles and a chip."""
 
-    tiles: int = Field(168, ge=1, description="Tiles per chip (ISAAC: 14 x 12 = 168).")
-    imas_per_tile: int = Field(12, ge=1, description="IMAs (compute units) per tile.")
-    crossbars_per_ima: int = Field(8, ge=1, description="Crossbars per IMA.")
+    tiles: int = Field(
+        168, ge=1, description=f"Tiles per chip. Default 168: {ISAAC} Table I, 14 x 12 = 168 tiles."
+    )
+    imas_per_tile: int = Field(
+        12, ge=1, description=f"IMAs (compute units) per tile. Default 12: {ISAAC} Table I."
+    )
+    crossbars_per_ima: int = Field(
+        8, ge=1, description=f"Crossbars per IMA. Default 8: {ISAAC} Table I, 8 arrays of 128x128."
+    )
     hypertransport: bool = Field(True, description="Include ISAAC's off-chip HyperTransport links.")
 
     @property
@@ -82,13 +95,24 @@ class ZeroSkipSpec(Spec):
         description="Skip rule: none, leading (trailing all-zero bits) or bitplane (any all-zero bit).",
     )
     logic_power_mw_per_crossbar: float = Field(
-        0.0, ge=0, description="Static power of the skip logic per crossbar, mW (unknown in FORMS)."
+        0.0,
+        ge=0,
+        description="Static power of the skip logic per crossbar, mW. Unknown, FORMS publishes no figure: "
+        "an assumption (each preset's notes say which); default 0 = no logic.",
     )
     logic_area_mm2_per_crossbar: float = Field(
-        0.0, ge=0, description="Area of the skip logic per crossbar, mm^2 (unknown in FORMS)."
+        0.0,
+        ge=0,
+        description="Area of the skip logic per crossbar, mm^2. Unknown, FORMS publishes no figure: "
+        "an assumption (each preset's notes say which); default 0 = no logic.",
     )
     default_skip_fraction: float = Field(
-        0.0, ge=0, lt=1, description="Fraction of conversions skipped when no measured activity is given."
+        0.0,
+        ge=0,
+        lt=1,
+        description="Fraction of conversions skipped when no measured activity is given. Unknown without "
+        "a simulation: an assumption, a parameter that benchmarks/bench_perf.py sweeps from 0 to 0.8; "
+        "default 0 = nothing skipped.",
     )
 
 
@@ -103,12 +127,29 @@ class ArchSpec(Spec):
     weight_bits: int = Field(
         ge=1, le=MAX_WEIGHT_BITS, description="Weight magnitude bits (the sign is separate)."
     )
-    input_bits: int = Field(16, ge=1, le=32, description="Input bits, applied one DAC step at a time.")
-    dac_bits: int = Field(1, ge=1, le=8, description="Bits per DAC step (input bits per crossbar read).")
+    input_bits: int = Field(
+        16,
+        ge=1,
+        le=32,
+        description=f"Input bits, applied one DAC step at a time. Default 16: {ISAAC} Secs. 3-4, "
+        "16-bit fixed-point inputs.",
+    )
+    dac_bits: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description=f"Bits per DAC step (input bits per crossbar read). Default 1: {ISAAC} Table I, "
+        "1-bit DACs.",
+    )
     crossbar: CrossbarSpec = Field(
         description="Crossbar geometry; fragment_size = rows for offset/differential."
     )
-    read_time_ns: float = Field(100.0, gt=0, description="One crossbar read (one input-bit step), ns.")
+    read_time_ns: float = Field(
+        100.0,
+        gt=0,
+        description=f"One crossbar read (one input-bit step), ns. Default 100: {ISAAC} Secs. 3-4, "
+        "a 100 ns crossbar read.",
+    )
     adc: AdcSpec = Field(description="ADCs per crossbar and how they are priced.")
     organization: OrganizationSpec = Field(
         default_factory=lambda: OrganizationSpec.model_validate({}),
@@ -120,9 +161,12 @@ class ArchSpec(Spec):
     digital_cycles_per_layer: int = Field(
         6,
         ge=0,
-        description="Extra read-time cycles per layer in the single-image latency (ISAAC: 22 - 16 = 6).",
+        description=f"Extra read-time cycles per layer in the single-image latency. Default 6: {ISAAC}'s "
+        "pipeline of 22 cycles per layer for a 16-bit input, 16 of them crossbar reads (22 - 16 = 6).",
     )
-    tile_clock_hz: float = Field(1.2e9, gt=0, description="Digital tile clock (ISAAC: 1.2 GHz).")
+    tile_clock_hz: float = Field(
+        1.2e9, gt=0, description=f"Digital tile clock, Hz. Default 1.2 GHz: {ISAAC} Table I."
+    )
     components: list[str] = Field(
         default_factory=lambda: list(DEFAULT_COMPONENTS),
         description="Component-table rows this architecture holds, besides its ADCs.",
@@ -155,7 +199,18 @@ class ArchSpec(Spec):
         unknown = [c for c in self.components if c not in known]
         if unknown:
             raise ValueError(f"components {unknown} are not in the component table; known: {sorted(known)}")
+        rows = [lib.component(name) for name in self.components]
+        for role in sorted(TRANSFER_ROLES):
+            widths = sorted({row.width_bits for row in rows if row.role == role and row.width_bits})
+            if len(widths) > 1:
+                raise ValueError(f"the '{role}' components disagree on width_bits: {widths}")
         return self
+
+    def transfer_widths(self) -> dict[str, int]:
+        """Bits one action moves, per data-moving role (edram, bus, router) among this arch's components."""
+        lib = load_library()
+        rows = [lib.component(name) for name in self.components]
+        return {row.role: row.width_bits for row in rows if row.width_bits is not None}
 
     @property
     def lossless_adc_bits(self) -> int:

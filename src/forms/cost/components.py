@@ -20,6 +20,9 @@ from forms.errors import ConfigError
 
 Per = Literal["crossbar_row", "crossbar_col", "crossbar", "adc", "ima", "tile", "chip"]
 
+TRANSFER_ROLES: frozenset[str] = frozenset({"edram", "bus", "router"})
+"""Roles that move data: their action count is the bits moved / the row's ``width_bits``."""
+
 
 class ComponentSpec(Spec):
     """One component row: per-unit figures, how many units an architecture holds, and where they come from."""
@@ -38,15 +41,28 @@ class ComponentSpec(Spec):
     )
     action: str = Field(description="The action whose count the model charges energy for.")
     rate_hz: float = Field(gt=0, description="Actions per second of one unit at power_mw.")
+    width_bits: int | None = Field(
+        None,
+        ge=1,
+        description="Bits one action moves, as published (eDRAM access, bus transfer, router flit); "
+        "required for the data-moving roles (edram, bus, router), null for every other role.",
+    )
     size: str = Field("", description="Resolution, capacity or geometry, as published.")
     source: str = Field(description="Citation of the publication the figures come from.")
     published: str = Field("", description="The published figure for the group, quoted.")
     arithmetic: str = Field(description="How the per-unit figures and the energy per action follow from it.")
 
     @model_validator(mode="after")
-    def _static_within_power(self) -> ComponentSpec:
+    def _consistent(self) -> ComponentSpec:
         if self.static_power_mw > self.power_mw:
             raise ValueError(f"static_power_mw {self.static_power_mw} exceeds power_mw {self.power_mw}")
+        moves_data = self.role in TRANSFER_ROLES
+        if moves_data and self.width_bits is None:
+            raise ValueError(f"a '{self.role}' component needs width_bits (the bits one action moves)")
+        if not moves_data and self.width_bits is not None:
+            raise ValueError(
+                f"width_bits applies only to the roles {sorted(TRANSFER_ROLES)}, not to '{self.role}'"
+            )
         return self
 
     @property

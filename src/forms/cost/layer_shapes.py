@@ -78,6 +78,17 @@ class ModelShapes:
         }
 
 
+@dataclass(frozen=True)
+class Workload:
+    """A network to cost: its layer shapes, the name estimates report, and notes on how it was obtained."""
+
+    shapes: ModelShapes
+    name: str = ""
+    """Model name an estimate reports."""
+    notes: tuple[str, ...] = ()
+    """Assumptions behind the shapes (dense zoo weights, a compressed checkpoint...) for the estimate."""
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """Parse '3,224,224' into (3, 224, 224); ConfigError on anything else."""
     try:
@@ -196,7 +207,7 @@ def zoo_workload(
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
     checkpoint: str | None = None,
-) -> tuple[ModelShapes, str, list[str]]:
+) -> Workload:
     """Shapes of a zoo model (or of a compressed checkpoint's model, compacted), its name, and notes.
 
     With ``checkpoint`` the model is rebuilt from the checkpoint's own record and its all-zero rows
@@ -228,7 +239,7 @@ def zoo_workload(
         )
         notes.append(f"weights from compressed checkpoint {checkpoint}: all-zero rows/columns compacted away")
         notes.extend(sparse_notes)
-        return shapes, name, notes
+        return Workload(shapes, name, tuple(notes))
     if not model_name:
         raise ConfigError("give --model <zoo name> or --checkpoint <compressed checkpoint>")
     shape = tuple(input_shape) if input_shape else default_input_shape(model_name)
@@ -239,4 +250,4 @@ def zoo_workload(
     notes.append(
         f"model {model_name} ({classes} classes) on input {'x'.join(map(str, shape))}, dense weights"
     )
-    return layer_shapes(model, shape), model_name, notes
+    return Workload(layer_shapes(model, shape), model_name, tuple(notes))

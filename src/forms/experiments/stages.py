@@ -117,9 +117,10 @@ def estimate_workload(
     arch's skip rule. Without them the layers are costed dense and the arch's default skip fraction
     applies, which the estimate's assumptions say.
     """
+    from forms.cost.activity import SkipFractions, activity_from_metrics
     from forms.cost.arch import ArchSpec, load_arch
-    from forms.cost.layer_shapes import apply_sparsity, layer_shapes
-    from forms.cost.perf import activity_from_metrics, estimate
+    from forms.cost.estimate import estimate
+    from forms.cost.layer_shapes import Workload, apply_sparsity, layer_shapes
     from forms.intweights import integer_layers_from_checkpoint
     from forms.nn.models import MODEL_NAMES, build_model
 
@@ -148,7 +149,7 @@ def estimate_workload(
     act = None
     if activity is not None and spec.zero_skip.rule != "none":
         act = activity_from_metrics(activity, spec.zero_skip.rule, "simulation metrics")
-    return estimate(spec, shapes, activity=act, model_name=model, extra_assumptions=notes).to_dict()
+    return estimate(spec, Workload(shapes, model, tuple(notes)), SkipFractions(act)).to_dict()
 
 
 def _load_checkpoint(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, Any]:

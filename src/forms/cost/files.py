@@ -1,0 +1,57 @@
+"""Files of the cost model: estimate.json/.csv and compare.json/.csv, written atomically (forms.io)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from forms.cost.compare import Comparison
+from forms.cost.estimate import Estimate
+from forms.io import write_csv_atomic, write_json_atomic
+
+LAYER_CSV_FIELDS: tuple[str, ...] = (
+    "name",
+    "kind",
+    "groups",
+    "rows",
+    "cols",
+    "rows_used",
+    "cols_used",
+    "positions",
+    "row_tiles",
+    "col_tiles",
+    "crossbars",
+    "replication",
+    "mvms",
+    "conversions",
+    "skip_fraction",
+    "step_time_ns",
+    "bound",
+    "layer_time_s",
+    "stage_time_s",
+    "dense_ops",
+    "executed_ops",
+    "energy_j",
+)
+"""Columns of estimate.csv (one row per layer)."""
+
+
+def save_estimate(est: Estimate, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``estimate.json`` (everything) and ``estimate.csv`` (per-layer rows) atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "estimate.json", "csv": out / "estimate.csv"}
+    write_json_atomic(est.to_dict(), paths["json"])
+    write_csv_atomic(LAYER_CSV_FIELDS, [asdict(c) for c in est.layers], paths["csv"])
+    return paths
+
+
+def save_comparison(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``compare.json`` and ``compare.csv`` (one row per architecture, with ratios) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "compare.json", "csv": out / "compare.csv"}
+    rows = cmp.rows()
+    write_json_atomic(cmp.to_dict(), paths["json"])
+    write_csv_atomic(list(rows[0]), rows, paths["csv"])
+    return paths

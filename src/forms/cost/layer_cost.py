@@ -1,0 +1,193 @@
+"""Per-layer cost: crossbars, MVMs, conversions, step time and action counts of one layer on one architecture.
+
+Per layer (docs/design.md, "Cost model"): the crossbars it needs
+(:meth:`forms.encoding.Encoding.crossbar_count`), MVMs per image (output positions x row tiles),
+conversions per input-bit step after zero-skipping, and the step time max(crossbar read, busiest
+crossbar's conversions / its ADC throughput). Actions count what each component role does per image;
+data movement (eDRAM accesses, bus transfers, router flits) is the bits moved divided by the width of
+the architecture's component of that role (``width_bits`` in the component table).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from forms.cost.activity import LayerSkip
+from forms.cost.arch import ArchSpec
+from forms.cost.components import PricedAdc
+from forms.cost.layer_shapes import LayerShape
+from forms.errors import ConfigError
+
+
+def record_fields(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Dataclass ``cls``'s fields read from ``record`` (a JSON object); ConfigError naming any missing."""
+    names = [f.name for f in fields(cls)]
+    missing = [n for n in names if n not in record]
+    if missing:
+        raise ConfigError(f"{cls.__name__} record lacks {', '.join(missing)}")
+    return {n: record[n] for n in names}
+
+
+@dataclass
+class LayerCost:
+    """Mapping, timing, work and energy of one layer on one architecture."""
+
+    name: str
+    kind: str
+    groups: int
+    rows: int
+    cols: int
+    rows_used: int
+    cols_used: int
+    positions: int
+    row_tiles: int
+    col_tiles: int
+    crossbars: int
+    replication: int
+    mvms: int
+    """MVMs per image: output positions x row tiles x groups x crossbar sets."""
+    conversions: float
+    """ADC conversions per image after zero-skipping."""
+    skip_fraction: float
+    skip_source: str
+    step_time_ns: float
+    bound: str
+    """'read' or 'adc': what limits one input-bit step."""
+    layer_time_s: float
+    """Time of one image on one copy of the layer."""
+    stage_time_s: float
+    """layer_time_s / replication."""
+    dense_ops: int
+    executed_ops: int
+    actions: dict[str, float] = field(default_factory=dict)
+    energy_j: float = 0.0
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> LayerCost:
+        """Read one entry of estimate.json's ``layers`` back into a LayerCost."""
+        values = record_fields(cls, record)
+        values["actions"] = dict(values["actions"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PricedArch:
+    """An architecture with what every layer's cost needs priced once: its ADC and data-movement widths."""
+
+    spec: ArchSpec
+    adc: PricedAdc
+    transfer_widths: Mapping[str, int]
+    """Bits per action of each data-moving role (edram, bus, router) the architecture holds."""
+
+    @classmethod
+    def of(cls, spec: ArchSpec) -> PricedArch:
+        """Price ``spec``'s ADC and read its components' transfer widths."""
+        return cls(spec, spec.priced_adc(), spec.transfer_widths())
+
+    def busiest_conversions(self, rows: int, cells: int) -> int:
+        """Conversions per step of the busiest crossbar holding ``rows`` rows and ``cells`` cell columns."""
+        spec, xb = self.spec, self.spec.crossbar
+        group_rows = spec.encoding.rows_per_conversion(xb.rows, xb.fragment_size)
+        unit = int(spec.encoding.has_unit_column)
+        return math.ceil(min(rows, xb.rows) / group_rows) * (min(cells, xb.cols) + unit)
+
+    def step_times_s(self, busiest: int, skip: float) -> tuple[float, float]:
+        """(crossbar read, ADC time) of one input-bit step with ``busiest`` conversions, ``skip`` skipped."""
+        read_s = self.spec.read_time_ns * 1e-9
+        adc_s = (1.0 - skip) * busiest / (self.spec.adc.per_crossbar * self.adc.rate_hz)
+        return read_s, adc_s
+
+
+@dataclass(frozen=True)
+class _LayerWork:
+    """What one layer does per image on one architecture, before timing: the action counts' inputs."""
+
+    steps: int
+    """Input-bit steps per image: output positions x input steps."""
+    crossbars: int
+    row_tiles: int
+    col_tiles: int
+    conversions: float
+
+
+def _action_counts(arch: PricedArch, layer: LayerShape, work: _LayerWork) -> dict[str, float]:
+    """Actions of each component role per image of ``layer``."""
+    spec = arch.spec
+    rows, cols, groups = layer.rows_used, layer.cols_used, layer.geometry.groups
+    reads = work.crossbars * work.steps
+    in_bits = layer.positions * groups * rows * spec.input_bits
+    out_bits = layer.out_activations * spec.input_bits
+    moved_bits = {"edram": in_bits + out_bits, "bus": in_bits, "router": out_bits}
+    return {
+        "crossbar": float(reads),
+        "dac": float(work.steps * groups * spec.sets * work.col_tiles * rows),
+        "sample_hold": work.conversions,
+        "adc": work.conversions,
+        "ima_shift_add": work.conversions,
+        "input_register": float(reads),
+        "output_register": float(reads),
+        **{
+            role: bits / arch.transfer_widths[role]
+            for role, bits in moved_bits.items()
+            if role in arch.transfer_widths
+        },
+        "activation": float(layer.out_activations),
+        "tile_shift_add": float(layer.positions * groups * cols * work.row_tiles * spec.sets),
+        "tile_output_register": float(layer.out_activations),
+    }
+
+
+def _layer_work(arch: PricedArch, layer: LayerShape, skip: float) -> _LayerWork:
+    """Steps, crossbars, tiles and conversions of ``layer`` per image after skipping ``skip``."""
+    spec, xb = arch.spec, arch.spec.crossbar
+    rows, cols, groups = layer.rows_used, layer.cols_used, layer.geometry.groups
+    group_rows = spec.encoding.rows_per_conversion(xb.rows, xb.fragment_size)
+    unit = int(spec.encoding.has_unit_column)
+    row_tiles, col_tiles = spec.encoding.tile_counts(rows, cols, spec.weight_bits, xb)
+    groups_per_col = math.ceil(rows / group_rows)  # conversions per column per step
+    conv_per_step = groups * spec.sets * (groups_per_col * cols * spec.slices + unit * row_tiles * col_tiles)
+    steps = layer.positions * spec.input_steps
+    return _LayerWork(
+        steps=steps,
+        crossbars=spec.encoding.crossbar_count(rows, cols, groups, spec.weight_bits, xb),
+        row_tiles=row_tiles,
+        col_tiles=col_tiles,
+        conversions=conv_per_step * steps * (1.0 - skip),
+    )
+
+
+def layer_cost(arch: PricedArch, layer: LayerShape, skip: LayerSkip) -> LayerCost:
+    """Cost of one image of ``layer`` on ``arch`` with ``skip`` of its conversions skipped (one copy)."""
+    g = layer.geometry
+    work = _layer_work(arch, layer, skip.fraction)
+    busiest = arch.busiest_conversions(layer.rows_used, layer.cols_used * arch.spec.slices)
+    read_s, adc_s = arch.step_times_s(busiest, skip.fraction)
+    step_s = max(read_s, adc_s)
+    return LayerCost(
+        name=layer.name,
+        kind=g.kind,
+        groups=g.groups,
+        rows=g.rows,
+        cols=g.cols,
+        rows_used=layer.rows_used,
+        cols_used=layer.cols_used,
+        positions=layer.positions,
+        row_tiles=work.row_tiles,
+        col_tiles=work.col_tiles,
+        crossbars=work.crossbars,
+        replication=1,
+        mvms=layer.positions * work.row_tiles * g.groups * arch.spec.sets,
+        conversions=work.conversions,
+        skip_fraction=skip.fraction,
+        skip_source=skip.source,
+        step_time_ns=step_s * 1e9,
+        bound="adc" if adc_s > read_s else "read",
+        layer_time_s=work.steps * step_s,
+        stage_time_s=work.steps * step_s,
+        dense_ops=2 * layer.dense_macs,
+        executed_ops=2 * layer.mapped_macs,
+        actions=_action_counts(arch, layer, work),
+    )
