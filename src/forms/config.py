@@ -78,14 +78,31 @@ def format_validation_error(exc: ValidationError, spec: type[BaseModel], source:
     return "\n".join(lines)
 
 
+CROSSBAR_ROWS = 128
+"""Default word lines per crossbar: ISAAC's 128 x 128 arrays (Shafiee et al., ISCA 2016, Table I),
+which FORMS keeps (Yuan et al., ISCA 2021)."""
+CROSSBAR_COLS = 128
+"""Default bit lines per crossbar (ISAAC Table I, 128 x 128)."""
+CELL_BITS = 2
+"""Default bits per ReRAM cell: ISAAC's 2-bit cells (Table I)."""
+FRAGMENT_SIZE = 8
+"""Default R: fragments of 8 rows, the forms-8 design (FORMS evaluates several R; 8 is one of them)."""
+
+
 class CrossbarSpec(Spec):
     """Geometry of one ReRAM crossbar and how weights are laid on it (docs/design.md)."""
 
-    rows: int = Field(128, ge=1, le=4096, description="Word lines (inputs) per crossbar.")
-    cols: int = Field(128, ge=1, le=4096, description="Bit lines (outputs) per crossbar.")
-    cell_bits: int = Field(2, ge=1, le=8, description="Bits stored per ReRAM cell.")
+    rows: int = Field(
+        CROSSBAR_ROWS, ge=1, le=4096, description="Word lines (inputs) per crossbar (ISAAC Table I: 128)."
+    )
+    cols: int = Field(
+        CROSSBAR_COLS, ge=1, le=4096, description="Bit lines (outputs) per crossbar (ISAAC Table I: 128)."
+    )
+    cell_bits: int = Field(
+        CELL_BITS, ge=1, le=8, description="Bits stored per ReRAM cell (ISAAC Table I: 2)."
+    )
     fragment_size: int = Field(
-        8,
+        FRAGMENT_SIZE,
         ge=1,
         description="R: consecutive rows of one column that share one sign (a fragment). Must divide rows.",
     )

@@ -110,7 +110,7 @@ def estimate_workload(
     activity: Mapping[str, Any] | None = None,
     extra_assumptions: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """estimate.json of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.cost.perf.
+    """estimate.json of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.cost.estimate.
 
     ``checkpoint`` (a compressed checkpoint path or dict) shrinks each layer to its non-zero rows and
     columns; ``activity`` (a simulate metrics dict) supplies measured zero-skip fractions for the
