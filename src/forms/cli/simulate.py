@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from forms.cli.app import app
 from forms.config import load_yaml_mapping
+
+if TYPE_CHECKING:
+    from forms.sim.spec import SimSpec
 
 
 @app.command("simulate")
@@ -44,10 +48,8 @@ def simulate_cmd(
 ) -> None:
     """Simulate a compressed network on crossbars and write <out>/metrics.json."""
     from forms.sim.simulate import simulate
-    from forms.sim.spec import SimSpec
 
-    values: dict[str, Any] = load_yaml_mapping(config) if config is not None else {}
-    overrides = {
+    fields = {
         "encoding": encoding,
         "adc_bits": adc_bits,
         "adc_step": adc_step,
@@ -63,25 +65,44 @@ def simulate_cmd(
         "limit": limit,
         "batch_size": batch_size,
     }
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if bit_level:
-        values["bit_level"] = True
-    device_overrides = {
+    devices = {
         "variation": variation,
         "read_noise": read_noise,
         "stuck_at_0": stuck_at_0,
         "stuck_at_1": stuck_at_1,
         "on_off_ratio": on_off_ratio,
     }
-    devices = dict(values.get("devices") or {})
-    devices.update({k: v for k, v in device_overrides.items() if v is not None})
-    if devices:
-        values["devices"] = devices
-    spec = SimSpec.from_dict(values, source=str(config) if config else "command line")
+    spec = _sim_spec(config, fields, devices, bit_level)
     metrics = simulate(
         spec, checkpoint, out, resume=resume, data_dir=data_dir, device=device, progress=not quiet
-    )
+    ).to_dict()
     console = Console()
+    console.print(_result_line(metrics), highlight=False)
+    console.print(f"wrote {out / 'metrics.json'}", highlight=False)
+
+
+def _sim_spec(
+    config: Path | None, fields: Mapping[str, Any], devices: Mapping[str, Any], bit_level: bool
+) -> SimSpec:
+    """The SimSpec of ``config`` (if any) with every option given on the command line (not None) on top.
+
+    ``fields`` are top-level SimSpec fields, ``devices`` the fields of its ``devices`` block.
+    """
+    from forms.sim.spec import SimSpec
+
+    values: dict[str, Any] = load_yaml_mapping(config) if config is not None else {}
+    values.update({k: v for k, v in fields.items() if v is not None})
+    if bit_level:
+        values["bit_level"] = True
+    merged = dict(values.get("devices") or {})
+    merged.update({k: v for k, v in devices.items() if v is not None})
+    if merged:
+        values["devices"] = merged
+    return SimSpec.from_dict(values, source=str(config) if config else "command line")
+
+
+def _result_line(metrics: Mapping[str, Any]) -> str:
+    """One line of a simulation's accuracy, agreement and ADC clip rate (and chip spread if several)."""
     line = (
         f"accuracy {metrics['accuracy']:.4f} (reference {metrics['reference_accuracy']:.4f}, "
         f"agreement {metrics['prediction_agreement']:.4f}), ADC clip rate "
@@ -92,5 +113,4 @@ def simulate_cmd(
             f"; over {metrics['runs']['count']} chips "
             f"{metrics['accuracy_mean']:.4f} ± {metrics['accuracy_std']:.4f}"
         )
-    console.print(line, highlight=False)
-    console.print(f"wrote {out / 'metrics.json'}", highlight=False)
+    return line
