@@ -20,7 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import GPU_BASELINE_DROP, TARGET_DROP, machine_line, residual_layer_table, stamp, update_section
-from forms.experiments.reproduce import ReproduceSpec, run_reproduce
+from forms.experiments.reproduce import run_reproduce
+from forms.experiments.reproduce_spec import ReproduceSpec
 from forms.io import atomic_write
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "reproduce"

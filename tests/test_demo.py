@@ -65,7 +65,8 @@ def test_demo_defaults_state_their_budget() -> None:
 @pytest.mark.slow
 def test_reproduce_quick_runs_end_to_end(tmp_path: Path) -> None:
     """`forms reproduce --quick` from nothing: every experiment's table is filled."""
-    from forms.experiments.reproduce import ReproduceSpec, run_reproduce
+    from forms.experiments.reproduce import run_reproduce
+    from forms.experiments.reproduce_spec import ReproduceSpec
 
     result = run_reproduce(tmp_path, ReproduceSpec.quick(), progress=False)
     summary = json.loads(result.report.summary.read_text())
@@ -89,7 +90,7 @@ def test_reproduce_quick_runs_end_to_end(tmp_path: Path) -> None:
 def test_reproduce_compressions_inherit_the_runs_subset_and_schedule_overrides() -> None:
     """A model's compressions train on its float run's images, with its schedule overrides on top."""
     from forms.compress.spec import CompressSpec
-    from forms.experiments.reproduce import ReproduceSpec
+    from forms.experiments.reproduce_spec import ReproduceSpec
 
     spec = ReproduceSpec.from_dict(
         {
@@ -145,7 +146,7 @@ def test_reproduce_spec_refuses_impossible_compressions_before_running(
     change: dict[str, Any], named: str
 ) -> None:
     from forms.errors import ConfigError
-    from forms.experiments.reproduce import ReproduceSpec
+    from forms.experiments.reproduce_spec import ReproduceSpec
 
     with pytest.raises(ConfigError, match=named):
         ReproduceSpec.from_dict(change)
@@ -164,7 +165,7 @@ def test_reproduce_cli_refuses_quick_with_config(tmp_path: Path) -> None:
 
 
 def test_reproduce_cpu_config_is_valid() -> None:
-    from forms.experiments.reproduce import ReproduceSpec
+    from forms.experiments.reproduce_spec import ReproduceSpec
 
     spec = ReproduceSpec.from_yaml(CPU_CONFIG)
     assert spec.deep.model == "resnet20" and spec.deep.pad_to == 32

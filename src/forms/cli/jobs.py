@@ -62,7 +62,8 @@ def reproduce_cmd(
 ) -> None:
     """The paper-style experiments (a)-(d), each a table and a plot in one report."""
     from forms.errors import ConfigError
-    from forms.experiments.reproduce import ReproduceSpec, run_reproduce
+    from forms.experiments.reproduce import run_reproduce
+    from forms.experiments.reproduce_spec import ReproduceSpec
 
     if quick and config is not None:
         raise ConfigError("--quick and --config exclude each other; drop one")

@@ -259,11 +259,4 @@ def run_reproduce(
     return JobResult(out, files, time.perf_counter() - start, clock)
 
 
-__all__ = [
-    "ExperimentContext",
-    "ReproduceSpec",
-    "TrainRun",
-    "Workload",
-    "reproduce_report",
-    "run_reproduce",
-]
+__all__ = ["ExperimentContext", "run_reproduce"]
