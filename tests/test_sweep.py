@@ -13,7 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forms.errors import ConfigError
-from forms.experiments.sweep import SweepSpec, load_sweep_spec, plan, run_sweep
+from forms.experiments.sweep import run_sweep
+from forms.experiments.sweep_plan import plan
+from forms.experiments.sweep_spec import SweepSpec, load_sweep_spec
 from forms.report.plots import pareto_mask
 
 SMALL: dict[str, Any] = {

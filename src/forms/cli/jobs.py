@@ -26,7 +26,8 @@ def sweep_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run a design-space sweep; finished points are kept, so a rerun resumes an interrupted sweep."""
-    from forms.experiments.sweep import load_sweep_spec, run_sweep
+    from forms.experiments.sweep import run_sweep
+    from forms.experiments.sweep_spec import load_sweep_spec
 
     result = run_sweep(load_sweep_spec(config), out, jobs=jobs, progress=not quiet)
     out_console.print(

@@ -81,9 +81,9 @@ def crossbar_report(layers: dict[str, Tensor], weight_bits: int, crossbar: Cross
         "final": final,
         "factors": {
             "pruning": ratio(dense, pruned),
-            "quantization": ratio(pruned, final["differential"]),
-            "polarization": ratio(final["differential"], final["polarized"]),
-            "total": ratio(dense, final["polarized"]),
+            "quantization": ratio(pruned, final[BASELINE_ENCODING]),
+            "polarization": ratio(final[BASELINE_ENCODING], final[Encoding.POLARIZED]),
+            "total": ratio(dense, final[Encoding.POLARIZED]),
         },
         "layers": per_layer,
     }

@@ -24,9 +24,11 @@ from typing import Any
 
 from pydantic import Field
 
-from forms.config import Spec
+from forms.config import CrossbarSpec, Spec
+from forms.encoding import ENCODINGS, Encoding
 from forms.experiments.pipeline import (
     CHECKPOINT,
+    SetupPlan,
     SimSetup,
     StageClock,
     compress_float,
@@ -55,8 +57,8 @@ class DemoSpec(Spec):
     admm_rounds: int = Field(3, ge=0, description="ADMM rounds.")
     round_epochs: int = Field(1, ge=1, description="W-step epochs per ADMM round.")
     retrain_epochs: int = Field(2, ge=0, description="Masked-retraining epochs after hard projection.")
-    encodings: list[str] = Field(
-        default_factory=lambda: ["polarized", "offset", "differential"], description="Encodings simulated."
+    encodings: list[Encoding] = Field(
+        default_factory=lambda: list(ENCODINGS), description="Encodings simulated."
     )
     ideal_limit: int | None = Field(2000, ge=1, description="Test images of the ideal runs (null = all).")
     narrow_adc_drop: int = Field(
@@ -103,9 +105,9 @@ class DemoSpec(Spec):
 
     def sim_setups(self) -> list[SimSetup]:
         """The demo's simulation runs: per encoding ideal, a narrower ADC, and device variation."""
-        return standard_setups(
+        plan = SetupPlan(
             self.encodings,
-            self.fragment_size,
+            CrossbarSpec(fragment_size=self.fragment_size),
             ideal_limit=self.ideal_limit,
             narrow_drop=self.narrow_adc_drop,
             narrow_limit=self.narrow_limit,
@@ -114,6 +116,7 @@ class DemoSpec(Spec):
             variation_limit=self.variation_limit,
             seed=self.seed,
         )
+        return standard_setups(plan)
 
     def assumptions(self) -> list[str]:
         """What the demo's figures rest on, in words, with the budget choices."""
@@ -166,7 +169,9 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
     checkpoint = out / "compress" / CHECKPOINT
     setups = spec.sim_setups()
     simulate = simulate_all(checkpoint, out / "simulate", setups, clock, progress)
-    activity_run = next((s.name for s in setups if s.encoding == "polarized" and s.mode == "ideal"), None)
+    activity_run = next(
+        (s.name for s in setups if Encoding.parse(s.encoding).signs_per_fragment and s.mode == "ideal"), None
+    )
     estimate = estimate_all(
         out / "estimate",
         spec.archs,

@@ -85,9 +85,8 @@ def compress_float(
     )
 
 
-def lossless_bits(encoding: str, fragment_size: int, rows: int, cell_bits: int, flipped: bool) -> int:
-    """Lossless ADC width of ``encoding`` on square crossbars of ``rows`` with R = ``fragment_size``."""
-    crossbar = CrossbarSpec(rows=rows, cols=rows, cell_bits=cell_bits, fragment_size=fragment_size)
+def lossless_bits(encoding: Encoding | str, crossbar: CrossbarSpec, flipped: bool) -> int:
+    """Lossless ADC width of ``encoding`` on ``crossbar`` with a 1-bit DAC."""
     return Encoding.parse(encoding).lossless_adc_bits(crossbar, dac_bits=1, flipped=flipped)
 
 
@@ -132,48 +131,63 @@ class SimSetup:
         }
 
 
-def standard_setups(
-    encodings: Sequence[str],
-    fragment_size: int,
-    rows: int = 128,
-    cell_bits: int = 2,
-    ideal_limit: int | None = None,
-    narrow_drop: int = 1,
-    narrow_limit: int | None = 2000,
-    sigma: float = 0.1,
-    runs: int = 5,
-    variation_limit: int | None = 1000,
-    seed: int = 0,
-) -> list[SimSetup]:
-    """Per encoding: ideal (lossless ADC), an ADC ``narrow_drop`` bits narrower, log-normal variation.
+@dataclass(frozen=True)
+class SetupPlan:
+    """What :func:`standard_setups` makes: per encoding an ideal run, a narrower ADC and variation."""
 
-    The offset encoding uses ISAAC's column flipping (as the isaac-opt preset does).
-    """
-    setups: list[SimSetup] = []
-    for mode in ("ideal", "adc", "variation"):
-        if mode == "adc" and narrow_drop <= 0:
-            continue
-        if mode == "variation" and (sigma <= 0 or runs < 1):
-            continue
-        for enc in encodings:
-            flipped = Encoding.parse(enc).supports_flipping
-            bits = lossless_bits(enc, fragment_size, rows, cell_bits, flipped)
-            if mode == "ideal":
-                setups.append(
-                    SimSetup(f"{enc}-ideal", enc, mode, bits, flipped, limit=ideal_limit, seed=seed)
-                )
-            elif mode == "adc":
-                narrow = max(1, bits - narrow_drop)
-                setups.append(
-                    SimSetup(f"{enc}-adc{narrow}", enc, mode, narrow, flipped, limit=narrow_limit, seed=seed)
-                )
-            else:
-                setups.append(
-                    SimSetup(
-                        f"{enc}-sigma{sigma:g}", enc, mode, bits, flipped, sigma, runs, variation_limit, seed
-                    )
-                )
-    return setups
+    encodings: Sequence[Encoding | str]
+    crossbar: CrossbarSpec
+    """Geometry the lossless ADC widths are computed for (its R is the polarized fragment size)."""
+    ideal_limit: int | None = None
+    narrow_drop: int = 1
+    """Bits below lossless of the narrow-ADC runs (0: no such runs)."""
+    narrow_limit: int | None = 2000
+    sigma: float = 0.1
+    """Log-normal variation sigma of the variation runs (0: no such runs)."""
+    runs: int = 5
+    variation_limit: int | None = 1000
+    seed: int = 0
+
+    def modes(self) -> list[str]:
+        """The run modes this plan makes, in order."""
+        return [
+            mode
+            for mode, wanted in (
+                ("ideal", True),
+                ("adc", self.narrow_drop > 0),
+                ("variation", self.sigma > 0 and self.runs >= 1),
+            )
+            if wanted
+        ]
+
+    def setup(self, mode: str, encoding: Encoding) -> SimSetup:
+        """The run of ``encoding`` in ``mode``; offset uses ISAAC's flipping (as the isaac-opt preset)."""
+        flipped = encoding.supports_flipping
+        bits = lossless_bits(encoding, self.crossbar, flipped)
+        if mode == "ideal":
+            return SimSetup(
+                f"{encoding}-ideal", encoding, mode, bits, flipped, limit=self.ideal_limit, seed=self.seed
+            )
+        if mode == "adc":
+            narrow = max(1, bits - self.narrow_drop)
+            return SimSetup(
+                f"{encoding}-adc{narrow}",
+                encoding,
+                mode,
+                narrow,
+                flipped,
+                limit=self.narrow_limit,
+                seed=self.seed,
+            )
+        name = f"{encoding}-sigma{self.sigma:g}"
+        return SimSetup(
+            name, encoding, mode, bits, flipped, self.sigma, self.runs, self.variation_limit, self.seed
+        )
+
+
+def standard_setups(plan: SetupPlan) -> list[SimSetup]:
+    """Every run of ``plan``: mode by mode (ideal, narrow ADC, variation), encoding by encoding."""
+    return [plan.setup(mode, Encoding.parse(enc)) for mode in plan.modes() for enc in plan.encodings]
 
 
 def simulate_all(

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forms.config import CROSSBAR_ROWS, CrossbarSpec
+from forms.encoding import Encoding
 from forms.experiments.demo import JobResult
 from forms.experiments.pipeline import (
     CHECKPOINT,
@@ -115,8 +117,10 @@ def experiment_b(ctx: ExperimentContext) -> dict[str, Any]:
         ctx.clock,
         spec.compress_spec(spec.mnist, r, True),
     )
-    bits = lossless_bits("polarized", r, 128, 2, False)
-    setup = SimSetup("polarized-ideal", "polarized", "ideal", bits, limit=spec.sim_limit, seed=spec.seed)
+    bits = lossless_bits(Encoding.POLARIZED, CrossbarSpec(fragment_size=r), flipped=False)
+    setup = SimSetup(
+        "polarized-ideal", Encoding.POLARIZED, "ideal", bits, limit=spec.sim_limit, seed=spec.seed
+    )
     sims = simulate_all(out / "compress" / CHECKPOINT, out / "simulate", [setup], ctx.clock, ctx.progress)
     return {"compress": metrics, "simulate": sims}
 
@@ -164,7 +168,7 @@ def experiment_c(ctx: ExperimentContext, b: Mapping[str, Any]) -> dict[str, Any]
 
 def _ideal_and_varied_setups(spec: ReproduceSpec, encoding: str, fragment_size: int) -> list[SimSetup]:
     """The two simulations of one model in (d): ideal devices, and log-normal variation over chips."""
-    bits = lossless_bits(encoding, fragment_size, 128, 2, False)
+    bits = lossless_bits(encoding, CrossbarSpec(fragment_size=fragment_size), flipped=False)
     return [
         SimSetup("ideal", encoding, "ideal", bits, limit=spec.variation_limit, seed=spec.seed),
         SimSetup(
@@ -204,15 +208,15 @@ def experiment_d(ctx: ExperimentContext) -> dict[str, Any]:
         float_dir,
         out / "float-equivalent",
         ctx.clock,
-        spec.compress_spec(spec.mnist, 128, False, polarize=False),
+        spec.compress_spec(spec.mnist, CROSSBAR_ROWS, False, polarize=False),
     )
     polar_dir = a_dir / spec.mnist.key / f"R{r}"
     if not (polar_dir / CHECKPOINT).is_file():
         compress_float(float_dir, polar_dir, ctx.clock, spec.compress_spec(spec.mnist, r, prune=False))
     variants = {
-        "float-equivalent": (out / "float-equivalent" / CHECKPOINT, "differential", 128),
-        "polarized-only": (polar_dir / CHECKPOINT, "polarized", r),
-        "fully compressed": (b_dir / "compress" / CHECKPOINT, "polarized", r),
+        "float-equivalent": (out / "float-equivalent" / CHECKPOINT, Encoding.DIFFERENTIAL, CROSSBAR_ROWS),
+        "polarized-only": (polar_dir / CHECKPOINT, Encoding.POLARIZED, r),
+        "fully compressed": (b_dir / "compress" / CHECKPOINT, Encoding.POLARIZED, r),
     }
     sims: dict[str, Any] = {}
     rows = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from forms.encoding import Encoding
 from forms.report import plots
 from forms.report.cost_sections import assumptions_section, breakdown_section, cost_section
 from forms.report.model import (
@@ -214,7 +215,7 @@ def zero_skip_section(summary: Mapping[str, Any]) -> Section:
         return resolve(summary, join_path("simulate", run, "setup", key))
 
     ideal = [r for r in derived if setup(r, "mode") == "ideal"]
-    polarized = [r for r in ideal if setup(r, "encoding") == "polarized"]
+    polarized = [r for r in ideal if setup(r, "encoding") == Encoding.POLARIZED]
     runs = polarized or ideal or list(derived)
     figures: list[Figure] = []
     for run in runs:
