@@ -18,6 +18,7 @@ from _simhelpers import fake_compress
 from forms.cli.app import app
 from forms.errors import ConfigError, UnsupportedLayerError
 from forms.sim.quant_inputs import InputQuantizer
+from forms.sim.result import SimulationResult
 from forms.sim.simnet import SimulatedLayer, build_simulated_model
 from forms.sim.simulate import simulate, simulate_model
 from forms.sim.spec import SimSpec
@@ -68,20 +69,15 @@ def test_ideal_network_agrees_exactly(encoding: str, bit_level: bool) -> None:
             "batch_size": 8,
         }
     )
-    m = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
-    assert m["prediction_agreement"] == 1.0
-    assert m["accuracy"] == m["reference_accuracy"]
-    assert m["adc_clip_rate"]["overall"] == 0.0
-    assert set(m["zero_skip"]) == {"stem", "grouped", "down", "fc"}
-    for z in m["zero_skip"].values():
-        assert (
-            0
-            <= z["conversions_skipped_leading"]
-            <= z["conversions_skipped_bitplane"]
-            <= z["conversions_total"]
-        )
-    assert all(v["path"] == ("bit_level" if bit_level else "exact_fast") for v in m["layers"].values())
-    assert m["layers"]["stem"]["input_signed"] and not m["layers"]["fc"]["input_signed"]
+    r = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    assert r.prediction_agreement == 1.0
+    assert r.accuracy == r.reference_accuracy
+    assert r.clip_rate == 0.0
+    assert set(r.zero_skip) == {"stem", "grouped", "down", "fc"}
+    for z in r.zero_skip.values():
+        assert 0 <= z.conversions_skipped_leading <= z.conversions_skipped_bitplane <= z.conversions_total
+    assert all(v.setup.path == ("bit_level" if bit_level else "exact_fast") for v in r.layers.values())
+    assert r.layers["stem"].setup.input_signed and not r.layers["fc"].setup.input_signed
 
 
 def test_narrow_adc_and_monte_carlo() -> None:
@@ -89,12 +85,13 @@ def test_narrow_adc_and_monte_carlo() -> None:
     spec = SimSpec.from_dict(
         {"adc_bits": 2, "rows": 32, "input_bits": 8, "devices": {"variation": 0.1}, "runs": 3, "seed": 4}
     )
-    m1 = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
-    m2 = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
-    assert m1["runs"]["accuracy"] == m2["runs"]["accuracy"]  # seeded
-    assert m1["runs"]["count"] == 3 and m1["accuracy_std"] >= 0
-    assert m1["adc_clip_rate"]["overall"] > 0
-    assert all(v["path"] == "bit_level" for v in m1["layers"].values())
+    r1 = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    r2 = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    assert r1.runs.accuracy == r2.runs.accuracy  # seeded
+    assert r1.to_dict()["runs"]["count"] == 3 and r1.accuracy_std >= 0
+    assert r1.clip_rate > 0
+    assert all(v.setup.path == "bit_level" for v in r1.layers.values())
+    assert SimulationResult.from_dict(r1.to_dict()).to_dict() == r1.to_dict()
 
 
 @settings(max_examples=25, deadline=None)
@@ -150,7 +147,7 @@ def test_polarized_refuses_an_unpolarized_checkpoint() -> None:
     ok = simulate_model(
         spec.replace(encoding="offset"), net, layers, IMAGES[:4], LABELS[:4], IMAGES[:4], device="cpu"
     )
-    assert ok["prediction_agreement"] == 1.0
+    assert ok.prediction_agreement == 1.0
 
 
 def fake_mnist(root: Path, n: int = 40) -> None:
@@ -238,4 +235,5 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         data_dir=tmp_path / "data",
         device="cpu",
     )
-    assert again["runs"]["accuracy"] == m["runs"]["accuracy"]  # resumed from runs.json
+    assert list(again.runs.accuracy) == m["runs"]["accuracy"]  # resumed from runs.json
+    assert SimulationResult.from_dict(m).to_dict() == m  # metrics.json reads back to the same dict

@@ -87,7 +87,10 @@ def simulate_stage(
 
     sim_spec = SimSpec.from_dict(spec, source="simulate stage")
     return run_once(
-        out_dir, lambda: simulate(sim_spec, checkpoint, out_dir, resume=True, device="cpu", progress=progress)
+        out_dir,
+        lambda: simulate(
+            sim_spec, checkpoint, out_dir, resume=True, device="cpu", progress=progress
+        ).to_dict(),
     )
 
 

@@ -32,10 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from forms.sim.adc import Adc
+from forms.sim.integer_gemm import FLOAT32_EXACT
 from forms.sim.quant_inputs import DigitPlan
 
-FLOAT32_EXACT = 1 << 24
-"""Integers below 2^24 are exact in float32 (24-bit significand)."""
 BUILD_ELEMENTS = 1 << 22
 """Partial sums held at once while a table is built (row groups are processed in chunks)."""
 

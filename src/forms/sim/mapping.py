@@ -55,6 +55,11 @@ class LayerMapping:
         """Plain-dict form for JSON."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LayerMapping:
+        """Read back :meth:`to_dict`."""
+        return cls(**{**data, "encoding": Encoding(data["encoding"])})
+
 
 def layer_fragment_size(layer: IntegerLayer, crossbar_rows: int, override: int | None) -> int:
     """R for ``layer``: ``override`` when given, else the layer's own; it must divide the crossbar rows."""
@@ -145,6 +150,18 @@ class MappingTable:
             "layers": [m.to_dict() for m in self.layers],
             "totals": self.totals(),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MappingTable:
+        """Read back :meth:`to_dict` (the totals are recomputed from the layers)."""
+        crossbar = data["crossbar"]
+        return cls(
+            Encoding(data["encoding"]),
+            crossbar["rows"],
+            crossbar["cols"],
+            crossbar["cell_bits"],
+            tuple(LayerMapping.from_dict(m) for m in data["layers"]),
+        )
 
 
 def mapping_table(layers: list[IntegerLayer], spec: SimSpec) -> MappingTable:

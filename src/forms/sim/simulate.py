@@ -8,19 +8,20 @@
    :mod:`forms.sim.quant_inputs`);
 3. runs the test images through the float model (dequantized weights), the *reference* (the same integer
    model as exact integer matmuls) and, for each Monte Carlo chip, the *simulator*;
-4. returns (and writes to ``out_dir/metrics.json``) accuracy, reference_accuracy,
-   prediction_agreement, adc_clip_rate, zero_skip per layer, per-run accuracies with mean and std, and
-   the mapping table. Statistics (zero-skip) come from chip 0; clip rates sum over all chips.
+4. returns a :class:`~forms.sim.result.SimulationResult` (written to ``out_dir/metrics.json``):
+   accuracy, reference_accuracy, prediction_agreement, adc_clip_rate, zero_skip per layer, per-run
+   accuracies with mean and std, and the mapping table. Statistics (zero-skip) come from chip 0; clip
+   rates sum over all chips.
 
 Runs are resumable: each finished chip is recorded in ``out_dir/runs.json`` together with the spec, and
-``resume=True`` skips chips already recorded for an identical spec.
+``resume=True`` skips chips already recorded for an identical spec (:mod:`forms.sim.runs`).
 """
 
 from __future__ import annotations
 
-import json
-import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ from torch import Tensor, nn
 
 from forms.errors import CheckpointError
 from forms.intweights import IntegerLayer, integer_layers_from_checkpoint
-from forms.sim.crossbar import LayerStats
-from forms.sim.mapping import mapping_table
+from forms.sim.mapping import MappingTable, mapping_table
 from forms.sim.quant_inputs import calibrate_inputs
+from forms.sim.result import LayerRecord, RunsSummary, SimulationResult, SimulationSource
+from forms.sim.runs import ChipLayer, ChipRun, RunLog
 from forms.sim.simnet import (
     build_simulated_model,
     program_chip,
@@ -49,29 +51,76 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _predict(model: nn.Module, images: Tensor, batch_size: int, device: torch.device, tick: Any) -> Tensor:
-    preds = []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(device)
-            preds.append(model(x).argmax(-1).cpu())
-            tick(x.shape[0])
-    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
+def _fraction_equal(predictions: Tensor, targets: Tensor) -> float:
+    """Fraction of ``predictions`` equal to ``targets`` (0 for no images)."""
+    return float((predictions == targets).float().mean()) if predictions.shape[0] else 0.0
 
 
-def _layer_record(name: str, stats: LayerStats, layer: Any) -> dict[str, Any]:
-    arr = layer.array
+@dataclass(frozen=True)
+class _TestSet:
+    """The images a simulation predicts, in batches on one device, ticking a progress bar."""
+
+    images: Tensor
+    labels: Tensor
+    batch_size: int
+    device: torch.device
+    tick: Callable[[int], None]
+
+    def predict(self, model: nn.Module) -> Tensor:
+        """Predicted classes of every image (CPU, int64)."""
+        preds = []
+        with torch.no_grad():
+            for start in range(0, self.images.shape[0], self.batch_size):
+                x = self.images[start : start + self.batch_size].to(self.device)
+                preds.append(model(x).argmax(-1).cpu())
+                self.tick(x.shape[0])
+        return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
+
+    def accuracy(self, predictions: Tensor) -> float:
+        """Fraction of ``predictions`` equal to the labels."""
+        return _fraction_equal(predictions, self.labels)
+
+
+def _simulated_model(
+    spec: SimSpec, model: nn.Module, layers: list[IntegerLayer], calibration: Tensor, device: torch.device
+) -> nn.Module:
+    """``model`` with its mapped layers on crossbars, inputs calibrated on ``calibration`` images."""
+    names = [layer.name for layer in layers]
+    batches = [
+        calibration[s : s + spec.batch_size].to(device)
+        for s in range(0, calibration.shape[0], spec.batch_size)
+    ]
+    quantizers = calibrate_inputs(model, names, batches, spec.input_bits, spec.input_percentile)
+    return build_simulated_model(model, layers, quantizers, spec).to(device)
+
+
+def _run_chip(sim: nn.Module, test: _TestSet, reference: Tensor, run: int, seed: int) -> ChipRun:
+    """Program chip ``run`` with ``seed``, predict the test set on it and record what it measured."""
+    program_chip(sim, seed)
+    reset_stats(sim)
+    pred = test.predict(sim)
+    layers = {layer.name: ChipLayer.measure(layer) for layer in simulated_layers(sim)}
+    return ChipRun(run, seed, test.accuracy(pred), _fraction_equal(pred, reference), layers)
+
+
+def _runs_summary(runs: list[ChipRun]) -> RunsSummary:
+    """Accuracies, agreements and seeds of the chips, in run order."""
+    return RunsSummary(
+        tuple(r.accuracy for r in runs),
+        tuple(r.prediction_agreement for r in runs),
+        tuple(r.seed for r in runs),
+    )
+
+
+def _layer_records(runs: list[ChipRun]) -> dict[str, LayerRecord]:
+    """Each layer's setup on chip 0 with its conversions and clips summed over every chip."""
     return {
-        "path": "bit_level" if stats.bit_level_calls else "exact_fast",
-        "engine": arr.engine,
-        "adc_bits": arr.adc.bits,
-        "adc_step": arr.adc.step,
-        "adc_group_rows": arr.encoded.group_rows,
-        "max_partial_sum": arr.max_partial,
-        "input_scale": layer.quantizer.scale,
-        "input_signed": layer.quantizer.signed,
-        "conversions": stats.conversions,
-        "clipped": stats.clipped,
+        name: LayerRecord(
+            first.setup,
+            sum(r.layers[name].conversions for r in runs),
+            sum(r.layers[name].clipped for r in runs),
+        )
+        for name, first in runs[0].layers.items()
     }
 
 
@@ -86,132 +135,54 @@ def simulate_model(
     resume: bool = False,
     device: str = "auto",
     progress: bool = False,
-    info: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Simulate ``model`` (whose mapped layers hold ``layers``) on ``images``; return the metrics dict.
+    source: SimulationSource | None = None,
+) -> SimulationResult:
+    """Simulate ``model`` (whose mapped layers hold ``layers``) on ``images``; return its result.
 
-    ``calibration`` images set the activation scales; ``info`` entries (e.g. the checkpoint path) are
-    copied into the metrics. See the module docstring for the metrics.
+    ``calibration`` images set the activation scales; ``source`` (the checkpoint and dataset) is
+    recorded in the result. See the module docstring for the metrics.
     """
     started = time.perf_counter()
     dev = resolve_device(device)
-    mapping = mapping_table(layers, spec).to_dict()
+    mapping: MappingTable = mapping_table(layers, spec)
     model = model.to(dev).eval()
-    names = [layer.name for layer in layers]
-    batches = [
-        calibration[s : s + spec.batch_size].to(dev) for s in range(0, calibration.shape[0], spec.batch_size)
-    ]
-    quantizers = calibrate_inputs(model, names, batches, spec.input_bits, spec.input_percentile)
-    sim = build_simulated_model(model, layers, quantizers, spec).to(dev)
+    sim = _simulated_model(spec, model, layers, calibration, dev)
     n = int(images.shape[0])
-    run_file = Path(out_dir) / "runs.json" if out_dir is not None else None
-    spec_json = spec.model_dump(mode="json")
-    done: list[dict[str, Any]] = []
-    if resume and run_file is not None and run_file.is_file():
-        saved = json.loads(run_file.read_text())
-        if saved.get("spec") == spec_json and saved.get("images") == n:
-            done = saved["runs"]
+    log = RunLog(Path(out_dir) / "runs.json", spec, n) if out_dir is not None else None
+    done = log.load() if resume and log is not None else []
 
     from forms.io import write_json_atomic
     from forms.nn.progress import make_progress
 
     with make_progress(progress) as bar:
         task = bar.add_task("simulate", total=n * (2 + spec.runs - len(done)), status="float")
-
-        def tick(k: int) -> None:
-            bar.advance(task, k)
-
-        float_pred = _predict(model, images, spec.batch_size, dev, tick)
+        test = _TestSet(images, labels, spec.batch_size, dev, lambda k: bar.advance(task, k))
+        float_pred = test.predict(model)
         bar.update(task, status="reference")
         set_mode(sim, "reference")
-        ref_pred = _predict(sim, images, spec.batch_size, dev, tick)
+        ref_pred = test.predict(sim)
         set_mode(sim, "simulate")
         for run in range(len(done), spec.runs):
             bar.update(task, status=f"chip {run + 1}/{spec.runs}")
-            program_chip(sim, spec.seed + run)
-            reset_stats(sim)
-            pred = _predict(sim, images, spec.batch_size, dev, tick)
-            record: dict[str, Any] = {
-                "run": run,
-                "seed": spec.seed + run,
-                "accuracy": float((pred == labels).float().mean()) if n else 0.0,
-                "prediction_agreement": float((pred == ref_pred).float().mean()) if n else 0.0,
-                "layers": {},
-            }
-            for layer in simulated_layers(sim):
-                st = layer.array.stats
-                entry = _layer_record(layer.name, st, layer)
-                entry["zero_skip"] = st.zero_skip_dict()
-                entry["zero_skip"].update(
-                    rounds_total=st.zero_skip.rounds_total,
-                    columns=st.columns,
-                    steps=layer.array.plan.steps,
-                    rows=layer.array.fragment_size,
-                    fragment_size=layer.array.fragment_size,
-                )
-                record["layers"][layer.name] = entry
-            done.append(record)
-            if run_file is not None:
-                write_json_atomic({"spec": spec_json, "images": n, "runs": done}, run_file)
-    metrics = _metrics(spec, done, labels, float_pred, ref_pred, mapping)
-    metrics["elapsed_s"] = time.perf_counter() - started
-    metrics["device"] = str(dev)
-    metrics.update(info or {})
+            done.append(_run_chip(sim, test, ref_pred, run, spec.seed + run))
+            if log is not None:
+                log.save(done)
+    result = SimulationResult(
+        spec=spec,
+        images=n,
+        float_accuracy=test.accuracy(float_pred),
+        reference_accuracy=test.accuracy(ref_pred),
+        runs=_runs_summary(done),
+        zero_skip={name: layer.zero_skip for name, layer in done[0].layers.items()},
+        layers=_layer_records(done),
+        mapping=mapping,
+        elapsed_s=time.perf_counter() - started,
+        device=str(dev),
+        source=source,
+    )
     if out_dir is not None:
-        write_json_atomic(metrics, Path(out_dir) / "metrics.json")
-    return metrics
-
-
-def _metrics(
-    spec: SimSpec,
-    runs: list[dict[str, Any]],
-    labels: Tensor,
-    float_pred: Tensor,
-    ref_pred: Tensor,
-    mapping: dict[str, Any],
-) -> dict[str, Any]:
-    n = int(labels.shape[0])
-    accs = [r["accuracy"] for r in runs]
-    agrees = [r["prediction_agreement"] for r in runs]
-    first = runs[0]["layers"]
-    conv = {name: sum(r["layers"][name]["conversions"] for r in runs) for name in first}
-    clip = {name: sum(r["layers"][name]["clipped"] for r in runs) for name in first}
-    total_conv, total_clip = sum(conv.values()), sum(clip.values())
-    zero_skip = {name: entry["zero_skip"] for name, entry in first.items()}
-    zs_totals = {
-        key: sum(z[key] for z in zero_skip.values())
-        for key in ("conversions_total", "conversions_skipped_leading", "conversions_skipped_bitplane")
-    }
-    layers = {}
-    for name, entry in first.items():
-        layers[name] = {k: v for k, v in entry.items() if k not in ("zero_skip", "conversions", "clipped")}
-        layers[name]["conversions_all_runs"] = conv[name]
-        layers[name]["clipped_all_runs"] = clip[name]
-    return {
-        "spec": spec.model_dump(mode="json"),
-        "encoding": spec.encoding,
-        "images": n,
-        "accuracy": statistics.fmean(accs),
-        "accuracy_mean": statistics.fmean(accs),
-        "accuracy_std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-        "float_accuracy": float((float_pred == labels).float().mean()) if n else 0.0,
-        "reference_accuracy": float((ref_pred == labels).float().mean()) if n else 0.0,
-        "prediction_agreement": statistics.fmean(agrees),
-        "runs": {
-            "count": len(runs),
-            "accuracy": accs,
-            "prediction_agreement": agrees,
-            "seeds": [r["seed"] for r in runs],
-        },
-        "adc_clip_rate": {
-            "overall": total_clip / total_conv if total_conv else 0.0,
-            "layers": {name: (clip[name] / conv[name] if conv[name] else 0.0) for name in first},
-        },
-        "zero_skip": zero_skip,
-        "zero_skip_totals": zs_totals,
-        "layers": layers,
-        "mapping": mapping,
-    }
+        write_json_atomic(result.to_dict(), Path(out_dir) / "metrics.json")
+    return result
 
 
 def _images(dataset: Any, limit: int | None) -> tuple[Tensor, Tensor]:
@@ -227,12 +198,12 @@ def simulate(
     data_dir: str | Path | None = None,
     device: str = "auto",
     progress: bool = False,
-) -> dict[str, Any]:
+) -> SimulationResult:
     """Simulate a compressed checkpoint (path or loaded dict) on its dataset's test split.
 
     The dataset comes from the checkpoint's ``data`` entry (:func:`forms.nn.data.load_dataset`); the
-    integer weights from its ``integer_layers``. Returns the metrics of :func:`simulate_model` and writes
-    them to ``out_dir/metrics.json`` when ``out_dir`` is given.
+    integer weights from its ``integer_layers``. Returns the result of :func:`simulate_model` and writes
+    its metrics to ``out_dir/metrics.json`` when ``out_dir`` is given.
     """
     from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
     from forms.nn.data import load_dataset
@@ -248,7 +219,7 @@ def simulate(
     images, labels = _images(load_dataset(data["dataset"], "test", data_dir, **options), spec.limit)
     calib_set = load_dataset(data["dataset"], spec.calibration_split, data_dir, **options)
     calibration, _ = _images(calib_set, spec.calibration_images)
-    info = {"checkpoint": source, "dataset": data["dataset"]}
+    origin = SimulationSource(checkpoint=source, dataset=data["dataset"])
     return simulate_model(
-        spec, model, layers, images, labels, calibration, out_dir, resume, device, progress, info
+        spec, model, layers, images, labels, calibration, out_dir, resume, device, progress, origin
     )
