@@ -147,13 +147,13 @@ class CompressSpec(Spec):
     """A whole compression run: crossbar geometry, constraints and schedule."""
 
     crossbar: CrossbarSpec = Field(
-        default_factory=CrossbarSpec,  # type: ignore[arg-type]
+        default_factory=CrossbarSpec,
         description="Crossbar geometry; fragment_size is R of the polarization constraint.",
     )
-    quant: QuantSpec = Field(default_factory=QuantSpec, description="Weight quantization.")  # type: ignore[arg-type]
-    polarize: PolarizeSpec = Field(default_factory=PolarizeSpec, description="Fragment polarization.")  # type: ignore[arg-type]
-    prune: PruneSpec = Field(default_factory=PruneSpec, description="Structured pruning.")  # type: ignore[arg-type]
-    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="ADMM/retraining schedule.")  # type: ignore[arg-type]
+    quant: QuantSpec = Field(default_factory=QuantSpec, description="Weight quantization.")
+    polarize: PolarizeSpec = Field(default_factory=PolarizeSpec, description="Fragment polarization.")
+    prune: PruneSpec = Field(default_factory=PruneSpec, description="Structured pruning.")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="ADMM/retraining schedule.")
     seed: int = Field(0, ge=0, description="Seed of data order and every other random choice.")
     data_dir: str | None = Field(None, description="Data root (default: $FORMS_DATA or ~/.cache/forms/data).")
     train_subset: int | None = Field(None, ge=1, description="Use only the first N training images.")
