@@ -1,4 +1,4 @@
-"""Identities of the bit-accurate crossbar engine (DESIGN.md, "Shared definitions").
+"""Identities of the bit-accurate crossbar engine (docs/design.md, "Shared definitions").
 
 The first: with ideal cells and a lossless ADC every encoding's output EQUALS the integer matrix
 product, on the fast path and on the forced bit-level path. Then a narrow ADC against a direct
@@ -113,7 +113,7 @@ def digits_of(x: torch.Tensor, bits: int, signed: bool) -> list[tuple[int, torch
 
 
 def direct_polarized(x, w, weight_bits, cell_bits, r, bits, signed, adc_bits):
-    """y and clip count straight from DESIGN.md: per (bit, fragment, column, slice) clipped sums."""
+    """y and clip count straight from docs/design.md: per (bit, fragment, column, slice) clipped sums."""
     v, g, rows = x.shape
     cols = w.shape[2]
     slices = math.ceil(weight_bits / cell_bits)

@@ -1,6 +1,6 @@
 """Crossbar counts of a compressed model and the reduction factors compression buys.
 
-Counts use :func:`forms.geometry.crossbar_count`, the same function the mapping and cost model use.
+Counts use :meth:`forms.encoding.Encoding.crossbar_count`, the same rule the mapping and cost model use.
 The chain of factors follows the FORMS paper's accounting (Yuan et al., ISCA 2021, Sec. 6):
 
 - ``dense_32bit``: the uncompressed layers as 32-bit fixed-point magnitudes on the DIFFERENTIAL

@@ -6,7 +6,7 @@ as float64 tensors holding integers. :class:`CrossbarArray` programs a chip and 
 
 - **Exact fast path** (:mod:`forms.sim.integer_gemm`). When the cells are ideal and the ADC cannot
   clip any partial sum (every column's level sum times the largest DAC digit fits the ADC), the
-  bit-serial pipeline equals one integer GEMM ``x @ W`` (DESIGN.md, "Making the simulator fast").
+  bit-serial pipeline equals one integer GEMM ``x @ W`` (docs/design.md, "Making the simulator fast").
   Zero-skip statistics come from the OR of each sub-array's codes (:mod:`forms.sim.zeroskip`).
 - **Table engine** (:mod:`forms.sim.table_engine`): bit-level, deterministic cells (narrow ADC,
   faults, variation), patterns of at most 16 bits.
