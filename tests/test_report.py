@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forms.report import build_summary, stage_report, write_report
+from forms.compress.result import (
+    AdmmRound,
+    AdmmSummary,
+    CompressResult,
+    RetrainEpoch,
+    RetrainSummary,
+)
+from forms.cost.estimate import Estimate
+from forms.encoding import Encoding
+from forms.nn.train_result import EpochRecord, TrainResult
+from forms.report import RunMeta, RunSetup, SimulationRun, Summary, stage_report, write_report
+from forms.report.derived import estimate_ratios, zero_skip_savings
 from forms.report.model import MISSING, format_value, join_path, resolve, split_path
-from forms.report.summary import estimate_ratios, zero_skip_savings
+from forms.sim.mapping import MappingTable
+from forms.sim.result import LayerRecord, LayerSetup, LayerZeroSkip, RunsSummary, SimulationResult
+from forms.sim.spec import SimSpec
 
 SECTION_IDS = [
     "overview",
@@ -31,97 +45,168 @@ SECTION_IDS = [
 LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
 
 
-def _sim(accuracy: float, clip: float, skip: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "accuracy": accuracy,
-        "accuracy_mean": accuracy,
-        "accuracy_std": 0.0,
-        "reference_accuracy": 0.9871,
-        "prediction_agreement": 1.0 if clip == 0 else 0.97,
-        "adc_clip_rate": {
-            "overall": clip,
-            "layers": {name: clip * (i + 1) / 5 for i, name in enumerate(LAYERS)},
+def sample_train() -> TrainResult:
+    """A hand-made float training result (two epochs of LeNet-5)."""
+    epochs = [
+        EpochRecord(e, 0.3 / e, 0.95 + 0.01 * e, 0.9802 + 0.005 * e, 15.75, 15.0, 1.0, 0.001) for e in (1, 2)
+    ]
+    return TrainResult(
+        model="lenet5",
+        dataset="mnist",
+        test_accuracy=epochs[-1].test_accuracy,
+        epochs=2,
+        seed=0,
+        train_seconds=31.5,
+        mean_epoch_seconds=15.75,
+        mean_epoch_cpu_seconds=15.0,
+        parameters=61706,
+        world_size=1,
+        torch_threads=2,
+        checkpoint="checkpoint.pt",
+        per_epoch=epochs,
+        config={"model": "lenet5", "dataset": "mnist", "epochs": 2},
+    )
+
+
+def sample_compress() -> CompressResult:
+    """A hand-made compression result: R = 8, 8-bit weights, pruned, with crossbar counts."""
+    residuals = {name: 0.01 * (i + 1) for i, name in enumerate(LAYERS)}
+    return CompressResult(
+        model="lenet5",
+        dataset="mnist",
+        source_checkpoint="train/checkpoint.pt",
+        accuracy_before=0.9902,
+        accuracy_admm=0.9861,
+        accuracy_projected=0.9714,
+        accuracy_after=0.9887,
+        accuracy_drop_points=0.15,
+        fragment_size=8,
+        weight_bits=8,
+        fragments_total=5000,
+        fragments_mixed_sign=0,
+        unpolarized_layers=[],
+        sparsity=0.42,
+        crossbars={
+            "baseline": "32-bit magnitudes, differential encoding (two crossbar sets)",
+            "dense_32bit": 96,
+            "pruned_32bit": 48,
+            "final": {"polarized": 12, "offset": 15, "differential": 24},
+            "factors": {"pruning": 2.0, "quantization": 4.0, "polarization": 2.0, "total": 16.0},
         },
-        "zero_skip": {
-            name: {
-                "conversions_total": 1000 * (i + 1),
-                "conversions_skipped_leading": int(1000 * (i + 1) * skip),
-                "conversions_skipped_bitplane": int(1000 * (i + 1) * min(1.0, skip * 1.5)),
-                "rows": 25 * (i + 1),
-                "fragment_size": 8,
-            }
+        crossbar_geometry={"rows": 128, "cols": 128, "cell_bits": 2},
+        crossbar_layers=[],
+        layers=[],
+        admm=AdmmSummary(1, 0.01, [AdmmRound(1, 0.001, 0.2, [3.0], residuals, 0.05, 0.9861)]),
+        retrain=RetrainSummary(1, [RetrainEpoch(1, 0.1, 3.0, 0.9887)], 0, 1),
+        bn_recalibrated=False,
+        world_size=1,
+        torch_threads=2,
+        checkpoint="checkpoint.pt",
+        config={"crossbar": {"fragment_size": 8}},
+    )
+
+
+def sample_simulation(
+    accuracies: tuple[float, ...], clip: float, skip: float, encoding: Encoding = Encoding.POLARIZED
+) -> SimulationResult:
+    """A hand-made simulation of one chip per accuracy, clipping ``clip`` of the conversions."""
+    conversions = 10_000
+    setup = LayerSetup("exact_fast", "gemm", 5, 1.0, 8, 24, 0.1, False)
+    return SimulationResult(
+        spec=SimSpec.from_dict({"encoding": encoding}),
+        images=1000,
+        float_accuracy=0.9902,
+        reference_accuracy=0.9871,
+        runs=RunsSummary(
+            accuracies, tuple(1.0 if clip == 0 else 0.97 for _ in accuracies), tuple(range(len(accuracies)))
+        ),
+        zero_skip={
+            name: LayerZeroSkip(
+                conversions_total=1000 * (i + 1),
+                conversions_skipped_leading=int(1000 * (i + 1) * skip),
+                conversions_skipped_bitplane=int(1000 * (i + 1) * min(1.0, skip * 1.5)),
+                rounds_total=1000 * (i + 1),
+                columns=1,
+                steps=16,
+                rows=8,
+                fragment_size=8,
+            )
             for i, name in enumerate(LAYERS)
         },
-        **extra,
-    }
+        layers={
+            name: LayerRecord(setup, conversions, int(conversions * clip * (i + 1) / 5))
+            for i, name in enumerate(LAYERS)
+        },
+        mapping=MappingTable(encoding, 128, 128, 2, ()),
+        elapsed_s=1.0,
+        device="cpu",
+    )
 
 
-def _estimate(scale: float) -> dict[str, Any]:
-    return {
-        "chip_area_mm2": 85.4 * scale,
-        "chip_power_w": 65.8 * scale,
-        "fps": 1.0e5 / scale,
-        "latency_s": 2.2e-6 * scale,
-        "energy_per_inference_j": 6.5e-4 * scale,
-        "gops_per_s_mm2": 478.95 / scale,
-        "gops_per_w": 627.5 / scale,
-        "peak_gops_per_s_mm2": 500.0 / scale,
-        "peak_gops_per_w": 700.0 / scale,
-        "crossbars_used": int(40 * scale),
-        "chips": 1,
-        "breakdown": {
+def sample_estimate(arch: str, scale: float) -> Estimate:
+    """A hand-made cost-model estimate whose figures scale with ``scale``."""
+    return Estimate(
+        arch=arch,
+        model="lenet5",
+        input_shape=[1, 28, 28],
+        chip_area_mm2=85.4 * scale,
+        chip_power_w=65.8 * scale,
+        chips=1,
+        fps=1.0e5 / scale,
+        latency_s=2.2e-6 * scale,
+        energy_per_inference_j=6.5e-4 * scale,
+        average_power_w=65.0,
+        gops_per_s_mm2=478.95 / scale,
+        gops_per_w=627.5 / scale,
+        gops_per_s_mm2_executed=239.0 / scale,
+        gops_per_w_executed=313.0 / scale,
+        peak_gops_per_s_mm2=500.0 / scale,
+        peak_gops_per_w=700.0 / scale,
+        dense_ops=846_000,
+        executed_ops=423_000,
+        crossbars_needed=int(40 * scale),
+        crossbars_used=int(40 * scale),
+        crossbars_per_chip=12_288,
+        adc={"bits": 5},
+        breakdown={
             "area_mm2": {"adc": 10.0 * scale, "edram": 20.0, "router": 5.0, "crossbar": 0.1 * scale},
             "power_w": {"adc": 8.0 * scale, "edram": 3.0, "router": 7.0, "crossbar": 0.4 * scale},
         },
-        "assumptions": [f"clock 1.2 GHz (scale {scale})", "activity: measured zero-skip statistics"],
-        "layers": [{"name": n, "crossbars": 8} for n in LAYERS],
-    }
+        layers=[],
+        assumptions=[f"clock 1.2 GHz (scale {scale})", "activity: measured zero-skip statistics"],
+    )
 
 
-def make_summary() -> dict[str, Any]:
-    """A complete summary of hand-made stage outputs with the field names of issues 2-5."""
-    return build_summary(
+def make_summary() -> Summary:
+    """A complete summary of hand-made typed stage results."""
+    return Summary(
         title="FORMS demo: LeNet-5 on MNIST (test sample)",
+        meta=RunMeta.now("pytest"),
         parameters={
             "model": "lenet5",
             "dataset": "mnist",
             "compress": {"fragment_size": 8, "weight_bits": 8},
         },
         assumptions=["inputs are 16-bit unsigned after ReLU", "one ADC per crossbar"],
-        train={"test_accuracy": 0.9902, "epochs": 2, "seed": 0, "train_seconds": 31.5},
-        compress={
-            "accuracy_before": 0.9902,
-            "accuracy_after": 0.9887,
-            "fragment_size": 8,
-            "weight_bits": 8,
-            "fragments_total": 5000,
-            "fragments_mixed_sign": 0,
-            "sparsity": 0.42,
-            "crossbars": {
-                "dense_32bit": 96,
-                "pruned_32bit": 48,
-                "polarized": 12,
-                "offset": 15,
-                "differential": 24,
-                "factors": {"pruning": 2.0, "quantization": 4.0, "polarization": 2.0, "total": 16.0},
-            },
-        },
+        train=sample_train(),
+        compress=sample_compress(),
         simulate={
-            "polarized-ideal": {
-                "setup": {"encoding": "polarized", "mode": "ideal", "adc_bits": 5, "limit": 1000},
-                "metrics": _sim(0.9887, 0.0, 0.3),
-            },
-            "offset-adc4": {
-                "setup": {"encoding": "offset", "mode": "adc", "adc_bits": 4, "limit": 1000},
-                "metrics": _sim(0.9512, 0.021, 0.3),
-            },
-            "polarized-variation": {
-                "setup": {"encoding": "polarized", "mode": "variation", "variation_sigma": 0.1, "runs": 5},
-                "metrics": _sim(0.981, 0.0, 0.3, accuracy_mean=0.9801, accuracy_std=0.0021),
-            },
+            "polarized-ideal": SimulationRun(
+                RunSetup(Encoding.POLARIZED, "ideal", 5, limit=1000), sample_simulation((0.9887,), 0.0, 0.3)
+            ),
+            "offset-adc4": SimulationRun(
+                RunSetup(Encoding.OFFSET, "adc", 4, flipped=True, limit=1000),
+                sample_simulation((0.9512,), 0.021, 0.3, Encoding.OFFSET),
+            ),
+            "polarized-sigma0.1": SimulationRun(
+                RunSetup(Encoding.POLARIZED, "variation", 5, variation_sigma=0.1, runs=3),
+                sample_simulation((0.9801, 0.9780, 0.9822), 0.0, 0.3),
+            ),
         },
-        estimate={"isaac-opt": _estimate(1.0), "prime": _estimate(1.6), "forms-8": _estimate(0.55)},
-        command="pytest",
+        estimate={
+            arch: sample_estimate(arch, scale)
+            for arch, scale in (("isaac-opt", 1.0), ("prime", 1.6), ("forms-8", 0.55))
+        },
     )
 
 
@@ -155,8 +240,6 @@ class _Cells(HTMLParser):
             self._td = None
 
 
-OPTIONAL = ("setup.variation_sigma", "setup.runs", "setup.limit", "setup.adc_bits")
-"""Setup fields a hand-made simulation run may leave out (the report shows an em dash)."""
 NUMBER = re.compile(r"^-?[\d.,]+(%|x|e[+-]\d+)?$")
 
 
@@ -179,9 +262,7 @@ def test_every_report_number_is_traceable_to_summary_json(written: Path) -> None
             assert not NUMBER.match(text.strip()), f"untraceable number {text!r} in the report"
             continue
         value = resolve(summary, path)
-        if value is MISSING:
-            assert path.endswith(OPTIONAL), f"report cell reads {path}, which summary.json does not hold"
-            value = None
+        assert value is not MISSING, f"report cell reads {path}, which summary.json does not hold"
         assert text == format_value(value, attrs["data-fmt"]), path  # type: ignore[arg-type]
         traced += 1
     assert traced > 100
@@ -201,7 +282,7 @@ def test_csv_tables_hold_the_raw_summary_values(written: Path) -> None:
     """Every CSV value is the raw value of the HTML cell at the same position (both from summary.json)."""
     parser = _Cells()
     parser.feed((written / "report.html").read_text())
-    report = stage_report(json.loads((written / "summary.json").read_text()))
+    report = stage_report(Summary.from_dict(json.loads((written / "summary.json").read_text())))
     for table in report.tables():
         with (written / "tables" / f"{table.id}.csv").open() as handle:
             rows = list(csv.reader(handle))
@@ -219,22 +300,42 @@ def test_csv_tables_hold_the_raw_summary_values(written: Path) -> None:
 
 def test_derived_values() -> None:
     summary = make_summary()
-    ratios = summary["derived"]["estimate_ratios"]
-    assert all(v == pytest.approx(1.0) for v in ratios["isaac-opt"].values())
-    assert ratios["forms-8"]["gops_per_w"] == pytest.approx(1 / 0.55)
-    zs = summary["derived"]["zero_skip"]["polarized-ideal"]
-    assert zs["layers"]["conv2"]["saved_leading"] == pytest.approx(600 / 2000)
-    assert zs["overall"]["conversions_total"] == 15000
+    ratios = summary.derived.estimate_ratios
+    assert all(v == pytest.approx(1.0) for v in ratios["isaac-opt"].to_dict().values())
+    assert ratios["forms-8"].gops_per_w == pytest.approx(1 / 0.55)
+    zs = summary.derived.zero_skip["polarized-ideal"]
+    assert zs.layers["conv2"].saved_leading == pytest.approx(600 / 2000)
+    assert zs.overall.conversions_total == 15000
+
+
+def test_summary_json_reads_back_into_the_same_summary(written: Path) -> None:
+    """from_dict(summary.json).to_dict() is summary.json, key for key and in the same order."""
+    text = (written / "summary.json").read_text()
+    data = json.loads(text)
+    again = Summary.from_dict(data).to_dict()
+    assert json.dumps(again, default=str) == json.dumps(data)
+    assert list(again) == list(data) and list(again)[-1] == "derived"
+    with pytest.raises(ValueError, match="not a FORMS summary"):
+        Summary.from_dict({**data, "format": "other"})
+
+
+def test_extra_tables_follow_the_stage_results_and_may_not_shadow_them() -> None:
+    meta = RunMeta.now("pytest")
+    summary = Summary(title="t", meta=meta, parameters={}, assumptions=[], extra={"points": {"p": {"x": 1}}})
+    assert list(summary.to_dict())[-2:] == ["points", "derived"]
+    with pytest.raises(ValueError, match="collides"):
+        Summary(title="t", meta=meta, parameters={}, assumptions=[], extra={"derived": {}})
 
 
 def test_empty_summary_still_renders(tmp_path: Path) -> None:
     """A report of a run that stopped early renders every section, with no numbers it does not have."""
-    summary = build_summary(title="empty", parameters={}, assumptions=[])
+    summary = Summary(title="empty", meta=RunMeta.now("pytest"), parameters={}, assumptions=[])
     files = write_report(stage_report(summary), tmp_path)
     parser = _Cells()
     parser.feed(files.html.read_text())
     assert parser.sections == SECTION_IDS
-    assert summary["derived"] == {"estimate_ratios": {}, "zero_skip": {}}
+    assert summary.to_dict()["derived"] == {"estimate_ratios": {}, "zero_skip": {}}
+    assert summary.to_dict()["train"] == {} and summary.to_dict()["compress"] == {}
 
 
 keys = st.text(alphabet="abc.[]_-1", min_size=1, max_size=6).filter(lambda k: "[" not in k and "]" not in k)
@@ -265,38 +366,34 @@ finite = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False)
     st.dictionaries(st.sampled_from(["a", "b", "c"]), finite, min_size=1), st.sampled_from(["a", "b", "c"])
 )
 def test_ratio_to_baseline_identities(values: dict[str, float], base: str) -> None:
-    estimates = {arch: {"fps": v, "gops_per_w": 2 * v} for arch, v in values.items()}
+    estimates = {
+        arch: replace(sample_estimate(arch, 1.0), fps=v, gops_per_w=2 * v, chip_area_mm2=0.0)
+        for arch, v in values.items()
+    }
     ratios = estimate_ratios(estimates, base)
     if base not in values:
         assert ratios == {}
         return
     for arch, v in values.items():
-        assert ratios[arch]["fps"] == pytest.approx(v / values[base])
-        assert ratios[arch]["gops_per_w"] == pytest.approx(ratios[arch]["fps"])
-        assert ratios[arch]["chip_area_mm2"] is None
+        assert ratios[arch].fps == pytest.approx(v / values[base])
+        assert ratios[arch].gops_per_w == pytest.approx(ratios[arch].fps)
+        assert ratios[arch].chip_area_mm2 is None  # the baseline's is zero
+        assert ratios[arch].chip_power_w == pytest.approx(1.0)
 
 
 @given(st.lists(st.tuples(st.integers(1, 10**6), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=6))
 def test_zero_skip_overall_is_the_sum_of_layers(rows: list[tuple[int, float, float]]) -> None:
     stats = {
-        f"l{i}": {
-            "conversions_total": t,
-            "conversions_skipped_leading": int(t * a),
-            "conversions_skipped_bitplane": int(t * b),
-        }
-        for i, (t, a, b) in enumerate(rows)
+        f"l{i}": LayerZeroSkip(t, int(t * a), int(t * b), t, 1, 16, 8, 8) for i, (t, a, b) in enumerate(rows)
     }
     out = zero_skip_savings(stats)
     total = sum(t for t, _, _ in rows)
-    assert out["overall"]["conversions_total"] == total
+    assert out.overall.conversions_total == total
     lead = sum(int(t * a) for t, a, _ in rows)
-    assert out["overall"]["saved_leading"] == pytest.approx(lead / total)
-    for name, row in out["layers"].items():
-        assert 0.0 <= row["saved_bitplane"] <= 1.0
-        assert (
-            row["saved_leading"]
-            == stats[name]["conversions_skipped_leading"] / stats[name]["conversions_total"]
-        )
+    assert out.overall.saved_leading == pytest.approx(lead / total)
+    for name, row in out.layers.items():
+        assert row.saved_bitplane is not None and 0.0 <= row.saved_bitplane <= 1.0
+        assert row.saved_leading == stats[name].conversions_skipped_leading / stats[name].conversions_total
 
 
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**12), 10**12), st.none()))

@@ -37,7 +37,7 @@ from forms.experiments.pipeline import (
     standard_setups,
     train_float,
 )
-from forms.report import build_summary, stage_report, write_report
+from forms.report import RunMeta, Summary, stage_report, write_report
 from forms.report.writers import ReportFiles
 
 
@@ -154,7 +154,7 @@ class JobResult:
             "out_dir": str(self.out_dir),
             "report": self.report.to_dict(),
             "seconds": self.seconds,
-            **self.clock.to_dict(),
+            **self.clock.timings().to_dict(),
         }
 
 
@@ -170,7 +170,7 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
     setups = spec.sim_setups()
     simulate = simulate_all(checkpoint, out / "simulate", setups, clock, progress)
     activity_run = next(
-        (s.name for s in setups if Encoding.parse(s.encoding).signs_per_fragment and s.mode == "ideal"), None
+        (s.name for s in setups if s.setup.encoding.signs_per_fragment and s.setup.mode == "ideal"), None
     )
     estimate = estimate_all(
         out / "estimate",
@@ -178,21 +178,19 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
         spec.model,
         clock,
         checkpoint=checkpoint,
-        activity=simulate[activity_run]["metrics"] if activity_run else None,
+        activity=simulate[activity_run].metrics.to_dict() if activity_run else None,
     )
-    summary = build_summary(
+    summary = Summary(
         title=f"FORMS demo: {spec.model} on {spec.dataset}",
+        meta=RunMeta.now(f"forms demo --out {out}", clock.timings(), time.perf_counter() - start),
         parameters=spec.model_dump(mode="json"),
         assumptions=spec.assumptions(),
+        baseline=spec.baseline,
         train=train,
         compress=compress,
         simulate=simulate,
         estimate=estimate,
-        baseline=spec.baseline,
-        command=f"forms demo --out {out}",
     )
-    summary["meta"].update(clock.to_dict())
-    summary["meta"]["wall_seconds"] = time.perf_counter() - start
     intro = [
         f"{spec.model} trained on {spec.dataset}, compressed with ADMM so that every fragment of "
         f"{spec.fragment_size} crossbar rows is single-signed, then run through the bit-accurate crossbar "

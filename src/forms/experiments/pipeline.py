@@ -1,28 +1,35 @@
 """The shared pipeline of `forms demo` and `forms reproduce`: train -> compress -> simulate -> estimate.
 
 Every step writes its own subfolder of the output directory and is skipped when its output is complete,
-so an interrupted job resumes where it stopped. The functions return the plain dicts the stages wrote,
-ready for :func:`forms.report.build_summary`.
+so an interrupted job resumes where it stopped. The functions return the stages' typed results, ready
+for :class:`forms.report.Summary`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from forms.compress.result import CompressResult
 from forms.config import CrossbarSpec
+from forms.cost.estimate import Estimate
 from forms.encoding import Encoding
 from forms.experiments.stages import compress_stage, estimate_stage, load_done, simulate_stage, train_stage
 from forms.io import write_json_atomic
+from forms.nn.train_result import TrainResult
+from forms.report.records import RunSetup, SimulationRun, StageTimings
 
 CHECKPOINT = "checkpoint.pt"
 
 
 STAGE_TIME = "stage_time.json"
 """File in a stage's folder holding the wall seconds the stage took when it ran."""
+
+ResultT = TypeVar("ResultT")
 
 
 @dataclass
@@ -43,7 +50,7 @@ class StageClock:
         """The stage's name: its folder relative to ``root``, which holds every stage of a job."""
         return Path(out_dir).relative_to(self.root).as_posix()
 
-    def run(self, out_dir: Path, fn: Any, done_file: str = "metrics.json") -> Any:
+    def run(self, out_dir: Path, fn: Callable[[], ResultT], done_file: str = "metrics.json") -> ResultT:
         """Call ``fn()``; time it, or record the stage as reused when ``out_dir/done_file`` exists."""
         key = self.key(out_dir)
         if load_done(out_dir, done_file) is not None:
@@ -58,16 +65,12 @@ class StageClock:
         write_json_atomic({"seconds": self.seconds[key]}, Path(out_dir) / STAGE_TIME)
         return result
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (in summary.json ``meta``)."""
-        return {
-            "stage_seconds": dict(self.seconds),
-            "earlier_stage_seconds": dict(self.earlier_seconds),
-            "reused_stages": list(self.reused),
-        }
+    def timings(self) -> StageTimings:
+        """The seconds recorded so far (in summary.json ``meta``)."""
+        return StageTimings(dict(self.seconds), dict(self.earlier_seconds), list(self.reused))
 
 
-def train_float(out: Path, clock: StageClock, progress: bool, **train_spec: Any) -> dict[str, Any]:
+def train_float(out: Path, clock: StageClock, progress: bool, **train_spec: Any) -> TrainResult:
     """Train the float model in ``out`` (resuming or reusing a finished run)."""
     return clock.run(out, lambda: train_stage(out, progress=progress, **train_spec))
 
@@ -78,7 +81,7 @@ def compress_float(
     clock: StageClock,
     compress_spec: Mapping[str, Any],
     progress: bool = False,
-) -> dict[str, Any]:
+) -> CompressResult:
     """ADMM-compress ``float_dir/checkpoint.pt`` into ``out`` (resuming or reusing)."""
     return clock.run(
         out, lambda: compress_stage(float_dir / CHECKPOINT, out, progress=progress, **compress_spec)
@@ -95,39 +98,19 @@ class SimSetup:
     """One simulation run of a job: how the report names it and what the simulator is asked."""
 
     name: str
-    encoding: str
-    mode: str
-    """'ideal' (lossless ADC, ideal devices), 'adc' (narrower ADC) or 'variation'."""
-    adc_bits: int
-    flipped: bool = False
-    variation_sigma: float = 0.0
-    runs: int = 1
-    limit: int | None = None
-    seed: int = 0
-
-    def setup(self) -> dict[str, Any]:
-        """The ``setup`` record in summary.json."""
-        return {
-            "encoding": self.encoding,
-            "mode": self.mode,
-            "adc_bits": self.adc_bits,
-            "flipped": self.flipped,
-            "variation_sigma": self.variation_sigma,
-            "runs": self.runs,
-            "limit": self.limit,
-            "seed": self.seed,
-        }
+    setup: RunSetup
 
     def sim_spec(self) -> dict[str, Any]:
         """Keyword arguments of :class:`forms.sim.spec.SimSpec`."""
+        setup = self.setup
         return {
-            "encoding": self.encoding,
-            "adc_bits": self.adc_bits,
-            "flipped": self.flipped,
-            "limit": self.limit,
-            "devices": {"variation": self.variation_sigma},
-            "runs": self.runs,
-            "seed": self.seed,
+            "encoding": setup.encoding,
+            "adc_bits": setup.adc_bits,
+            "flipped": setup.flipped,
+            "limit": setup.limit,
+            "devices": {"variation": setup.variation_sigma},
+            "runs": setup.runs,
+            "seed": setup.seed,
         }
 
 
@@ -165,24 +148,16 @@ class SetupPlan:
         flipped = encoding.supports_flipping
         bits = lossless_bits(encoding, self.crossbar, flipped)
         if mode == "ideal":
-            return SimSetup(
-                f"{encoding}-ideal", encoding, mode, bits, flipped, limit=self.ideal_limit, seed=self.seed
-            )
+            ideal = RunSetup(encoding, mode, bits, flipped, limit=self.ideal_limit, seed=self.seed)
+            return SimSetup(f"{encoding}-ideal", ideal)
         if mode == "adc":
             narrow = max(1, bits - self.narrow_drop)
-            return SimSetup(
-                f"{encoding}-adc{narrow}",
-                encoding,
-                mode,
-                narrow,
-                flipped,
-                limit=self.narrow_limit,
-                seed=self.seed,
-            )
-        name = f"{encoding}-sigma{self.sigma:g}"
-        return SimSetup(
-            name, encoding, mode, bits, flipped, self.sigma, self.runs, self.variation_limit, self.seed
+            adc = RunSetup(encoding, mode, narrow, flipped, limit=self.narrow_limit, seed=self.seed)
+            return SimSetup(f"{encoding}-adc{narrow}", adc)
+        varied = RunSetup(
+            encoding, mode, bits, flipped, self.sigma, self.runs, self.variation_limit, self.seed
         )
+        return SimSetup(f"{encoding}-sigma{self.sigma:g}", varied)
 
 
 def standard_setups(plan: SetupPlan) -> list[SimSetup]:
@@ -192,18 +167,15 @@ def standard_setups(plan: SetupPlan) -> list[SimSetup]:
 
 def simulate_all(
     checkpoint: Path, out: Path, setups: Sequence[SimSetup], clock: StageClock, progress: bool = False
-) -> dict[str, dict[str, Any]]:
-    """Run every setup into ``out/<name>`` (reusing finished ones); ``{name: {setup, metrics}}``."""
-    results: dict[str, dict[str, Any]] = {}
+) -> dict[str, SimulationRun]:
+    """Run every setup into ``out/<name>`` (reusing finished ones); the runs by name."""
+    results: dict[str, SimulationRun] = {}
     for s in setups:
         run_dir = out / s.name
         metrics = clock.run(
-            run_dir,
-            lambda s=s, run_dir=run_dir: simulate_stage(
-                checkpoint, run_dir, progress=progress, **s.sim_spec()
-            ),
+            run_dir, partial(simulate_stage, checkpoint, run_dir, progress=progress, **s.sim_spec())
         )
-        results[s.name] = {"setup": s.setup(), "metrics": metrics}
+        results[s.name] = SimulationRun(s.setup, metrics)
     return results
 
 
@@ -216,22 +188,20 @@ def estimate_all(
     activity: Mapping[str, Any] | None = None,
     input_shape: Sequence[int] | None = None,
     extra_assumptions: Sequence[str] = (),
-) -> dict[str, dict[str, Any]]:
-    """estimate.json of ``model`` on every arch into ``out/<arch>`` (reusing finished ones)."""
+) -> dict[str, Estimate]:
+    """The estimate of ``model`` on every arch, written into ``out/<arch>`` (reusing finished ones)."""
     results = {}
     for arch in archs:
         arch_dir = out / arch
-        results[arch] = clock.run(
+        stage = partial(
+            estimate_stage,
             arch_dir,
-            lambda arch=arch, arch_dir=arch_dir: estimate_stage(
-                arch_dir,
-                arch,
-                model,
-                input_shape=input_shape,
-                checkpoint=checkpoint,
-                activity=activity,
-                extra_assumptions=extra_assumptions,
-            ),
-            done_file="estimate.json",
+            arch,
+            model,
+            input_shape=input_shape,
+            checkpoint=checkpoint,
+            activity=activity,
+            extra_assumptions=extra_assumptions,
         )
+        results[arch] = clock.run(arch_dir, stage, done_file="estimate.json")
     return results

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forms.compress.result import CompressResult
 from forms.config import CROSSBAR_ROWS, CrossbarSpec
+from forms.cost.estimate import Estimate
 from forms.encoding import Encoding
 from forms.experiments.demo import JobResult
 from forms.experiments.pipeline import (
@@ -37,8 +39,9 @@ from forms.experiments.pipeline import (
 )
 from forms.experiments.reproduce_report import reproduce_report
 from forms.experiments.reproduce_spec import ReproduceSpec, TrainRun, Workload
-from forms.report import build_summary
-from forms.report.summary import ratio
+from forms.nn.train_result import TrainResult
+from forms.report import RunMeta, RunSetup, SimulationRun, Summary
+from forms.report.derived import ratio
 from forms.report.writers import write_report
 
 
@@ -52,13 +55,15 @@ class ExperimentContext:
     progress: bool
 
 
-def _acc(metrics: Mapping[str, Any], *keys: str) -> float | None:
-    """The first of ``keys`` that ``metrics`` holds as a number, as a float (None if none)."""
-    for key in keys:
-        value = metrics.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+def _plain_data(table: Any) -> Any:
+    """An experiment's table as plain JSON data: every typed stage result in it as its ``to_dict()``."""
+    if hasattr(table, "to_dict"):
+        return table.to_dict()
+    if isinstance(table, dict):
+        return {key: _plain_data(value) for key, value in table.items()}
+    if isinstance(table, list):
+        return [_plain_data(value) for value in table]
+    return table
 
 
 def _drop_points(before: float | None, after: float | None) -> float | None:
@@ -66,12 +71,9 @@ def _drop_points(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else 100.0 * (before - after)
 
 
-def _accuracy_row(
-    run: TrainRun, r: int, float_metrics: Mapping[str, Any], metrics: Mapping[str, Any]
-) -> dict[str, Any]:
+def _accuracy_row(run: TrainRun, r: int, trained: TrainResult, compressed: CompressResult) -> dict[str, Any]:
     """One row of (a): ``run``'s float and compressed accuracy at fragment size ``r``."""
-    before = _acc(float_metrics, "test_accuracy")
-    after = _acc(metrics, "accuracy_after")
+    before, after = trained.test_accuracy, compressed.accuracy_after
     return {
         "model": run.model,
         "dataset": run.dataset,
@@ -80,15 +82,15 @@ def _accuracy_row(
         "float_accuracy": before,
         "compressed_accuracy": after,
         "drop_points": _drop_points(before, after),
-        "fragments_mixed_sign": metrics.get("fragments_mixed_sign"),
+        "fragments_mixed_sign": compressed.fragments_mixed_sign,
     }
 
 
 def experiment_a(ctx: ExperimentContext) -> dict[str, Any]:
     """Accuracy vs R: compress each float model at every R (no pruning), in ``<root>/a``."""
     spec, out = ctx.spec, ctx.root / "a"
-    floats: dict[str, Any] = {}
-    compressed: dict[str, Any] = {}
+    floats: dict[str, TrainResult] = {}
+    compressed: dict[str, CompressResult] = {}
     rows = []
     for run in (spec.mnist, spec.deep):
         float_dir = out / run.key / "train"
@@ -118,28 +120,37 @@ def experiment_b(ctx: ExperimentContext) -> dict[str, Any]:
         spec.compress_spec(spec.mnist, r, True),
     )
     bits = lossless_bits(Encoding.POLARIZED, CrossbarSpec(fragment_size=r), flipped=False)
-    setup = SimSetup(
-        "polarized-ideal", Encoding.POLARIZED, "ideal", bits, limit=spec.sim_limit, seed=spec.seed
-    )
+    ideal = RunSetup(Encoding.POLARIZED, "ideal", bits, limit=spec.sim_limit, seed=spec.seed)
+    setup = SimSetup("polarized-ideal", ideal)
     sims = simulate_all(out / "compress" / CHECKPOINT, out / "simulate", [setup], ctx.clock, ctx.progress)
     return {"compress": metrics, "simulate": sims}
 
 
 def _cost_rows(
-    workload: Workload, measured: bool, ests: Mapping[str, Any], baseline: str
+    workload: Workload, measured: bool, ests: Mapping[str, Estimate], baseline: str
 ) -> list[dict[str, Any]]:
     """Rows of (c) for one workload: each architecture's figures and their ratios to ``baseline``."""
-    base = ests.get(baseline, {})
+    base = ests.get(baseline)
     return [
         {
             "workload": workload.label,
             "arch": arch,
             "activity": "measured (simulator)" if measured else "preset default (stated)",
-            **{k: est.get(k) for k in ("gops_per_s_mm2", "gops_per_w", "fps", "chips")},
-            **{f"{k}_ratio": ratio(est.get(k), base.get(k)) for k in ("gops_per_s_mm2", "gops_per_w", "fps")},
+            **{k: getattr(est, k) for k in ("gops_per_s_mm2", "gops_per_w", "fps", "chips")},
+            **{
+                f"{k}_ratio": ratio(getattr(est, k), getattr(base, k, None))
+                for k in ("gops_per_s_mm2", "gops_per_w", "fps")
+            },
         }
         for arch, est in ests.items()
     ]
+
+
+def _without_layers(est: Estimate) -> dict[str, Any]:
+    """estimate.json without its per-layer rows (they stay in c/<model>/<arch>/estimate.json)."""
+    record = est.to_dict()
+    del record["layers"]
+    return record
 
 
 def experiment_c(ctx: ExperimentContext, b: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +158,7 @@ def experiment_c(ctx: ExperimentContext, b: Mapping[str, Any]) -> dict[str, Any]
     spec, out, b_dir = ctx.spec, ctx.root / "c", ctx.root / "b"
     estimates: dict[str, Any] = {}
     rows = []
-    activity = b["simulate"]["polarized-ideal"]["metrics"]
+    activity = b["simulate"]["polarized-ideal"].metrics.to_dict()
     for w in spec.workloads:
         measured = w.model == spec.mnist.model and w.input_shape[0] == 1
         ests = estimate_all(
@@ -159,43 +170,34 @@ def experiment_c(ctx: ExperimentContext, b: Mapping[str, Any]) -> dict[str, Any]
             activity=activity if measured else None,
             input_shape=w.input_shape,
         )
-        for est in ests.values():
-            est.pop("layers", None)  # per-layer rows stay in c/<model>/<arch>/estimate.json
-        estimates[w.model] = ests
+        estimates[w.model] = {arch: _without_layers(est) for arch, est in ests.items()}
         rows.extend(_cost_rows(w, measured, ests, spec.baseline))
     return {"estimates": estimates, "rows": rows}
 
 
-def _ideal_and_varied_setups(spec: ReproduceSpec, encoding: str, fragment_size: int) -> list[SimSetup]:
+def _ideal_and_varied_setups(spec: ReproduceSpec, encoding: Encoding, fragment_size: int) -> list[SimSetup]:
     """The two simulations of one model in (d): ideal devices, and log-normal variation over chips."""
     bits = lossless_bits(encoding, CrossbarSpec(fragment_size=fragment_size), flipped=False)
+    limit, seed = spec.variation_limit, spec.seed
+    varied = RunSetup(
+        encoding, "variation", bits, False, spec.variation_sigma, spec.variation_runs, limit, seed
+    )
     return [
-        SimSetup("ideal", encoding, "ideal", bits, limit=spec.variation_limit, seed=spec.seed),
-        SimSetup(
-            "variation",
-            encoding,
-            "variation",
-            bits,
-            False,
-            spec.variation_sigma,
-            spec.variation_runs,
-            spec.variation_limit,
-            spec.seed,
-        ),
+        SimSetup("ideal", RunSetup(encoding, "ideal", bits, limit=limit, seed=seed)),
+        SimSetup("variation", varied),
     ]
 
 
-def _variation_row(variant: str, encoding: str, sims: Mapping[str, Any]) -> dict[str, Any]:
+def _variation_row(variant: str, encoding: Encoding, sims: Mapping[str, SimulationRun]) -> dict[str, Any]:
     """One row of (d): a model's ideal accuracy, its mean and spread under variation, and the loss."""
-    ideal = _acc(sims["ideal"]["metrics"], "accuracy")
-    mean = _acc(sims["variation"]["metrics"], "accuracy_mean", "accuracy")
+    ideal, varied = sims["ideal"].metrics, sims["variation"].metrics
     return {
         "variant": variant,
         "encoding": encoding,
-        "ideal_accuracy": ideal,
-        "variation_mean": mean,
-        "variation_std": _acc(sims["variation"]["metrics"], "accuracy_std"),
-        "degradation_points": _drop_points(ideal, mean),
+        "ideal_accuracy": ideal.accuracy,
+        "variation_mean": varied.accuracy_mean,
+        "variation_std": varied.accuracy_std,
+        "degradation_points": _drop_points(ideal.accuracy, varied.accuracy_mean),
     }
 
 
@@ -247,18 +249,17 @@ def run_reproduce(
     b = experiment_b(ctx)
     c = experiment_c(ctx, b)
     d = experiment_d(ctx)
-    summary = build_summary(
+    command = command or f"forms reproduce{' --quick' if spec.quick_mode else ''} --out {out}"
+    summary = Summary(
         title="FORMS reproduce" + (" (quick)" if spec.quick_mode else ""),
+        meta=RunMeta.now(command, clock.timings(), time.perf_counter() - start),
         parameters=spec.model_dump(mode="json"),
         assumptions=spec.assumptions(),
-        train=a["float"].get(spec.mnist.key, {}),
-        compress=b["compress"],
         baseline=spec.baseline,
-        command=command or f"forms reproduce{' --quick' if spec.quick_mode else ''} --out {out}",
-        extra={"experiments": {"a": a, "b": b, "c": c, "d": d}},
+        train=a["float"].get(spec.mnist.key),
+        compress=b["compress"],
+        extra={"experiments": _plain_data({"a": a, "b": b, "c": c, "d": d})},
     )
-    summary["meta"].update(clock.to_dict())
-    summary["meta"]["wall_seconds"] = time.perf_counter() - start
     files = write_report(reproduce_report(summary, spec), out / "report")
     return JobResult(out, files, time.perf_counter() - start, clock)
 

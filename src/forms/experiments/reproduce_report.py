@@ -1,7 +1,9 @@
 """The report of `forms reproduce`: one section (table and figures) per experiment (a)-(d).
 
-Every table cell and figure series is read from the run's summary (``experiments.<a-d>.rows`` and the
-compressions' histories), so the report only shows what the experiments wrote.
+Every table cell and figure series is read from the run's summary: the experiments' rows from the
+free-form tables ``experiments.<a-d>.rows`` by path, the compressions they show (ADMM histories of (a),
+crossbar counts of (b)) as typed :class:`CompressResult` read from ``experiments.<a|b>.compress``. So
+the report only shows what the experiments wrote.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from forms.compress.result import CompressResult
 from forms.experiments.reproduce_spec import ReproduceSpec
 from forms.report import plots
 from forms.report.cost_sections import assumptions_section
-from forms.report.model import Figure, Report, Section, Table, join_path, ref, resolve
+from forms.report.model import Figure, Report, Section, Table, join_path, ref
 from forms.report.sections import crossbar_section, overview_section
+from forms.report.summary import Summary
 
 # (row key, column header, cell format) of each experiment's table
 ACCURACY_COLUMNS = [
@@ -49,54 +53,71 @@ VARIATION_COLUMNS = [
 RATIO_METRICS = (("gops_per_s_mm2", "GOPs/(s·mm²)"), ("gops_per_w", "GOPs/W"), ("fps", "FPS"))
 
 
-def _rows_table(
-    summary: Mapping[str, Any], exp: str, table_id: str, title: str, cols: list[tuple[str, str, Any]]
-) -> Table:
-    """Experiment ``exp``'s rows as a table, one cell per (key, header, format) of ``cols``."""
-    table = Table(table_id, title, [c[1] for c in cols])
-    rows = resolve(summary, f"experiments.{exp}.rows")
-    for i, _ in enumerate(rows if isinstance(rows, list) else []):
-        table.add([ref(summary, join_path(f"experiments.{exp}.rows", i, key), fmt) for key, _, fmt in cols])
+def _experiment(summary: Summary, exp: str) -> dict[str, Any]:
+    """Experiment ``exp``'s table (summary.json ``experiments.<exp>``)."""
+    table: dict[str, Any] = summary.extra["experiments"][exp]
     return table
 
 
-def _col(summary: Mapping[str, Any], exp: str, key: str, where: Mapping[str, Any]) -> list[Any]:
+def _compression(summary: Summary, *keys: str) -> tuple[CompressResult, str]:
+    """The compression an experiment stored at ``experiments.<keys>``, typed, with that path."""
+    record: Any = summary.extra["experiments"]
+    for key in keys:
+        record = record[key]
+    return CompressResult.from_dict(record), join_path("experiments", *keys)
+
+
+def _rows_table(
+    summary: Summary, exp: str, table_id: str, title: str, cols: list[tuple[str, str, Any]]
+) -> Table:
+    """Experiment ``exp``'s rows as a table, one cell per (key, header, format) of ``cols``."""
+    table = Table(table_id, title, [c[1] for c in cols])
+    rows_at = join_path("experiments", exp, "rows")
+    for i, _ in enumerate(_experiment(summary, exp)["rows"]):
+        table.add([ref(summary.extra, join_path(rows_at, i, key), fmt) for key, _, fmt in cols])
+    return table
+
+
+def _col(summary: Summary, exp: str, key: str, where: Mapping[str, Any]) -> list[Any]:
     """``key`` of experiment ``exp``'s rows whose fields match ``where``."""
-    rows = resolve(summary, f"experiments.{exp}.rows")
+    rows = _experiment(summary, exp)["rows"]
     return [r.get(key) for r in rows if all(r.get(k) == v for k, v in where.items())]
 
 
-def _residual_figures(summary: Mapping[str, Any], spec: ReproduceSpec) -> list[Figure]:
+def _residual_figures(summary: Summary, spec: ReproduceSpec) -> list[Figure]:
     """Per-layer ||W - Z|| / ||W|| over the ADMM rounds, one figure per compressed model of (a)."""
     figures = []
+    compressed = _experiment(summary, "a")["compress"]
     for run in (spec.mnist, spec.deep):
         for r in spec.fragment_sizes:
             name = f"{run.key}-R{r}"
-            path = join_path("experiments.a.compress", name, "admm", "history")
-            history = resolve(summary, path)
-            if not isinstance(history, list) or not history:
+            if name not in compressed:
                 continue
-            layers = list(history[0]["residuals"])
-            series = {layer: [h["residuals"].get(layer) for h in history] for layer in layers}
+            result, at = _compression(summary, "a", "compress", name)
+            history = result.admm.history
+            if not history:
+                continue
+            layers = list(history[0].residuals)
+            series = {layer: [h.residuals.get(layer) for h in history] for layer in layers}
             figures.append(
                 Figure(
                     f"a-residuals-{name}",
                     f"ADMM convergence, {name}",
                     plots.lines(
-                        [h["round"] for h in history],
+                        [h.round for h in history],
                         series,
                         "ADMM round",
                         "||W - Z|| / ||W|| (log)",
                         f"{name}: per-layer ADMM residual",
                         logy=True,
                     ),
-                    sources=[path],
+                    sources=[join_path(at, "admm", "history")],
                 )
             )
     return figures
 
 
-def _accuracy_figure(summary: Mapping[str, Any], spec: ReproduceSpec) -> Figure:
+def _accuracy_figure(summary: Summary, spec: ReproduceSpec) -> Figure:
     """(a)'s compressed accuracy against R, one line per float model."""
     series = {}
     for run in (spec.mnist, spec.deep):
@@ -118,7 +139,7 @@ def _accuracy_figure(summary: Mapping[str, Any], spec: ReproduceSpec) -> Figure:
     )
 
 
-def accuracy_vs_r_section(summary: Mapping[str, Any], spec: ReproduceSpec) -> Section:
+def accuracy_vs_r_section(summary: Summary, spec: ReproduceSpec) -> Section:
     """(a): accuracy vs fragment size R, with each compression's ADMM residuals."""
     table = _rows_table(summary, "a", "a-accuracy-vs-r", "Accuracy vs fragment size R", ACCURACY_COLUMNS)
     return Section(
@@ -134,9 +155,9 @@ def accuracy_vs_r_section(summary: Mapping[str, Any], spec: ReproduceSpec) -> Se
     )
 
 
-def crossbar_reduction_section(summary: Mapping[str, Any]) -> Section:
+def crossbar_reduction_section(summary: Summary) -> Section:
     """(b): the crossbar section of the pruned, quantized, polarized LeNet-5, its ids prefixed ``b-``."""
-    section = crossbar_section(summary, prefix="experiments.b.compress.crossbars")
+    section = crossbar_section(summary, *_compression(summary, "b", "compress"))
     section.id, section.title = "b", "(b) Crossbar reduction: pruning x quantization x polarization"
     for t in section.tables:
         t.id = f"b-{t.id}"
@@ -145,7 +166,7 @@ def crossbar_reduction_section(summary: Mapping[str, Any]) -> Section:
     return section
 
 
-def _ratio_figure(summary: Mapping[str, Any], spec: ReproduceSpec, metric: str, name: str) -> Figure:
+def _ratio_figure(summary: Summary, spec: ReproduceSpec, metric: str, name: str) -> Figure:
     """(c)'s ``metric`` of every workload and architecture relative to the baseline (log bars)."""
     return Figure(
         f"c-{metric}",
@@ -162,7 +183,7 @@ def _ratio_figure(summary: Mapping[str, Any], spec: ReproduceSpec, metric: str, 
     )
 
 
-def architecture_comparison_section(summary: Mapping[str, Any], spec: ReproduceSpec) -> Section:
+def architecture_comparison_section(summary: Summary, spec: ReproduceSpec) -> Section:
     """(c): throughput and efficiency of every workload on every architecture, with ratio figures."""
     table = _rows_table(
         summary,
@@ -182,7 +203,7 @@ def architecture_comparison_section(summary: Mapping[str, Any], spec: ReproduceS
     )
 
 
-def device_variation_section(summary: Mapping[str, Any], spec: ReproduceSpec) -> Section:
+def device_variation_section(summary: Summary, spec: ReproduceSpec) -> Section:
     """(d): ideal vs varied accuracy of the float-equivalent, polarized-only and fully compressed models."""
     table = _rows_table(
         summary,
@@ -219,7 +240,7 @@ def _intro(spec: ReproduceSpec) -> list[str]:
     return intro
 
 
-def reproduce_report(summary: dict[str, Any], spec: ReproduceSpec) -> Report:
+def reproduce_report(summary: Summary, spec: ReproduceSpec) -> Report:
     """The report of experiments (a)-(d)."""
     sections = [
         overview_section(summary, _intro(spec)),
@@ -229,7 +250,7 @@ def reproduce_report(summary: dict[str, Any], spec: ReproduceSpec) -> Report:
         device_variation_section(summary, spec),
         assumptions_section(summary),
     ]
-    return Report(str(summary["title"]), str(summary["meta"]["created"]), sections, summary)
+    return Report(summary.title, summary.meta.created, sections, summary)
 
 
 __all__ = [

@@ -1,7 +1,9 @@
 """One adapter per stage of the pipeline, with resume: a stage whose output file exists is not rerun.
 
-Each function calls the owning subsystem's library entry point and returns the plain dict it wrote
-(``metrics.json`` / ``estimate.json``), so jobs (demo, reproduce, sweep) only pass dicts around.
+Each function calls the owning subsystem's library entry point and returns its typed result
+(:class:`~forms.nn.train_result.TrainResult`, :class:`~forms.compress.result.CompressResult`,
+:class:`~forms.sim.result.SimulationResult`, :class:`~forms.cost.estimate.Estimate`); a finished stage's
+result is read back from the ``metrics.json`` / ``estimate.json`` it wrote.
 """
 
 from __future__ import annotations
@@ -9,13 +11,30 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from forms.errors import ConfigError
 from forms.io import write_json_atomic
 
+if TYPE_CHECKING:
+    from forms.compress.result import CompressResult
+    from forms.cost.estimate import Estimate
+    from forms.nn.train_result import TrainResult
+    from forms.sim.result import SimulationResult
+
 METRICS = "metrics.json"
 ESTIMATE = "estimate.json"
+
+
+class StageResult(Protocol):
+    """A stage's typed result: :meth:`to_dict` is the file the stage writes."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stage's output file as a dict."""
+        ...
+
+
+ResultT = TypeVar("ResultT", bound=StageResult)
 
 
 def load_done(out_dir: str | Path, name: str = METRICS) -> dict[str, Any] | None:
@@ -33,65 +52,65 @@ def load_done(out_dir: str | Path, name: str = METRICS) -> dict[str, Any] | None
     return data if isinstance(data, dict) else None
 
 
-def run_once(out_dir: str | Path, run: Callable[[], dict[str, Any]], name: str = METRICS) -> dict[str, Any]:
-    """Return the finished output of ``out_dir`` or run the stage (which must write ``name`` itself)."""
+def run_once(
+    out_dir: str | Path,
+    run: Callable[[], ResultT],
+    read: Callable[[dict[str, Any]], ResultT],
+    name: str = METRICS,
+) -> ResultT:
+    """The finished output of ``out_dir`` read back by ``read``, else ``run()``'s (written as ``name``)."""
     done = load_done(out_dir, name)
     if done is not None:
-        return done
+        return read(done)
     result = run()
     if load_done(out_dir, name) is None:
-        write_json_atomic(result, Path(out_dir) / name)
+        write_json_atomic(result.to_dict(), Path(out_dir) / name)
     return result
 
 
-def train_stage(out_dir: str | Path, progress: bool = True, **spec: Any) -> dict[str, Any]:
+def train_stage(out_dir: str | Path, progress: bool = True, **spec: Any) -> TrainResult:
     """Train a float model (:func:`forms.nn.train.train`), resuming an interrupted run; skip a done one."""
-    done = load_done(out_dir)
-    if done is not None:
-        return done
     from forms.nn.train import TrainSpec, train
+    from forms.nn.train_result import TrainResult
 
-    train_spec = TrainSpec.from_dict(spec, source="train stage")
-    return run_once(out_dir, lambda: train(train_spec, out_dir, resume=True, progress=progress).to_dict())
+    def run() -> TrainResult:
+        train_spec = TrainSpec.from_dict(spec, source="train stage")
+        return train(train_spec, out_dir, resume=True, progress=progress)
+
+    return run_once(out_dir, run, TrainResult.from_dict)
 
 
 def compress_stage(
     checkpoint: str | Path, out_dir: str | Path, progress: bool = False, **spec: Any
-) -> dict[str, Any]:
+) -> CompressResult:
     """ADMM-compress a float checkpoint (:func:`forms.compress.pipeline.compress`), resumable."""
-    done = load_done(out_dir)
-    if done is not None:
-        return done
     from forms.compress.pipeline import compress
+    from forms.compress.result import CompressResult
     from forms.compress.spec import CompressSpec
 
-    compress_spec = CompressSpec.from_dict(spec, source="compress stage")
-    return run_once(
-        out_dir,
-        lambda: compress(compress_spec, checkpoint, out_dir, resume=True, progress=progress).to_dict(),
-    )
+    def run() -> CompressResult:
+        compress_spec = CompressSpec.from_dict(spec, source="compress stage")
+        return compress(compress_spec, checkpoint, out_dir, resume=True, progress=progress)
+
+    return run_once(out_dir, run, CompressResult.from_dict)
 
 
 def simulate_stage(
     checkpoint: str | Path, out_dir: str | Path, progress: bool = False, **spec: Any
-) -> dict[str, Any]:
+) -> SimulationResult:
     """Simulate a compressed checkpoint on crossbars (:func:`forms.sim.simulate.simulate`).
 
     Skipped when ``out_dir/metrics.json`` exists; an interrupted Monte Carlo run resumes its chips.
     """
-    done = load_done(out_dir)
-    if done is not None:
-        return done
+    from forms.sim.result import SimulationResult
     from forms.sim.simulate import simulate
     from forms.sim.spec import SimSpec
 
-    sim_spec = SimSpec.from_dict(spec, source="simulate stage")
-    return run_once(
-        out_dir,
-        lambda: simulate(
-            sim_spec, checkpoint, out_dir, resume=True, device="cpu", progress=progress
-        ).to_dict(),
-    )
+    def run() -> SimulationResult:
+        sim_spec = SimSpec.from_dict(spec, source="simulate stage")
+        return simulate(sim_spec, checkpoint, out_dir, resume=True, device="cpu", progress=progress)
+
+    return run_once(out_dir, run, SimulationResult.from_dict)
 
 
 def default_input_shape(model: str) -> tuple[int, int, int]:
@@ -112,8 +131,8 @@ def estimate_workload(
     checkpoint: str | Path | Mapping[str, Any] | None = None,
     activity: Mapping[str, Any] | None = None,
     extra_assumptions: Sequence[str] = (),
-) -> dict[str, Any]:
-    """estimate.json of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.cost.estimate.
+) -> Estimate:
+    """The estimate of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.cost.estimate.
 
     ``checkpoint`` (a compressed checkpoint path or dict) shrinks each layer to its non-zero rows and
     columns; ``activity`` (a simulate metrics dict) supplies measured zero-skip fractions for the
@@ -152,7 +171,7 @@ def estimate_workload(
     act = None
     if activity is not None and spec.zero_skip.rule != "none":
         act = activity_from_metrics(activity, spec.zero_skip.rule, "simulation metrics")
-    return estimate(spec, Workload(shapes, model, tuple(notes)), SkipFractions(act)).to_dict()
+    return estimate(spec, Workload(shapes, model, tuple(notes)), SkipFractions(act))
 
 
 def _load_checkpoint(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -163,12 +182,8 @@ def _load_checkpoint(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, An
     return load_checkpoint(checkpoint)
 
 
-def estimate_stage(out_dir: str | Path, arch: Any, model: str, **kwargs: Any) -> dict[str, Any]:
+def estimate_stage(out_dir: str | Path, arch: Any, model: str, **kwargs: Any) -> Estimate:
     """:func:`estimate_workload` written to ``out_dir/estimate.json``; skipped when that file exists."""
+    from forms.cost.estimate import Estimate
 
-    def run() -> dict[str, Any]:
-        result = estimate_workload(arch, model, **kwargs)
-        write_json_atomic(result, Path(out_dir) / ESTIMATE)
-        return result
-
-    return run_once(out_dir, run, ESTIMATE)
+    return run_once(out_dir, lambda: estimate_workload(arch, model, **kwargs), Estimate.from_dict, ESTIMATE)

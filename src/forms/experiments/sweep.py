@@ -21,13 +21,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forms.experiments.sweep_plan import plan
 from forms.experiments.sweep_report import sweep_report
 from forms.experiments.sweep_spec import CSV_FIELDS, RESULT_FIELDS, Point, SweepSpec
 from forms.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from forms.report.writers import ReportFiles, write_report
+
+if TYPE_CHECKING:
+    from forms.sim.result import SimulationResult
 
 
 def _point_path(out: Path, point: Point) -> Path:
@@ -63,7 +66,7 @@ def run_point(
     point = Point(**point_data)
     arch = ArchSpec.from_dict(arch_data, source=f"sweep point {point.id}")
     spec = SweepSpec.from_dict(spec_data, source="sweep spec")
-    metrics: dict[str, Any] | None = None
+    metrics: SimulationResult | None = None
     activity: dict[str, Any] | None = None
     if spec.simulate is not None:
         sim = spec.simulate
@@ -83,7 +86,7 @@ def run_point(
             runs=sim.runs,
             seed=sim.seed,
         )
-        activity = metrics
+        activity = metrics.to_dict()
     elif spec.activity is not None:
         activity = json.loads(Path(spec.activity).read_text())
     est = estimate_workload(
@@ -94,24 +97,21 @@ def run_point(
         activity=activity,
     )
     row: dict[str, Any] = {"id": point.id, **point.to_dict()}
-    row.update({key: est.get(key) for key in RESULT_FIELDS})
-    row["accuracy"] = _accuracy(metrics)
-    row["adc_clip_rate"] = (metrics or {}).get("adc_clip_rate", {}).get("overall") if metrics else None
-    est.pop("layers", None)  # per-layer rows stay out of the sweep record (the estimate is recomputable)
+    row.update({key: getattr(est, key) for key in RESULT_FIELDS})
+    row["accuracy"] = metrics.accuracy_mean if metrics else None
+    row["adc_clip_rate"] = metrics.clip_rate if metrics else None
+    estimate = est.to_dict()
+    del estimate["layers"]  # per-layer rows stay out of the sweep record (the estimate is recomputable)
     record = {
         "point": point.to_dict(),
         "arch": arch.model_dump(mode="json"),
         "row": row,
-        "estimate": est,
-        "simulate": metrics,
+        "estimate": estimate,
+        "simulate": metrics.to_dict() if metrics else None,
         "seconds": time.perf_counter() - start,
     }
     write_json_atomic(record, _point_path(Path(out), point))
     return record
-
-
-def _accuracy(metrics: dict[str, Any] | None) -> float | None:
-    return float(metrics["accuracy_mean"]) if metrics else None
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""The sweep's report: every point's figures (traceable to summary.json ``points``) and Pareto plots."""
+"""The sweep's report: every point's figures (traceable to summary.json ``points``) and Pareto plots.
+
+A point's row is the sweep's own flat record (settings and figures, as results.csv holds them), so the
+report reads it from the summary's free-form ``points`` table by path.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ from forms.experiments.sweep_spec import CSV_FIELDS, SweepSpec
 from forms.report import plots
 from forms.report.cost_sections import assumptions_section
 from forms.report.model import Figure, Report, Section, Table, join_path, label, ref
-from forms.report.summary import build_summary
+from forms.report.records import RunMeta
+from forms.report.summary import Summary
 
 
 def sweep_report(spec: SweepSpec, records: Sequence[dict[str, Any]]) -> Report:
     """The sweep's report: every point's figures (traceable to summary.json ``points``) and Pareto plots."""
     points = {r["row"]["id"]: r["row"] for r in records}
-    summary = build_summary(
+    summary = Summary(
         title=f"FORMS sweep: {spec.name}",
+        meta=RunMeta.now(""),
         parameters=spec.model_dump(mode="json"),
         assumptions=[
             "each point is a cost-model estimate of the dense-equivalent network on the point's "
@@ -31,13 +37,14 @@ def sweep_report(spec: SweepSpec, records: Sequence[dict[str, Any]]) -> Report:
     columns = list(CSV_FIELDS)
     fmts: dict[str, Any] = {"energy_per_inference_j": "sci", "latency_s": "sci", "accuracy": "pct"}
     table = Table("sweep-results", "Design points", columns)
+    tables = summary.extra  # the sweep's own tables: points, point_assumptions
     for pid in points:
         table.add(
             [label(pid)]
             + [
-                ref(summary, join_path("points", pid, c), fmts.get(c, "int" if c in _INT_FIELDS else "float"))
+                ref(tables, join_path("points", pid, c), fmts.get(c, "int" if c in _INT_FIELDS else "float"))
                 if c not in ("arch", "model", "encoding")
-                else ref(summary, join_path("points", pid, c), "text")
+                else ref(tables, join_path("points", pid, c), "text")
                 for c in columns[1:]
             ]
         )
@@ -48,8 +55,8 @@ def sweep_report(spec: SweepSpec, records: Sequence[dict[str, Any]]) -> Report:
         tables=[table],
     )
     section.figures += pareto_figures(summary)
-    report = Report(summary["title"], summary["meta"]["created"], [section], summary)
-    report.sections.append(assumptions_section(summary, estimate_prefix="point_assumptions"))
+    report = Report(summary.title, summary.meta.created, [section], summary)
+    report.sections.append(assumptions_section(summary))
     return report
 
 
@@ -64,9 +71,9 @@ _INT_FIELDS = {
 }
 
 
-def pareto_figures(summary: dict[str, Any]) -> list[Figure]:
+def pareto_figures(summary: Summary) -> list[Figure]:
     """Accuracy vs GOPs/W (when simulated) and GOPs/(s·mm²) vs area, each with its Pareto front."""
-    points = summary["points"]
+    points = summary.extra["points"]
     groups = [f"{row['arch']}/{row['encoding']}" for row in points.values()]
     figures = []
     acc = [row.get("accuracy") for row in points.values()]

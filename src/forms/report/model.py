@@ -1,7 +1,9 @@
 """The report as data: sections of tables and figures whose every number points into summary.json.
 
 A :class:`Cell` holds a value together with the path of the ``summary.json`` field it came from
-(``"estimate.forms-8.fps"``, ``"simulate.polarized-ideal.adc_clip_rate.layers.conv1"``). Writers render
+(``"estimate.forms-8.fps"``, ``"simulate.polarized-ideal.metrics.adc_clip_rate.layers.conv1"``): a value
+read from a typed record gets its path from :func:`field_cell` or :func:`entry_cell`, one read from
+free-form data (parameters, a job's extra tables) from :func:`ref`. Writers render
 the value with :func:`format_value` and keep the path (HTML ``data-path`` attribute, CSV column), so a
 test can re-read ``summary.json`` and check every number in the report against its source.
 """
@@ -12,6 +14,8 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from forms.report.summary import Summary
 
 Fmt = Literal["text", "int", "float", "pct", "ratio", "sci"]
 """How a cell value is shown: verbatim text, integer, 4 significant digits, percent of a fraction,
@@ -101,9 +105,27 @@ class Cell:
         return format_value(self.value, self.fmt)
 
 
-def ref(summary: Mapping[str, Any], path: str, fmt: Fmt = "float") -> Cell:
-    """A cell holding the summary value at ``path`` (an em dash when the path is absent)."""
-    value = resolve(summary, path)
+def field_cell(record: object | None, prefix: str, name: str, fmt: Fmt = "float") -> Cell:
+    """A cell of attribute ``name`` of ``record``, which summary.json holds at ``prefix``.
+
+    The cell's path is ``prefix.name``: a typed record's field has the name of its JSON key, so the
+    path is derived here, never typed by hand. No record (a figure without a baseline) is an em dash.
+    """
+    return Cell(None if record is None else getattr(record, name), join_path(prefix, name), fmt)
+
+
+def entry_cell(mapping: Mapping[str, Any], prefix: str, key: str, fmt: Fmt = "float") -> Cell:
+    """A cell of ``mapping[key]`` (an em dash when absent), which summary.json holds at ``prefix``."""
+    return Cell(mapping.get(key), join_path(prefix, key), fmt)
+
+
+def ref(data: Mapping[str, Any], path: str, fmt: Fmt = "float") -> Cell:
+    """A cell of the value at ``path`` of free-form summary data (an em dash when the path is absent).
+
+    ``data`` is summary.json or a part of it whose keys are top-level keys of summary.json (a job's
+    extra tables), so ``path`` is the value's summary.json path either way.
+    """
+    value = resolve(data, path)
     return Cell(None if value is MISSING else value, path, fmt)
 
 
@@ -172,7 +194,7 @@ class Report:
     title: str
     subtitle: str
     sections: list[Section]
-    summary: dict[str, Any]
+    summary: Summary
 
     def tables(self) -> list[Table]:
         """All tables of all sections, in order."""
@@ -218,14 +240,3 @@ def scalar_leaves(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from scalar_leaves(value, join_path(prefix, i))
     else:
         yield prefix, obj
-
-
-def number_at(summary: Mapping[str, Any], path: str | None) -> float | None:
-    """The number at ``path`` in ``summary``, or None when the path is absent or not a number."""
-    value = resolve(summary, path) if path else MISSING
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def sim_runs(summary: Mapping[str, Any]) -> list[str]:
-    """Names of the simulation runs in summary order."""
-    return list(summary.get("simulate", {}))

@@ -1,98 +1,107 @@
-"""Report sections of one compressed network built from summary.json paths: overview, accuracy,
-crossbars, zero-skip and ADC clipping (cost, breakdown and assumptions: :mod:`forms.report.cost_sections`),
-and :func:`stage_report` that puts them in reading order. Each builder reads only the summary, so every
-number it shows keeps its path.
+"""Report sections of one compressed network, read from the typed :class:`Summary`: overview,
+accuracy, crossbars, zero-skip and ADC clipping (cost, breakdown and assumptions:
+:mod:`forms.report.cost_sections`), and :func:`stage_report` that puts them in reading order. Every
+number cell carries the summary.json path of the field it was read from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from forms.encoding import Encoding
+from forms.compress.result import CompressResult
 from forms.report import plots
 from forms.report.cost_sections import assumptions_section, breakdown_section, cost_section
 from forms.report.model import (
-    MISSING,
     Cell,
     Figure,
-    Fmt,
     Report,
     Section,
     Table,
+    entry_cell,
+    field_cell,
     join_path,
     label,
-    number_at,
     number_leaves,
-    ref,
-    resolve,
-    sim_runs,
 )
+from forms.report.records import StageTimings
+from forms.report.summary import Summary
 
-ACCURACY_STAGES: tuple[tuple[str, str, str], ...] = (
-    ("float model (trained)", "float", "train.test_accuracy"),
-    ("float model (before compression)", "float (re-eval.)", "compress.accuracy_before"),
-    ("ADMM (before hard projection)", "ADMM", "compress.accuracy_admm"),
-    ("after hard projection", "projected", "compress.accuracy_projected"),
-    ("after masked retraining (final)", "retrained", "compress.accuracy_after"),
+ACCURACY_STAGES: tuple[tuple[str, str, str, str], ...] = (
+    ("float model (trained)", "float", "train", "test_accuracy"),
+    ("float model (before compression)", "float (re-eval.)", "compress", "accuracy_before"),
+    ("ADMM (before hard projection)", "ADMM", "compress", "accuracy_admm"),
+    ("after hard projection", "projected", "compress", "accuracy_projected"),
+    ("after masked retraining (final)", "retrained", "compress", "accuracy_after"),
 )
-"""Accuracy rows before the hardware: label, short plot label, summary path."""
+"""Accuracy rows before the hardware: label, short plot label, stage (a Summary field), its field."""
+
+CLIP_RATE = "adc_clip_rate"
+"""Key of a run's clip rates in metrics.json: ``overall`` and ``layers.<layer>``."""
+
+
+def _run_path(name: str, *keys: str) -> str:
+    """summary.json path of simulation run ``name`` (extended by ``keys``)."""
+    return join_path("simulate", name, *keys)
 
 
 # ---------------------------------------------------------------------------------------------- sections
 
 
-def overview_section(summary: Mapping[str, Any], intro: Sequence[str] = ()) -> Section:
+def _timing_rows(timings: StageTimings) -> list[list[Cell]]:
+    """Overview rows of a job's stage timings: seconds of each stage run now or earlier, reused stages."""
+    rows = []
+    for name, when in (("stage_seconds", "this run"), ("earlier_stage_seconds", "an earlier run")):
+        seconds = getattr(timings, name)
+        rows += [
+            [label(f"{stage} (s, {when})"), entry_cell(seconds, join_path("meta", name), stage)]
+            for stage in seconds
+        ]
+    if timings.reused_stages:
+        reused = ", ".join(timings.reused_stages)
+        rows.append([label("stages reused from an earlier run"), Cell(reused, None, "text")])
+    return rows
+
+
+def overview_section(summary: Summary, intro: Sequence[str] = ()) -> Section:
     """Title facts: what was run, when, where, and the headline parameters."""
     table = Table("overview", "Run", ["item", "value"])
-    items: tuple[tuple[str, str, Fmt], ...] = (
-        ("title", "title", "text"),
-        ("meta.created", "created", "text"),
-        ("meta.command", "command", "text"),
-        ("meta.machine", "machine", "text"),
-        ("meta.wall_seconds", "wall time of this run (s)", "float"),
-    )
-    for path, name, fmt in items:
-        if resolve(summary, path) is not MISSING:
-            table.add([label(name), ref(summary, path, fmt)])
-    for field, when in (("stage_seconds", "this run"), ("earlier_stage_seconds", "an earlier run")):
-        for stage in summary.get("meta", {}).get(field) or {}:
-            table.add(
-                [label(f"{stage} (s, {when})"), ref(summary, join_path(f"meta.{field}", stage), "float")]
-            )
-    reused = summary.get("meta", {}).get("reused_stages")
-    if reused:
-        table.add([label("stages reused from an earlier run"), Cell(", ".join(reused), None, "text")])
+    meta = summary.meta
+    table.add([label("title"), field_cell(summary, "", "title", "text")])
+    for name in ("created", "command", "machine"):
+        table.add([label(name), field_cell(meta, "meta", name, "text")])
+    if meta.wall_seconds is not None:
+        table.add([label("wall time of this run (s)"), field_cell(meta, "meta", "wall_seconds", "float")])
+    for row in _timing_rows(meta.timings) if meta.timings is not None else []:
+        table.add(row)
     return Section("overview", "Overview", paragraphs=list(intro), tables=[table])
 
 
-def accuracy_section(summary: Mapping[str, Any]) -> Section:
+def accuracy_section(summary: Summary) -> Section:
     """Accuracy at every stage: float, ADMM, hard projection, masked retraining, each simulation run."""
     table = Table("accuracy", "Test accuracy at each stage", ["stage", "accuracy", "± std over runs"])
     labels: list[str] = []
     values: list[float | None] = []
     errors: list[float | None] = []
-    for name, short, path in ACCURACY_STAGES:
-        if resolve(summary, path) is not MISSING:
-            table.add([label(name), ref(summary, path, "pct"), Cell(None)])
+    for name, short, stage, key in ACCURACY_STAGES:
+        result = getattr(summary, stage)
+        if result is not None:
+            table.add([label(name), field_cell(result, stage, key, "pct"), Cell(None)])
             labels.append(short)
-            values.append(number_at(summary, path))
+            values.append(getattr(result, key))
             errors.append(None)
-    for run in sim_runs(summary):
-        base = join_path("simulate", run, "metrics")
-        several = number_at(summary, join_path("simulate", run, "setup", "runs")) not in (None, 0.0, 1.0)
-        std = f"{base}.accuracy_std" if several else None
-        acc = f"{base}.accuracy_mean"
+    for run_name, run in summary.simulate.items():
+        metrics, at = run.metrics, _run_path(run_name, "metrics")
+        several = run.setup.runs > 1
         table.add(
             [
-                label(f"simulated: {run}"),
-                ref(summary, acc, "pct"),
-                ref(summary, std, "pct") if std else Cell(None),
+                label(f"simulated: {run_name}"),
+                field_cell(metrics, at, "accuracy_mean", "pct"),
+                field_cell(metrics, at, "accuracy_std", "pct") if several else Cell(None),
             ]
         )
-        labels.append(run)
-        values.append(number_at(summary, acc))
-        errors.append(number_at(summary, std))
+        labels.append(run_name)
+        values.append(metrics.accuracy_mean)
+        errors.append(metrics.accuracy_std if several else None)
     section = Section(
         "accuracy",
         "Accuracy at each stage",
@@ -116,7 +125,7 @@ def accuracy_section(summary: Mapping[str, Any]) -> Section:
     return section
 
 
-def simulation_table(summary: Mapping[str, Any]) -> Table:
+def simulation_table(summary: Summary) -> Table:
     """One row per simulation run: its setup and its accuracy figures."""
     table = Table(
         "simulation",
@@ -135,47 +144,51 @@ def simulation_table(summary: Mapping[str, Any]) -> Table:
             "ADC clip rate",
         ],
     )
-    for run in sim_runs(summary):
-        base = join_path("simulate", run)
-        fields: list[tuple[str, Fmt]] = [
-            ("setup.encoding", "text"),
-            ("setup.mode", "text"),
-            ("setup.adc_bits", "int"),
-            ("setup.variation_sigma", "float"),
-            ("setup.runs", "int"),
-            ("setup.limit", "int"),
-        ]
-        row = [label(run)] + [ref(summary, f"{base}.{p}", f) for p, f in fields]
-        row.append(ref(summary, f"{base}.metrics.accuracy_mean", "pct"))
-        row += [
-            ref(summary, f"{base}.metrics.reference_accuracy", "pct"),
-            ref(summary, f"{base}.metrics.prediction_agreement", "pct"),
-            ref(summary, f"{base}.metrics.adc_clip_rate.overall", "pct"),
-        ]
-        table.add(row)
+    for name, run in summary.simulate.items():
+        setup, at = run.setup, _run_path(name, "setup")
+        metrics, metrics_at = run.metrics, _run_path(name, "metrics")
+        table.add(
+            [
+                label(name),
+                field_cell(setup, at, "encoding", "text"),
+                field_cell(setup, at, "mode", "text"),
+                field_cell(setup, at, "adc_bits", "int"),
+                field_cell(setup, at, "variation_sigma", "float"),
+                field_cell(setup, at, "runs", "int"),
+                field_cell(setup, at, "limit", "int"),
+                field_cell(metrics, metrics_at, "accuracy_mean", "pct"),
+                field_cell(metrics, metrics_at, "reference_accuracy", "pct"),
+                field_cell(metrics, metrics_at, "prediction_agreement", "pct"),
+                Cell(metrics.clip_rate, join_path(metrics_at, CLIP_RATE, "overall"), "pct"),
+            ]
+        )
     return table
 
 
-def crossbar_section(summary: Mapping[str, Any], prefix: str = "compress.crossbars") -> Section:
-    """Crossbar counts (dense, pruned, per encoding) and reduction factors, as compression counted them."""
+def crossbar_section(
+    summary: Summary, compress: CompressResult | None = None, path: str = "compress"
+) -> Section:
+    """Crossbar counts (dense, pruned, per encoding) and reduction factors, as compression counted them.
+
+    ``compress`` (default ``summary.compress``) is the compression shown, held in summary.json at
+    ``path``; the cost model's crossbar counts of every estimate follow the compression's.
+    """
+    compress = compress or summary.compress
     counts = Table("crossbars", "Crossbar counts", ["quantity", "crossbars"])
     factors = Table("crossbar-factors", "Reduction factors", ["factor", "value"])
     bar_labels: list[str] = []
     bar_values: list[float | None] = []
-    node = resolve(summary, prefix)
-    for path, rel, value in number_leaves(node if node is not MISSING else {}, prefix):
-        if rel.startswith("crossbar."):  # the crossbar geometry, listed with the parameters
-            continue
+    crossbars = compress.crossbars if compress is not None else {}
+    for cell_path, rel, value in number_leaves(crossbars, join_path(path, "crossbars")):
         if "factor" in rel or "reduction" in rel or "ratio" in rel:
-            factors.add([label(rel), ref(summary, path, "ratio")])
+            factors.add([label(rel), Cell(value, cell_path, "ratio")])
         else:
-            counts.add([label(rel), ref(summary, path, "int")])
+            counts.add([label(rel), Cell(value, cell_path, "int")])
             bar_labels.append(rel)
             bar_values.append(float(value))
-    for arch in summary.get("estimate", {}):
-        path = join_path("estimate", arch, "crossbars_used")
-        if resolve(summary, path) is not MISSING:
-            counts.add([label(f"{arch}: crossbars used by the cost model"), ref(summary, path, "int")])
+    for arch, est in summary.estimate.items():
+        used = field_cell(est, join_path("estimate", arch), "crossbars_used", "int")
+        counts.add([label(f"{arch}: crossbars used by the cost model"), used])
     section = Section(
         "crossbars",
         "Crossbars and reduction factors",
@@ -190,11 +203,50 @@ def crossbar_section(summary: Mapping[str, Any], prefix: str = "compress.crossba
         png = plots.grouped_bars(
             bar_labels, {"crossbars": bar_values}, "crossbars (log)", "Crossbar counts", log=True
         )
-        section.figures.append(Figure("crossbar-counts", "Crossbar counts", png, sources=[prefix]))
+        source = join_path(path, "crossbars")
+        section.figures.append(Figure("crossbar-counts", "Crossbar counts", png, sources=[source]))
     return section
 
 
-def zero_skip_section(summary: Mapping[str, Any]) -> Section:
+def _zero_skip_runs(summary: Summary) -> list[str]:
+    """The runs whose zero-skip counts are shown: the ideal per-fragment (polarized) runs, else the
+    ideal runs, else every run that counted skips."""
+    counted = list(summary.derived.zero_skip)
+    ideal = [name for name in counted if summary.simulate[name].setup.mode == "ideal"]
+    per_fragment = [name for name in ideal if summary.simulate[name].setup.encoding.signs_per_fragment]
+    return per_fragment or ideal or counted
+
+
+def _zero_skip_rows(summary: Summary, name: str) -> list[list[Cell]]:
+    """The zero-skip rows of simulation run ``name``: one per layer, then all layers."""
+    counted_at = _run_path(name, "metrics", "zero_skip")
+    savings, savings_at = summary.derived.zero_skip[name], join_path("derived", "zero_skip", name)
+    rows = []
+    for layer, layer_savings in savings.layers.items():
+        counts, counts_at = summary.simulate[name].metrics.zero_skip[layer], join_path(counted_at, layer)
+        saved_at = join_path(savings_at, "layers", layer)
+        rows.append(
+            [
+                label(name),
+                label(layer),
+                field_cell(counts, counts_at, "conversions_total", "int"),
+                field_cell(counts, counts_at, "conversions_skipped_leading", "int"),
+                field_cell(counts, counts_at, "conversions_skipped_bitplane", "int"),
+                field_cell(layer_savings, saved_at, "saved_leading", "pct"),
+                field_cell(layer_savings, saved_at, "saved_bitplane", "pct"),
+            ]
+        )
+    overall, overall_at = savings.overall, join_path(savings_at, "overall")
+    totals = [
+        field_cell(overall, overall_at, key, "int")
+        for key in ("conversions_total", "conversions_skipped_leading", "conversions_skipped_bitplane")
+    ]
+    fractions = [field_cell(overall, overall_at, key, "pct") for key in ("saved_leading", "saved_bitplane")]
+    rows.append([label(name), label("all layers"), *totals, *fractions])
+    return rows
+
+
+def zero_skip_section(summary: Summary) -> Section:
     """Per layer and rule: ADC conversions without skipping, skipped, and the fraction saved."""
     table = Table(
         "zero-skip",
@@ -209,51 +261,23 @@ def zero_skip_section(summary: Mapping[str, Any]) -> Section:
             "saved (bitplane)",
         ],
     )
-    derived = summary.get("derived", {}).get("zero_skip", {})
-
-    def setup(run: str, key: str) -> Any:
-        return resolve(summary, join_path("simulate", run, "setup", key))
-
-    ideal = [r for r in derived if setup(r, "mode") == "ideal"]
-    polarized = [r for r in ideal if setup(r, "encoding") == Encoding.POLARIZED]
-    runs = polarized or ideal or list(derived)
     figures: list[Figure] = []
-    for run in runs:
-        zs = join_path("simulate", run, "metrics", "zero_skip")
-        dz = join_path("derived", "zero_skip", run)
-        layers = list(derived[run]["layers"])
-        for layer in layers:
-            table.add(
-                [
-                    label(run),
-                    label(layer),
-                    ref(summary, join_path(zs, layer, "conversions_total"), "int"),
-                    ref(summary, join_path(zs, layer, "conversions_skipped_leading"), "int"),
-                    ref(summary, join_path(zs, layer, "conversions_skipped_bitplane"), "int"),
-                    ref(summary, join_path(dz, "layers", layer, "saved_leading"), "pct"),
-                    ref(summary, join_path(dz, "layers", layer, "saved_bitplane"), "pct"),
-                ]
-            )
-        table.add(
-            [
-                label(run),
-                label("all layers"),
-                ref(summary, join_path(dz, "overall", "conversions_total"), "int"),
-                ref(summary, join_path(dz, "overall", "conversions_skipped_leading"), "int"),
-                ref(summary, join_path(dz, "overall", "conversions_skipped_bitplane"), "int"),
-                ref(summary, join_path(dz, "overall", "saved_leading"), "pct"),
-                ref(summary, join_path(dz, "overall", "saved_bitplane"), "pct"),
-            ]
-        )
+    for name in _zero_skip_runs(summary):
+        for row in _zero_skip_rows(summary, name):
+            table.add(row)
         if not figures:
-            series = {
-                rule: [
-                    number_at(summary, join_path(dz, "layers", layer, f"saved_{rule}")) for layer in layers
-                ]
-                for rule in ("leading", "bitplane")
+            layers = summary.derived.zero_skip[name].layers
+            series: dict[str, list[float | None]] = {
+                "leading": [saved.saved_leading for saved in layers.values()],
+                "bitplane": [saved.saved_bitplane for saved in layers.values()],
             }
-            png = plots.grouped_bars(layers, series, "conversions skipped", f"Zero-skip savings ({run})")
-            figures.append(Figure("zero-skip", f"Zero-skip savings per layer ({run})", png, sources=[dz]))
+            png = plots.grouped_bars(
+                list(layers), series, "conversions skipped", f"Zero-skip savings ({name})"
+            )
+            source = join_path("derived", "zero_skip", name)
+            figures.append(
+                Figure("zero-skip", f"Zero-skip savings per layer ({name})", png, sources=[source])
+            )
     return Section(
         "zero-skip",
         "Zero-skipping",
@@ -268,26 +292,31 @@ def zero_skip_section(summary: Mapping[str, Any]) -> Section:
     )
 
 
-def adc_clip_section(summary: Mapping[str, Any]) -> Section:
+def adc_clip_section(summary: Summary) -> Section:
     """ADC clip rate of every simulation run, overall and per layer (one row per run)."""
-    runs = sim_runs(summary)
     layer_names: list[str] = []
-    for run in runs:
-        layers = resolve(summary, join_path("simulate", run, "metrics", "adc_clip_rate", "layers"))
-        for layer in layers if isinstance(layers, Mapping) else {}:
-            if layer not in layer_names:
-                layer_names.append(layer)
+    for run in summary.simulate.values():
+        layer_names += [layer for layer in run.metrics.layers if layer not in layer_names]
     table = Table("adc-clip", "ADC clip rates", ["run", "ADC bits", "overall", *layer_names])
-    for run in runs:
-        base = join_path("simulate", run, "metrics", "adc_clip_rate")
+    series: dict[str, list[float | None]] = {}
+    for name, run in summary.simulate.items():
+        at = _run_path(name, "metrics", CLIP_RATE)
+        rates = [
+            run.metrics.layers[layer].clip_rate if layer in run.metrics.layers else None
+            for layer in layer_names
+        ]
         table.add(
             [
-                label(run),
-                ref(summary, join_path("simulate", run, "setup", "adc_bits"), "int"),
-                ref(summary, join_path(base, "overall"), "pct"),
+                label(name),
+                field_cell(run.setup, _run_path(name, "setup"), "adc_bits", "int"),
+                Cell(run.metrics.clip_rate, join_path(at, "overall"), "pct"),
             ]
-            + [ref(summary, join_path(base, "layers", layer), "pct") for layer in layer_names]
+            + [
+                Cell(rate, join_path(at, "layers", layer), "pct")
+                for layer, rate in zip(layer_names, rates, strict=True)
+            ]
         )
+        series[name] = rates
     section = Section(
         "adc-clip",
         "ADC clipping",
@@ -297,20 +326,13 @@ def adc_clip_section(summary: Mapping[str, Any]) -> Section:
         ],
         tables=[table],
     )
-    if layer_names and runs:
-        series = {
-            run: [
-                number_at(summary, join_path("simulate", run, "metrics", "adc_clip_rate", "layers", layer))
-                for layer in layer_names
-            ]
-            for run in runs
-        }
+    if layer_names and series:
         png = plots.grouped_bars(layer_names, series, "clip rate", "ADC clip rate per layer")
         section.figures.append(Figure("adc-clip", "ADC clip rate per layer", png, sources=["simulate"]))
     return section
 
 
-def stage_report(summary: dict[str, Any], intro: Sequence[str] = ()) -> Report:
+def stage_report(summary: Summary, intro: Sequence[str] = ()) -> Report:
     """The standard report of one compressed network: every section above, in reading order."""
     sections = [
         overview_section(summary, intro),
@@ -322,5 +344,5 @@ def stage_report(summary: dict[str, Any], intro: Sequence[str] = ()) -> Report:
         breakdown_section(summary),
         assumptions_section(summary),
     ]
-    subtitle = f"{summary.get('meta', {}).get('created', '')} · {summary.get('meta', {}).get('machine', '')}"
-    return Report(str(summary.get("title", "FORMS report")), subtitle, sections, summary)
+    subtitle = f"{summary.meta.created} · {summary.meta.machine}"
+    return Report(summary.title, subtitle, sections, summary)

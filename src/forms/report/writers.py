@@ -158,7 +158,7 @@ def write_report(report: Report, out_dir: str | Path) -> ReportFiles:
     """Write report.html, report.md, summary.json, tables/<id>.csv and figures/<id>.png under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary_path = write_json_atomic(report.summary, out / "summary.json")
+    summary_path = write_json_atomic(report.summary.to_dict(), out / "summary.json")
     table_paths = [write_text_atomic(render_csv(t), out / "tables" / f"{t.id}.csv") for t in report.tables()]
     figure_paths = [write_bytes_atomic(f.png, out / "figures" / f"{f.id}.png") for f in report.figures()]
     md_path = write_text_atomic(render_markdown(report), out / "report.md")
