@@ -298,6 +298,15 @@ def test_csv_tables_hold_the_raw_summary_values(written: Path) -> None:
     assert not [p for p in written.rglob("*.tmp")], "temporary files left behind"
 
 
+def test_each_assumption_is_one_row(written: Path) -> None:
+    summary = Summary.from_dict(json.loads((written / "summary.json").read_text()))
+    rows = list(csv.reader((written / "tables" / "assumptions.csv").open()))[1:]
+    expected = [("this run", a) for a in summary.assumptions] + [
+        (arch, a) for arch, est in summary.estimate.items() for a in est.assumptions
+    ]
+    assert [(r[0], r[1]) for r in rows] == expected
+
+
 def test_derived_values() -> None:
     summary = make_summary()
     ratios = summary.derived.estimate_ratios

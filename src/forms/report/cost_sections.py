@@ -130,7 +130,8 @@ def assumptions_section(summary: Summary) -> Section:
     for i, text in enumerate(summary.assumptions):
         stated.add([label("this run"), Cell(text, join_path("assumptions", i), "text")])
     for arch, est in summary.estimate.items():
-        stated.add([label(arch), field_cell(est, join_path("estimate", arch), "assumptions", "text")])
+        for i, text in enumerate(est.assumptions):
+            stated.add([label(arch), Cell(text, join_path("estimate", arch, "assumptions", i), "text")])
     return Section(
         "assumptions",
         "Assumptions and parameters",
