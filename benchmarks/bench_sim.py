@@ -174,7 +174,8 @@ def bench_lenet_full(images: torch.Tensor, noise_images: int) -> dict[str, Any]:
                 layer.array.risky_count * layer.array.encoded.row_groups * layer.array.encoded.groups
                 for layer in simulated_layers(sim)
             ) / sum(
-                layer.array.stats.columns * layer.array.encoded.row_groups for layer in simulated_layers(sim)
+                layer.array.stats.columns * layer.array.encoded.row_groups * layer.array.encoded.groups
+                for layer in simulated_layers(sim)
             )
             out["clip_rate"] = sum(layer.array.stats.clipped for layer in simulated_layers(sim)) / sum(
                 layer.array.stats.conversions for layer in simulated_layers(sim)

@@ -332,3 +332,122 @@ def test_channels_last_compression_keeps_every_constraint(
     # the memory order is an execution choice: a run resumes under the other one
     again = pipeline.compress(spec, ckpt, tmp_path / "nhwc", resume=True, progress=False)
     assert again.accuracy_after == last.accuracy_after
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _quick(data_dir: Path, **schedule: object) -> CompressSpec:
+    """A compression without ADMM rounds or retraining epochs (unless ``schedule`` asks for them)."""
+    return tiny_spec(data_dir, schedule={"admm_rounds": 0, "retrain_epochs": 0, **schedule})
+
+
+def test_a_damaged_resume_state_is_refused_naming_the_file(
+    float_ckpt: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ckpt, data_dir = float_ckpt
+    spec = _quick(data_dir)
+    out = tmp_path / "run"
+    out.mkdir()
+    path = out / state.STATE_NAME
+    cases = [
+        (
+            lambda: path.write_bytes(b"PK\x03\x04 half a zip"),
+            r"compress_state.pt is damaged or not a PyTorch",
+        ),
+        (lambda: torch.save(torch.zeros(3), path), r"not a usable compression state \(it holds a Tensor"),
+        (
+            lambda: torch.save({"format": state.STATE_FORMAT}, path),
+            r"usable compression state \(it lacks phase",
+        ),
+    ]
+    for write, message in cases:
+        write()
+        before = _files(out)
+        with pytest.raises(CheckpointError, match=message):
+            pipeline.compress(spec, ckpt, out, resume=True, progress=False)
+        with pytest.raises(ConfigError, match="unfinished compression; pass --resume"):
+            pipeline.compress(spec, ckpt, out, progress=False)
+        assert _files(out) == before
+
+
+@pytest.mark.parametrize("damage", ["{ not json", "[1, 2]", '{"model": "lenet5"}'])
+def test_damaged_metrics_of_a_finished_run_are_refused_naming_the_file(
+    float_ckpt: tuple[Path, Path], tmp_path: Path, damage: str
+) -> None:
+    ckpt, data_dir = float_ckpt
+    spec = _quick(data_dir)
+    pipeline.compress(spec, ckpt, tmp_path, progress=False)
+    (tmp_path / "metrics.json").write_text(damage)
+    before = _files(tmp_path)
+    with pytest.raises(CheckpointError, match=r"metrics.json is damaged .*delete both files"):
+        pipeline.compress(spec, ckpt, tmp_path, resume=True, progress=False)
+    assert _files(tmp_path) == before
+
+
+def test_a_folder_holding_something_else_is_refused_saying_what(
+    float_ckpt: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ckpt, data_dir = float_ckpt
+    spec = _quick(data_dir)
+    float_run = ckpt.parent
+    before = _files(float_run)
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match=r"is the folder of the float checkpoint being compressed"):
+            pipeline.compress(spec, ckpt, float_run, resume=resume, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "checkpoint.pt").write_bytes(ckpt.read_bytes())
+    with pytest.raises(ConfigError, match=r"already holds a float lenet5 model on mnist, 2 of 2 epochs"):
+        pipeline.compress(spec, ckpt, other, resume=True, progress=False)
+    (other / "checkpoint.pt").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match=r"holds a checkpoint.pt that is not a readable FORMS checkpoint"):
+        pipeline.compress(spec, ckpt, other, progress=False)
+    (other / "checkpoint.pt").unlink()
+    (other / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds a metrics.json but no checkpoint.pt"):
+        pipeline.compress(spec, ckpt, other, progress=False)
+    assert _files(float_run) == before
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(
+    float_ckpt: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from forms.nn.checkpoint import save_checkpoint
+
+    ckpt, data_dir = float_ckpt
+    src = load_checkpoint(ckpt)
+    name = next(k for k in src["state_dict"] if k.endswith("weight"))
+    src["state_dict"][name][0].view(-1)[0] = float("nan")
+    save_checkpoint(src, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=rf"its weight {name} holds NaN or infinite values"):
+        pipeline.compress(_quick(data_dir), tmp_path / "nan.pt", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "where"),
+    [
+        ({"admm_rounds": 1, "lr": 1e38}, "ADMM round 1, W-step epoch 1"),
+        ({"retrain_epochs": 1, "retrain_lr": 1e38}, "retraining epoch 1"),
+    ],
+)
+def test_a_diverging_compression_stops_naming_the_step(
+    float_ckpt: tuple[Path, Path], tmp_path: Path, schedule: dict[str, object], where: str
+) -> None:
+    ckpt, data_dir = float_ckpt
+    spec = _quick(data_dir, optimizer="sgd", **schedule)
+    with pytest.raises(ConfigError, match=rf"training diverged in {where}: "):
+        pipeline.compress(spec, ckpt, tmp_path, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_compression_clears_the_temporary_files_a_kill_left(
+    float_ckpt: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ckpt, data_dir = float_ckpt
+    for name in ("checkpoint.pt", "metrics.json", state.STATE_NAME):
+        (tmp_path / f".{name}.abc.tmp").write_bytes(b"half")
+    pipeline.compress(_quick(data_dir), ckpt, tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.json"]

@@ -75,3 +75,49 @@ def test_write_json_atomic(tmp_path: Path) -> None:
     path = write_json_atomic(obj, tmp_path / "sub" / "m.json")
     assert json.loads(path.read_text()) == obj
     assert len(list(path.parent.iterdir())) == 1
+
+
+def test_describe_checkpoint_says_what_a_file_holds() -> None:
+    from forms.nn.checkpoint import describe_checkpoint
+
+    state = {**_state(), "config": {"epochs": 10}}
+    assert describe_checkpoint(state) == "a float lenet5 model on mnist, 3 of 10 epochs trained (forms train)"
+    assert describe_checkpoint({**state, "stage": "compressed"}) == (
+        "a compressed lenet5 model on mnist (forms compress)"
+    )
+    assert describe_checkpoint({"stage": "x", "model": [], "data": None}) == "a FORMS checkpoint of stage 'x'"
+
+
+def test_orphan_temp_files_of_our_names_only_are_removed(tmp_path: Path) -> None:
+    from forms.io import remove_orphan_temp_files
+
+    for name in (".checkpoint.pt.a1.tmp", ".checkpoint.pt.b2.tmp", ".metrics.json.c3.tmp", ".other.d4.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "checkpoint.pt").write_bytes(b"kept")
+    removed = remove_orphan_temp_files(tmp_path, ("checkpoint.pt", "metrics.json"))
+    assert sorted(p.name for p in removed) == [
+        ".checkpoint.pt.a1.tmp",
+        ".checkpoint.pt.b2.tmp",
+        ".metrics.json.c3.tmp",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.d4.tmp", "checkpoint.pt"]
+    assert remove_orphan_temp_files(tmp_path / "absent", ("checkpoint.pt",)) == []
+
+
+def test_content_key_follows_the_content_not_the_path(tmp_path: Path) -> None:
+    from forms.nn.fingerprint import checkpoint_content_key, fingerprint
+
+    state = _state()
+    a = save_checkpoint(state, tmp_path / "a.pt")
+    b = save_checkpoint({**state, "seed": 99, "epoch": 5}, tmp_path / "b.pt")  # bookkeeping only
+    assert (
+        checkpoint_content_key(a) == checkpoint_content_key(b) == checkpoint_content_key(load_checkpoint(a))
+    )
+    changed = {k: v.clone() for k, v in state["state_dict"].items()}
+    next(v for v in changed.values() if v.is_floating_point()).view(-1)[0] += 1
+    c = save_checkpoint({**state, "state_dict": changed}, tmp_path / "c.pt")
+    d = save_checkpoint({**state, "data": {**state["data"], "pad_to": 32}}, tmp_path / "d.pt")
+    assert len({checkpoint_content_key(p) for p in (a, c, d)}) == 3
+    assert fingerprint(state["state_dict"]) != fingerprint(changed)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint_content_key(tmp_path / "missing.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,124 @@ def test_two_process_w_step_matches_one_process(float_ckpt: tuple[Path, Path], t
     for h1, h2 in zip(m1["admm"]["history"], m2["admm"]["history"], strict=True):
         for name, value in h1["residuals"].items():
             assert h2["residuals"][name] == pytest.approx(value, rel=1e-3, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported(float_ckpt: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A compressed checkpoint (no ADMM rounds, no retraining: fast) and its exported .npz."""
+    from compress_helpers import tiny_spec
+    from forms.compress.export import export_npz
+    from forms.compress.pipeline import compress
+
+    ckpt, data = float_ckpt
+    root = tmp_path_factory.mktemp("exported")
+    compress(
+        tiny_spec(data, schedule={"admm_rounds": 0, "retrain_epochs": 0}), ckpt, root / "c", progress=False
+    )
+    export_npz(root / "c" / "checkpoint.pt", root / "good.npz")
+    return root / "c" / "checkpoint.pt", root / "good.npz"
+
+
+def _crc_damaged(src: Path, dst: Path, member: str) -> Path:
+    """A copy of the archive ``src`` with the last data byte of ``member`` flipped (its CRC fails)."""
+    import zipfile
+
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as archive:
+        info = archive.getinfo(member)
+    name_len, extra_len = np.frombuffer(bytes(data[info.header_offset + 26 : info.header_offset + 30]), "<u2")
+    data[info.header_offset + 30 + name_len + extra_len + info.compress_size - 1] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_check_refuses_files_that_are_not_npz_archives(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    from forms.errors import ConfigError
+
+    good = exported[1].read_bytes()
+    npy = tmp_path / "w.npy"
+    np.save(npy, np.zeros((3, 3), np.int32))
+    cases = {
+        "empty": (b"", "is empty, not an .npz archive"),
+        "truncated": (good[: len(good) // 2], r"is not a readable .npz archive \(BadZipFile"),
+        "junk": (b"PK\x03\x04" + b"junk" * 64, r"is not a readable .npz archive \(BadZipFile"),
+        "pickle": (b"\x80\x04K\x01.", "is not a readable .npz archive"),
+        "npy": (npy.read_bytes(), r"holds a single array \(.npy\), not an .npz archive"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(content)
+        with pytest.raises(ConfigError, match=message):
+            check_npz(path)
+    with pytest.raises(ConfigError, match=r"is a folder, not an \.npz file"):
+        check_npz(tmp_path)
+
+
+def test_check_reports_damaged_or_malformed_members(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    good = exported[1]
+    with np.load(good) as z:
+        w = z["features.0.weight_int"]
+    assert w.shape == (25, 6)
+    cases = {
+        "crc": (
+            _crc_damaged(good, tmp_path / "crc.npz", "features.3.weight_int.npy"),
+            r"member 'features.3.weight_int' cannot be read \(BadZipFile: Bad CRC-32",
+        ),
+        "object": (
+            _tamper(good, tmp_path / "o.npz", layers=np.asarray(["features.0", 1], dtype=object)),
+            r"member 'layers' cannot be read \(ValueError: Object arrays",
+        ),
+        "vector R": (
+            _tamper(good, tmp_path / "v.npz", fragment_size=np.asarray([8, 8])),
+            r"metadata 'fragment_size' must be an integer scalar, got dtype int64 shape \(2,\)",
+        ),
+        "layer vector R": (
+            _tamper(good, tmp_path / "lv.npz", **{"features.0.fragment_size": np.asarray([8, 8])}),
+            "'features.0.fragment_size' must be an integer scalar",
+        ),
+        "10x6": (
+            _tamper(good, tmp_path / "s.npz", **{"features.0.weight_int": w[:10]}),
+            r"weight_int has shape \(10, 6\), but its weight_shape \(6, 1, 5, 5\) maps to crossbar matrices "
+            r"\(1, 25, 6\)",
+        ),
+        "no weight_shape": (
+            _tamper(good, tmp_path / "n.npz", **{"features.0.weight_shape": np.asarray([[6, 1], [5, 5]])}),
+            "weight_shape must be a 1-D integer array",
+        ),
+        "complex scale": (
+            _tamper(good, tmp_path / "c.npz", **{"features.0.scale": np.ones(6, np.complex64)}),
+            "scale has dtype complex64, not a real floating-point type",
+        ),
+        "huge R": (
+            _tamper(good, tmp_path / "h.npz", **{"features.0.fragment_size": np.asarray(10**12)}),
+            "fragment_size 1000000000000 is neither the global R=8 nor 1",
+        ),
+    }
+    for name, (path, message) in cases.items():
+        report = check_npz(path)
+        assert not report.ok and any(re.search(message, v) for v in report.violations), (name, report)
+    assert check_npz(good).ok
+
+
+def test_export_refuses_to_replace_its_checkpoint_or_layers_that_do_not_fit(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from forms.compress.export import export_npz
+    from forms.errors import CheckpointError, ConfigError
+    from forms.nn.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = exported[0]
+    before = ckpt.read_bytes()
+    for out in (ckpt, ckpt.parent / "." / "checkpoint.pt"):
+        with pytest.raises(ConfigError, match="is the checkpoint being exported"):
+            export_npz(ckpt, out)
+    with pytest.raises(ConfigError, match="is the checkpoint being exported"):
+        export_npz(ckpt.parent, ckpt)
+    assert ckpt.read_bytes() == before
+    state = load_checkpoint(ckpt)
+    first = state["integer_layers"][0]
+    state["integer_layers"][0] = {**first, "weight_int": first["weight_int"][:, :10]}
+    save_checkpoint(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"corrupt integer layer record .*maps to crossbar matrices"):
+        export_npz(tmp_path / "bad.pt", tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()

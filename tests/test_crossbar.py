@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from forms.encoding import lossless_adc_bits
 from forms.errors import ConfigError
 from forms.sim.adc import Adc
-from forms.sim.crossbar import CrossbarArray, integer_matmul
+from forms.sim.crossbar import CrossbarArray
 from forms.sim.encodings import encode
+from forms.sim.integer_gemm import integer_matmul
 from forms.sim.quant_inputs import digit_plan
 
 ENCODINGS = ["polarized", "offset", "differential"]

@@ -10,9 +10,10 @@ import torch
 from forms.encoding import lossless_adc_bits
 from forms.errors import ConfigError
 from forms.sim.adc import Adc
-from forms.sim.crossbar import CrossbarArray, integer_matmul
+from forms.sim.crossbar import CrossbarArray
 from forms.sim.devices import program_cells
 from forms.sim.encodings import encode
+from forms.sim.integer_gemm import integer_matmul
 from forms.sim.quant_inputs import digit_plan
 from forms.sim.spec import DeviceSpec, SimSpec
 

@@ -237,3 +237,99 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     )
     assert list(again.runs.accuracy) == m["runs"]["accuracy"]  # resumed from runs.json
     assert SimulationResult.from_dict(m).to_dict() == m  # metrics.json reads back to the same dict
+
+
+def _chips_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the index of every chip simulate_model programs (resumed chips are not programmed)."""
+    import forms.sim.simulate as S
+
+    calls: list[int] = []
+    real = S._run_chip
+
+    def counting(sim, test, reference, run, seed):  # type: ignore[no-untyped-def]
+        calls.append(run)
+        return real(sim, test, reference, run, seed)
+
+    monkeypatch.setattr(S, "_run_chip", counting)
+    return calls
+
+
+def test_resume_reuses_chips_only_of_the_same_weights_and_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = SimSpec.from_dict({"rows": 32, "input_bits": 8, "devices": {"variation": 0.2}, "runs": 2})
+    net, layers = tiny_net()
+    other_net, other_layers = tiny_net(seed=1)
+    fresh = simulate_model(spec, other_net, other_layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
+    chips = _chips_run(monkeypatch)
+    first = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], tmp_path, device="cpu")
+    again = simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], tmp_path, resume=True, device="cpu")
+    assert chips == [0, 1] and again.runs == first.runs  # every chip reused
+    other = simulate_model(
+        spec, other_net, other_layers, IMAGES, LABELS, IMAGES[:8], tmp_path, resume=True, device="cpu"
+    )
+    assert chips == [0, 1, 0, 1] and other.runs == fresh.runs  # another model: nothing reused
+    flipped = LABELS.flip(0)
+    simulate_model(
+        spec, other_net, other_layers, IMAGES, flipped, IMAGES[:8], tmp_path, resume=True, device="cpu"
+    )
+    assert chips == [0, 1, 0, 1, 0, 1]  # other labels: nothing reused
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda log: "{ not json", r"runs.json is not a record of simulated chips \(JSONDecodeError"),
+        (lambda log: "[]", r"runs.json is not a record of simulated chips \(it holds a JSON list"),
+        (lambda log: json.dumps({**log, "runs": [{"run": 0}]}), r"runs.json holds damaged chip records"),
+        (
+            lambda log: json.dumps({**log, "runs": [log["runs"][0]] * 2}),
+            r"damaged chip records \(chips out of",
+        ),
+    ],
+)
+def test_a_damaged_run_log_is_refused_naming_it(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    from forms.errors import CheckpointError
+
+    spec = SimSpec.from_dict({"rows": 32, "input_bits": 8, "runs": 2})
+    net, layers = tiny_net()
+    simulate_model(spec, net, layers, IMAGES[:4], LABELS[:4], IMAGES[:4], tmp_path, device="cpu")
+    log = json.loads((tmp_path / "runs.json").read_text())
+    (tmp_path / "runs.json").write_text(damage(log))
+    before = (tmp_path / "runs.json").read_bytes()
+    with pytest.raises(CheckpointError, match=message):
+        simulate_model(
+            spec, net, layers, IMAGES[:4], LABELS[:4], IMAGES[:4], tmp_path, resume=True, device="cpu"
+        )
+    assert (tmp_path / "runs.json").read_bytes() == before
+
+
+def test_integer_layers_that_do_not_fit_the_model_are_refused(tmp_path: Path) -> None:
+    from forms.errors import CheckpointError
+    from forms.nn.checkpoint import load_checkpoint, save_checkpoint
+
+    fake_mnist(tmp_path / "data")
+    fake_checkpoint(tmp_path / "c.pt")
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    first = ckpt["integer_layers"][0]
+    assert first["name"] == "features.0" and tuple(first["weight_int"].shape) == (1, 25, 6)
+    spec = SimSpec.from_dict({"limit": 4})
+    cases = [
+        (
+            {"weight_int": first["weight_int"][:, :10]},
+            r"shape \(1, 10, 6\), but a weight of shape \(6, 1, 5, 5\)",
+        ),
+        (
+            {"weight_int": first["weight_int"][:, :10], "weight_shape": [6, 1, 2, 5]},
+            r"'features.0' holds a weight of shape \(6, 1, 2, 5\) in 1 groups, the model's is \(6, 1, 5, 5\)",
+        ),
+        ({"name": "features.1"}, r"integer layer 'features.1' is a ReLU"),
+        ({"scale": torch.tensor(float("nan"))}, "scale holds NaN"),
+        ({"weight_int": first["weight_int"] * 0.5}, "weight_int must hold integers, got dtype torch.float32"),
+    ]
+    for change, message in cases:
+        layers = [{**first, **change}, *ckpt["integer_layers"][1:]]
+        save_checkpoint({**ckpt, "integer_layers": layers}, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            simulate(spec, tmp_path / "bad.pt", tmp_path / "out", data_dir=tmp_path / "data", device="cpu")
+    assert not (tmp_path / "out").exists()

@@ -129,7 +129,7 @@ def test_pareto_front_is_exactly_the_non_dominated_points(points: list[tuple[int
         assert on_front == (not dominated)
 
 
-def _compressed_checkpoint(path: Path, fragment_size: int) -> Path:
+def _compressed_checkpoint(path: Path, fragment_size: int, seed: int = 0) -> Path:
     """An untrained LeNet-5, quantized and polarized by hand (the simulator only needs valid integers)."""
     import torch
 
@@ -137,7 +137,7 @@ def _compressed_checkpoint(path: Path, fragment_size: int) -> Path:
     from forms.nn.checkpoint import save_checkpoint
     from forms.nn.models import build_model
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model("lenet5")
     layers = fake_compress(model, weight_bits=8, fragment_size=fragment_size)
     save_checkpoint(
@@ -173,6 +173,12 @@ def test_simulated_sweep_measures_accuracy_and_clipping(tmp_path: Path) -> None:
     assert rows[3]["adc_clip_rate"] >= rows[5]["adc_clip_rate"]
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values())
     assert (tmp_path / "out" / "figures" / "pareto-accuracy-gops-w.png").is_file()
+    again = run_sweep(_spec(tmp_path, data), tmp_path / "out", progress=False)
+    assert (again.reused, again.computed) == (2, 0)
+
+    _compressed_checkpoint(ckpt, fragment_size=8, seed=1)  # other weights, same path
+    other = run_sweep(_spec(tmp_path, data), tmp_path / "out", progress=False)
+    assert (other.reused, other.computed) == (0, 2), "points of another checkpoint must not be reused"
 
     data["grid"]["fragment_size"] = [16]
     with pytest.raises(ConfigError, match="'fragment_size' = 16"):

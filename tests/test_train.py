@@ -234,3 +234,61 @@ def test_result_of_a_run_from_before_cpu_time_was_measured_reads_back() -> None:
     result = T.TrainResult.from_dict(old)
     assert result.mean_epoch_cpu_seconds == 0.0 and result.per_epoch[0].cpu_seconds is None
     assert result.to_dict()["per_epoch"] == old["per_epoch"]  # no cpu_seconds invented per epoch
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_folder_holding_a_run_is_refused_without_resume(data_root: Path, tmp_path: Path) -> None:
+    T.train(_spec(data_root, epochs=1, train_subset=32, test_subset=16), tmp_path, progress=False)
+    before = _files(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"already holds a float lenet5 model on mnist, 1 of 1 epochs.*--resume"
+    ):
+        T.train(_spec(data_root, model="mlp", epochs=1), tmp_path, progress=False)
+    (tmp_path / "checkpoint.pt").unlink()
+    before.pop("checkpoint.pt")
+    for resume in (False, True):  # a metrics.json of some other run is not overwritten either
+        with pytest.raises(ConfigError, match=r"holds a metrics.json but no checkpoint.pt"):
+            T.train(_spec(data_root, epochs=1), tmp_path, resume=resume, progress=False)
+    assert _files(tmp_path) == before
+
+
+def test_resume_refuses_a_checkpoint_that_is_not_a_training_run(data_root: Path, tmp_path: Path) -> None:
+    from forms.errors import CheckpointError
+    from forms.nn.checkpoint import save_checkpoint
+
+    spec = _spec(data_root, epochs=1)
+    state = {"stage": "compressed", "model": {"name": "lenet5", "kwargs": {}}, "state_dict": {}}
+    save_checkpoint({**state, "config": spec.model_dump(mode="json")}, tmp_path / "c" / "checkpoint.pt")
+    before = _files(tmp_path / "c")
+    with pytest.raises(CheckpointError, match=r"holds a compressed lenet5 model .*not a training run"):
+        T.train(spec, tmp_path / "c", resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"already holds a compressed lenet5 model.*choose another --out"):
+        T.train(spec, tmp_path / "c", progress=False)
+    save_checkpoint({**state, "stage": "float"}, tmp_path / "f" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"lacks the training state \(optimizer, scheduler, rng"):
+        T.train(spec, tmp_path / "f", resume=True, progress=False)
+    assert _files(tmp_path / "c") == before
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan")])
+def test_a_non_finite_learning_rate_is_refused(data_root: Path, lr: float) -> None:
+    with pytest.raises(ConfigError, match="lr: Input should be a finite number"):
+        _spec(data_root, lr=lr)
+
+
+def test_a_diverging_run_stops_naming_the_epoch_and_saves_nothing(data_root: Path, tmp_path: Path) -> None:
+    spec = _spec(data_root, epochs=2, optimizer="sgd", schedule="constant", lr=1e38, train_subset=64)
+    with pytest.raises(ConfigError, match=r"training diverged in epoch 1: parameter \S+ holds NaN or inf"):
+        T.train(spec, tmp_path, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_a_run_clears_the_temporary_files_a_kill_left(data_root: Path, tmp_path: Path) -> None:
+    tmp_path.joinpath(".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    tmp_path.joinpath(".metrics.json.x.tmp").write_text("{")
+    tmp_path.joinpath(".notes.txt.x.tmp").write_text("not ours")
+    T.train(_spec(data_root, epochs=1, train_subset=32, test_subset=16), tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.txt.x.tmp", "checkpoint.pt", "metrics.json"]

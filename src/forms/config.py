@@ -2,7 +2,9 @@
 
 Every spec is a pydantic model that refuses unknown keys, validates each field on load, and
 round-trips through YAML/JSON. Errors name the field, the value and the allowed range, so a
-malformed config file fails at load time instead of deep inside a run.
+malformed config file fails at load time instead of deep inside a run. Rules every spec shares: a
+boolean is not a number (YAML reads ``yes``/``true`` as booleans, which pydantic would turn into 1),
+a seed is a 32-bit unsigned integer, and a YAML file must be UTF-8 and name each key once.
 
 Subsystems define their own specs (``forms.compress.spec``, ``forms.sim.spec``, ``forms.cost.arch``,
 ...) on top of :class:`Spec`; the crossbar geometry lives here because compression and hardware must
@@ -11,20 +13,52 @@ agree on it.
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from forms.errors import ConfigError
+from forms.io import read_text_file
+
+SEED_LIMIT = 2**32
+"""Seeds are integers in [0, 2**32): derived seeds (a simulated chip's layer n draws from
+seed x 1,000,003 + n) must stay inside the 64-bit range torch generators accept."""
 
 
 class Spec(BaseModel):
     """Base of every FORMS configuration object: strict keys, validated fields, YAML round trip."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _boolean_only_where_boolean(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse a boolean for a field that is not boolean (pydantic would read ``true`` as 1)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not _admits_bool(field.annotation):
+            raise ValueError(f"a boolean ({str(value).lower()}) is not a value of this field")
+        return value
+
+    @field_validator("seed", check_fields=False)
+    @classmethod
+    def _seed_in_range(cls, value: int) -> int:
+        """Refuse a seed outside [0, SEED_LIMIT)."""
+        if isinstance(value, int) and not 0 <= value < SEED_LIMIT:
+            raise ValueError(f"a seed must be an integer from 0 to {SEED_LIMIT - 1}")
+        return value
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> Self:
@@ -49,13 +83,38 @@ class Spec(BaseModel):
         return type(self).from_dict({**self.model_dump(), **changes}, source="replace()")
 
 
+def _admits_bool(annotation: Any) -> bool:
+    """True when a field annotated ``annotation`` takes booleans (bool, Any, a union or Literal with one)."""
+    if annotation is bool or annotation is Any or isinstance(annotation, bool):
+        return True
+    return any(_admits_bool(arg) for arg in get_args(annotation))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping naming the same key twice (safe_load keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        """The mapping of ``node``; a ConstructorError at the second occurrence of a key."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` keys may be overridden by design
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (each key may appear once)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; raise :class:`ConfigError` otherwise."""
+    """Read a UTF-8 YAML file that must hold a mapping with unique keys; :class:`ConfigError` otherwise."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist (check the path)")
+    stream = io.StringIO(read_text_file(p, "config file"))
+    stream.name = str(p)  # YAML error marks then say where: in "<path>", line L, column C
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(stream, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
     if data is None:
@@ -74,7 +133,8 @@ def format_validation_error(exc: ValidationError, spec: type[BaseModel], source:
             hint = f" (allowed keys: {', '.join(spec.model_fields)})" if len(err["loc"]) == 1 else ""
             lines.append(f"  - unknown key '{loc}'{hint}")
         else:
-            lines.append(f"  - {loc}: {err['msg']} (got {err.get('input')!r})")
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  - {loc}: {message} (got {err.get('input')!r})")
     return "\n".join(lines)
 
 

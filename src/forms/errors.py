@@ -1,7 +1,17 @@
-"""Exceptions that carry a message meant for the user: what is wrong and how to fix it.
+"""What the user sees when a command fails: exceptions that carry a message meant for them, and Ctrl-C.
 
-The CLI prints these without a traceback and exits non-zero; any other exception is a bug.
+The CLI prints these exceptions as one paragraph without a traceback and exits non-zero; any other
+exception is a bug. A command stopped by Ctrl-C says "interrupted" and exits with status 130.
 """
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+INTERRUPTED_STATUS = 130
+"""Exit status of a command stopped by Ctrl-C: 128 + SIGINT, what shells report for it."""
 
 
 class FormsError(Exception):
@@ -22,3 +32,14 @@ class CheckpointError(FormsError):
 
 class UnsupportedLayerError(FormsError, TypeError):
     """A model holds a layer the crossbar mapping cannot place."""
+
+
+def exit_interrupted() -> NoReturn:
+    """Exit with :data:`INTERRUPTED_STATUS`, saying "interrupted" on stderr (one line).
+
+    A worker process started by torchrun (``forms ... --nproc N``) stays silent: its launcher, which got
+    the same Ctrl-C, says it once for all of them.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        print("interrupted", file=sys.stderr, flush=True)
+    sys.exit(INTERRUPTED_STATUS)

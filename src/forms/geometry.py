@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from forms.config import check_fragment_size
-from forms.errors import UnsupportedLayerError
+from forms.errors import ConfigError, UnsupportedLayerError
 
 MAPPED_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
 """Layer types placed on crossbars."""
@@ -102,7 +102,10 @@ def matrix_to_weight(matrix: Tensor, weight_shape: torch.Size | tuple[int, ...])
 
 
 def num_row_fragments(rows: int, fragment_size: int) -> int:
-    """Fragments per column: ceil(rows / R)."""
+    """Fragments per column: ceil(rows / R); ConfigError for R below 1. (That R also divides the
+    crossbar rows is checked where the crossbar is known: :func:`forms.config.check_fragment_size`.)"""
+    if fragment_size < 1:
+        raise ConfigError(f"fragment size R={fragment_size}: a fragment holds at least 1 row")
     return math.ceil(rows / fragment_size)
 
 

@@ -1,10 +1,14 @@
-"""Files FORMS writes and reads back: atomic writes, strict JSON, CSV.
+"""Files FORMS writes and reads back: atomic writes, strict JSON, CSV, and checks of the paths a user gives.
 
 Every output file (checkpoint, metrics, estimate, report, sweep point) is written to a temporary
 file in the target's folder, fsynced, then moved into place with ``os.replace``: a reader (or a run
 killed mid-write) sees the old file or the new one, never half of one. JSON is strictly valid (NaN
 and infinities become ``null``); CSV has one header row and ``\\n`` line ends, empty cells for
 missing values.
+
+Paths a user gives are checked before any work starts (:func:`check_input_file`,
+:func:`check_output_folder`, :func:`check_output_file`): a file where a folder is meant, a folder where
+a file is meant, or a place that cannot be written is refused with one message, and nothing is created.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from forms.errors import ConfigError
+
+TEMP_PREFIX = ".{name}."
+"""Name prefix of the temporary file :func:`atomic_write` writes ``name`` through (hidden, next to it)."""
+TEMP_SUFFIX = ".tmp"
+"""Name suffix of those temporary files."""
+
 
 def _umask() -> int:
     """The process umask (read by setting and restoring it)."""
@@ -31,7 +42,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it onto ``path``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    prefix = TEMP_PREFIX.format(name=target.name)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -43,6 +55,26 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def remove_orphan_temp_files(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temporary files that an atomic write of each of ``names`` in ``folder`` left behind
+    when its process was killed mid-write; return them.
+
+    :func:`atomic_write` writes ``<name>`` through ``.<name>.<random>.tmp`` next to it.
+    Call this only where this process is the one writer of ``folder``'s ``names`` (a run starting
+    there, on rank 0), after every check that may refuse the run.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for name in names:
+        for orphan in sorted(root.glob(f"{TEMP_PREFIX.format(name=name)}*{TEMP_SUFFIX}")):
+            if orphan.is_file():
+                orphan.unlink(missing_ok=True)
+                removed.append(orphan)
+    return removed
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
@@ -72,15 +104,6 @@ def write_json_atomic(obj: Any, path: str | Path) -> Path:
     return write_text_atomic(text + "\n", path)
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file; raise FileNotFoundError/ValueError with the path in the message."""
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON: {exc}") from None
-
-
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> str:
     """CSV text: ``header``, then one line per row (a sequence, or a mapping read by the header keys).
 
@@ -100,3 +123,80 @@ def write_csv_atomic(
 ) -> Path:
     """Write :func:`csv_text` of ``header`` and ``rows`` to ``path`` atomically."""
     return write_text_atomic(csv_text(header, rows), path)
+
+
+def check_input_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path; :class:`ConfigError` unless it is an existing, readable file.
+
+    ``what`` names the file in the message ("config file", "activity file", ...).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {p} is a folder, not a file; give the path of the file itself")
+    if not p.exists():
+        raise ConfigError(f"{what} {p} does not exist (check the path)")
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} is not a regular file; give the path of a file")
+    if not os.access(p, os.R_OK):
+        raise ConfigError(f"{what} {p} is not readable (check its permissions)")
+    return p
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of the file at ``path``; :class:`ConfigError` if it is not a readable UTF-8 file."""
+    p = check_input_file(path, what)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {p} is not UTF-8 text (byte {exc.start} cannot be decoded); save it as UTF-8"
+        ) from None
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """Read a UTF-8 JSON file; :class:`ConfigError` naming ``what`` and the path if missing or invalid."""
+    p = Path(path)
+    try:
+        return json.loads(read_text_file(p, what))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {p} is not valid JSON: {exc}") from None
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (created first if missing), or None when they can."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` as a Path; :class:`ConfigError` unless files can be written in it (created if missing).
+
+    Creates nothing: the folder, or the nearest existing folder above it, must be a writable folder.
+    """
+    target = Path(path)
+    problem = _folder_problem(target)
+    if problem:
+        raise ConfigError(f"{what} {target} cannot be used: {problem}; give another folder")
+    return target
+
+
+def check_output_file(path: str | Path, what: str = "output file") -> Path:
+    """``path`` as a Path; :class:`ConfigError` unless :func:`atomic_write` can write a file there.
+
+    Refuses a folder, and a file whose folder cannot be created or written; creates nothing.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{what} {target} is a folder, not a file; give a file path")
+    if target.exists() and not target.is_file():
+        raise ConfigError(f"{what} {target} is not a regular file; give a file path")
+    problem = _folder_problem(target.parent)
+    if problem:
+        raise ConfigError(f"{what} {target} cannot be written: {problem}; give another path")
+    return target

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from forms.cli.app import app
-from forms.compress.result import RetrainSummary
-from forms.compress.spec import CompressSpec
+from forms.cli.app import NPROC_OPTION, app
 from forms.config import load_yaml_mapping
-from forms.nn import distributed
+from forms.io import check_input_file, check_output_file, check_output_folder
+
+if TYPE_CHECKING:
+    from forms.compress.result import CompressResult, RetrainSummary
 
 
 @app.command("compress")
@@ -48,15 +49,17 @@ def compress_cmd(
     ),
     config: Path | None = typer.Option(None, "--config", help="YAML CompressSpec; options override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torchrun)."),
+    nproc: int = NPROC_OPTION,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Compress a float model: polarized fragments, quantized, optionally pruned (ADMM + retraining)."""
-    if nproc > 1 and distributed.env_world_size() == 1:
-        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
-    from forms.compress.pipeline import compress
-
+    check_output_folder(out, "--out folder")
     values = load_yaml_mapping(config) if config is not None else {}
+    from forms.compress.pipeline import compress
+    from forms.compress.spec import CompressSpec
+    from forms.nn import distributed
+    from forms.nn.device import resolve_device
+
     base = CompressSpec.from_dict(values, source=str(config) if config else "defaults")
     overrides: dict[str, Any] = {
         "crossbar.fragment_size": fragment,
@@ -79,20 +82,27 @@ def compress_cmd(
         "channels_last": channels_last,
     }
     spec = base.with_overrides(overrides)
+    resolve_device(spec.device)
+    if nproc > 1 and distributed.env_world_size() == 1:
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
     m = compress(spec, checkpoint, out, resume=resume, progress=not quiet)
     if distributed.is_main():
-        f = m.crossbars["factors"]
-        Console().print(
-            f"{m.model} R={m.fragment_size} {m.weight_bits}-bit: accuracy "
-            f"{m.accuracy_before:.4f} -> {m.accuracy_after:.4f} (ADMM {m.accuracy_admm:.4f}, "
-            f"projected {m.accuracy_projected:.4f}{_kept_epoch(m.retrain)}); "
-            f"mixed-sign fragments {m.fragments_mixed_sign}/{m.fragments_total}, sparsity "
-            f"{m.sparsity:.3f}; crossbars {m.crossbars['dense_32bit']} -> "
-            f"{m.crossbars['final']['polarized']} (x{f['total']:.2f} = pruning {f['pruning']:.2f} x "
-            f"quantization {f['quantization']:.2f} x polarization {f['polarization']:.2f}); "
-            f"results in {out}/metrics.json",
-            highlight=False,
-        )
+        Console().print(_summary(m, out), highlight=False)
+
+
+def _summary(m: CompressResult, out: Path) -> str:
+    """One line: accuracies, mixed-sign fragments, sparsity and crossbar savings of a compression."""
+    f = m.crossbars["factors"]
+    return (
+        f"{m.model} R={m.fragment_size} {m.weight_bits}-bit: accuracy "
+        f"{m.accuracy_before:.4f} -> {m.accuracy_after:.4f} (ADMM {m.accuracy_admm:.4f}, "
+        f"projected {m.accuracy_projected:.4f}{_kept_epoch(m.retrain)}); "
+        f"mixed-sign fragments {m.fragments_mixed_sign}/{m.fragments_total}, sparsity "
+        f"{m.sparsity:.3f}; crossbars {m.crossbars['dense_32bit']} -> "
+        f"{m.crossbars['final']['polarized']} (x{f['total']:.2f} = pruning {f['pruning']:.2f} x "
+        f"quantization {f['quantization']:.2f} x polarization {f['polarization']:.2f}); "
+        f"results in {out}/metrics.json"
+    )
 
 
 def _kept_epoch(retrain: RetrainSummary) -> str:
@@ -108,6 +118,7 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", help="Output .npz file."),
 ) -> None:
     """Write the integer crossbar matrices, scales and metadata of a compressed model to .npz."""
+    check_output_file(out, "--out file")
     from forms.compress.export import export_npz
 
     summary = export_npz(checkpoint, out)
@@ -123,6 +134,7 @@ def check_cmd(
     npz: Path = typer.Argument(..., help="File written by forms export."),
 ) -> None:
     """Verify polarization, weight range and metadata of an exported .npz; exit 1 on any violation."""
+    check_input_file(npz, "exported file")
     from forms.compress.export import check_npz
 
     report = check_npz(npz)

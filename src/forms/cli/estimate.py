@@ -11,6 +11,7 @@ from rich.table import Table
 
 from forms.cli.app import app
 from forms.errors import ConfigError
+from forms.io import check_output_folder
 
 if TYPE_CHECKING:
     from forms.cost.activity import Activity
@@ -42,8 +43,11 @@ def _workload(
 
 
 def _activity(path: Path | None, rule: str | None, arch_rule: str) -> Activity | None:
-    from forms.cost.activity import load_activity
+    """Activity measured in ``path`` (None without one) for ``rule`` (default: the arch's, else leading)."""
+    from forms.cost.activity import check_skip_rule, load_activity
 
+    if rule is not None:
+        check_skip_rule(rule)
     if path is None:
         return None
     chosen = rule or (arch_rule if arch_rule != "none" else "leading")
@@ -69,14 +73,15 @@ def estimate(
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Area, power, energy, FPS, latency and GOPs/(s*mm2), GOPs/W of one network on one architecture."""
+    check_output_folder(out, "--out folder")
     from forms.cost.activity import SkipFractions
     from forms.cost.arch import load_arch
     from forms.cost.estimate import estimate as run_estimate
     from forms.cost.files import save_estimate
 
     spec = load_arch(arch)
-    workload = _workload(model, input_shape, num_classes, checkpoint)
     act = _activity(activity, skip_rule, spec.zero_skip.rule)
+    workload = _workload(model, input_shape, num_classes, checkpoint)
     est = run_estimate(spec, workload, SkipFractions(act, skip_fraction))
     paths = save_estimate(est, out)
     table = Table(title=f"{est.arch} running {est.model} ({'x'.join(map(str, est.input_shape))})")
@@ -118,6 +123,7 @@ def compare(
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Several architectures side by side on one network, with ratios to the first."""
+    check_output_folder(out, "--out folder")
     from forms.cost.activity import SkipFractions
     from forms.cost.arch import load_arch
     from forms.cost.compare import COMPARE_FIELDS
@@ -128,8 +134,8 @@ def compare(
     if not names:
         raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
     specs = [load_arch(n) for n in names]
-    workload = _workload(model, input_shape, num_classes, checkpoint)
     act = _activity(activity, skip_rule, "leading")
+    workload = _workload(model, input_shape, num_classes, checkpoint)
     cmp = run_compare(specs, workload, SkipFractions(act, skip_fraction))
     paths = save_comparison(cmp, out)
     table = Table(title=f"{workload.name}: ratios to {specs[0].name}")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from forms.cli.app import app
+from forms.io import check_output_folder
 
 out_console = Console()
 
@@ -26,6 +27,7 @@ def sweep_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run a design-space sweep; finished points are kept, so a rerun resumes an interrupted sweep."""
+    check_output_folder(out, "--out folder")
     from forms.experiments.sweep import run_sweep
     from forms.experiments.sweep_spec import load_sweep_spec
 
@@ -43,6 +45,7 @@ def demo_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """LeNet-5 on MNIST: train, compress (ADMM), simulate, estimate, report. Resumes where it stopped."""
+    check_output_folder(out, "--out folder")
     from forms.experiments.demo import DemoSpec, run_demo
 
     result = run_demo(out, DemoSpec.from_dict({"data_dir": data_dir}), progress=not quiet)
@@ -62,6 +65,7 @@ def reproduce_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """The paper-style experiments (a)-(d), each a table and a plot in one report."""
+    check_output_folder(out, "--out folder")
     from forms.errors import ConfigError
     from forms.experiments.reproduce import run_reproduce
     from forms.experiments.reproduce_spec import ReproduceSpec

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from forms.cli.app import app
 from forms.config import load_yaml_mapping
+from forms.io import check_output_folder
 
 if TYPE_CHECKING:
     from forms.sim.spec import SimSpec
@@ -47,6 +48,8 @@ def simulate_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Simulate a compressed network on crossbars and write <out>/metrics.json."""
+    check_output_folder(out, "--out folder")
+    from forms.nn.device import resolve_device
     from forms.sim.simulate import simulate
 
     fields = {
@@ -73,6 +76,7 @@ def simulate_cmd(
         "on_off_ratio": on_off_ratio,
     }
     spec = _sim_spec(config, fields, devices, bit_level)
+    resolve_device(device)
     metrics = simulate(
         spec, checkpoint, out, resume=resume, data_dir=data_dir, device=device, progress=not quiet
     ).to_dict()

@@ -6,16 +6,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 import typer
 from rich.console import Console
 
-from forms.cli.app import app
+from forms.cli.app import NPROC_OPTION, app
 from forms.config import load_yaml_mapping
 from forms.errors import ConfigError
-from forms.nn import distributed
-from forms.nn.checkpoint import load_checkpoint
-from forms.nn.train import CHECKPOINT_NAME, TrainSpec, train
+from forms.io import check_output_folder
 
 
 @app.command("train")
@@ -40,20 +37,24 @@ def train_cmd(
     ),
     config: Path | None = typer.Option(None, "--config", help="YAML TrainSpec; options override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt if present."),
-    nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torchrun)."),
+    nproc: int = NPROC_OPTION,
     threads: int | None = typer.Option(
         None, "--threads", help="Torch CPU threads per process (default: torch's choice, the core count)."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train a model; checkpoint every epoch; print the test accuracy."""
-    if nproc > 1 and distributed.env_world_size() == 1:
-        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    check_output_folder(out, "--out folder")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     values: dict[str, Any] = load_yaml_mapping(config) if config is not None else {}
+    import torch
+
+    from forms.nn import distributed
+    from forms.nn.checkpoint import load_checkpoint
+    from forms.nn.device import resolve_device
+    from forms.nn.train import CHECKPOINT_NAME, TrainSpec, train
+
     saved = out / CHECKPOINT_NAME
     if resume and config is None and saved.is_file():
         values = dict(load_checkpoint(saved)["config"])  # `--resume` alone continues with the saved config
@@ -76,6 +77,11 @@ def train_cmd(
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     spec = TrainSpec.from_dict(values, source=str(config) if config else "command line")
+    resolve_device(spec.device)
+    if nproc > 1 and distributed.env_world_size() == 1:
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
+    if threads is not None:
+        torch.set_num_threads(threads)
     result = train(spec, out, resume=resume, progress=not quiet)
     if distributed.is_main():
         Console().print(

@@ -8,7 +8,8 @@
   epoch of best validation accuracy is kept.
 
 Each phase saves the run's state after every round or epoch through :attr:`PhaseContext.save`, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped. A loss or weight that becomes NaN or infinite stops the run
+before that save (:func:`forms.nn.epoch.check_finite`), naming the round or epoch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from forms.compress.retrain import attach, load_projected, recalibrate_batchnorm
 from forms.compress.spec import CompressSpec
 from forms.compress.state import projection_state, projections_from_state
 from forms.nn import distributed as D
-from forms.nn.epoch import evaluate, train_epoch
+from forms.nn.epoch import check_finite, evaluate, train_epoch
 from forms.nn.loader import EpochLoader
 
 Criterion = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -132,6 +133,7 @@ def _admm_round(
                 task=batches,
             )
         )
+        check_finite(ctx.model, stats[-1]["loss"], f"ADMM round {r + 1}, W-step epoch {k + 1}")
     residuals = zu_step(ctx.model, ctx.constraints, ctx.spec, admm)
     return {
         "round": r + 1,
@@ -216,6 +218,7 @@ def run_retrain(
             task=batches,
             criterion=criterion,
         )
+        check_finite(ctx.model, stats["loss"], f"retraining epoch {e + 1}")
         record = _retrain_record(ctx, e, stats["loss"], time.perf_counter() - start, retrain_state)
         retrain_state["history"].append(record)
         retrain_state["epoch"] = e + 1

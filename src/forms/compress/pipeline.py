@@ -8,12 +8,12 @@ images is kept); bake (integer weights, plain weights = scale * integer). Writes
 Resumable (:mod:`forms.compress.state`): after every ADMM round and every retraining epoch the whole
 state is saved to ``out/compress_state.pt``; ``resume=True`` continues from it, and returns the
 finished result at once when the run is complete. Every input is checked (checkpoint, model, data,
-spec) before anything is written.
+spec, the run folder) before anything is written; a float checkpoint with NaN or infinite weights is
+refused, and a loss or weight that becomes NaN or infinite stops the run, naming the round or epoch.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from forms.compress.phases import (
 )
 from forms.compress.projections import LayerConstraint
 from forms.compress.result import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
     AdmmSummary,
     CompressResult,
     RetrainSummary,
@@ -44,20 +46,27 @@ from forms.compress.result import (
 from forms.compress.retrain import bake
 from forms.compress.spec import CompressSpec
 from forms.compress.state import (
+    STATE_NAME,
     RunPaths,
     StateWriter,
     check_finished_run,
-    fingerprint,
+    compressed_checkpoint_in,
     load_saved_state,
+    read_finished_result,
     run_config,
 )
 from forms.errors import CheckpointError, ConfigError
 from forms.intweights import IntegerLayer
-from forms.io import write_json_atomic
+from forms.io import remove_orphan_temp_files, write_json_atomic
 from forms.nn import distributed as D
-from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from forms.nn.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from forms.nn.data import load_dataset, split_holdout
-from forms.nn.epoch import place_model
+from forms.nn.epoch import non_finite_tensor, place_model
+from forms.nn.fingerprint import fingerprint
 from forms.nn.loader import EpochLoader
 from forms.nn.progress import make_progress
 
@@ -118,6 +127,12 @@ def open_job(spec: CompressSpec, checkpoint: str | Path, out_dir: str | Path) ->
             f"{checkpoint} is a '{src['stage']}' checkpoint; compress the float checkpoint it came from"
         )
     model = place_model(model_from_checkpoint(src, source=str(checkpoint)), device, spec.channels_last)
+    bad = non_finite_tensor(src["state_dict"].items())
+    if bad is not None:
+        raise CheckpointError(
+            f"{checkpoint}: its weight {bad} holds NaN or infinite values (its training diverged); "
+            "compress a checkpoint of a run that trained with finite losses"
+        )
     constraints = layer_constraints(model, spec)
     data = load_data(src, spec)
     paths = RunPaths.under(out_dir)
@@ -128,18 +143,20 @@ def open_job(spec: CompressSpec, checkpoint: str | Path, out_dir: str | Path) ->
 def finished_result(job: CompressJob, resume: bool) -> CompressResult | None:
     """The result of a finished run in ``job``'s directory (with ``resume``), or None when there is none.
 
-    Raises :class:`ConfigError` without ``resume`` and :class:`CheckpointError` when it was made
-    from another float model or with other settings.
+    Raises :class:`ConfigError` without ``resume`` or when the directory holds something a run would
+    replace (:func:`forms.compress.state.compressed_checkpoint_in`), and :class:`CheckpointError`
+    when the run was made from another float model or with other settings, or its metrics are damaged.
     """
     paths = job.paths
-    if not (paths.checkpoint.is_file() and paths.metrics.is_file() and not paths.state.exists()):
+    done = compressed_checkpoint_in(paths, job.checkpoint)
+    if done is None or not paths.metrics.is_file() or paths.state.exists():
         return None
     if not resume:
         raise ConfigError(
             f"{paths.out} already holds a compressed model; pass --resume to reuse it or choose another --out"
         )
-    check_finished_run(paths, job.spec, job.source_fp)
-    return CompressResult.from_dict(json.loads(paths.metrics.read_text()))
+    check_finished_run(done, paths, job.spec, job.source_fp)
+    return read_finished_result(paths)
 
 
 def compress(
@@ -162,6 +179,8 @@ def compress(
     if finished is not None:
         return finished
     saved = load_saved_state(job.paths, spec, job.src["model"], job.source_fp, resume)
+    if D.is_main():
+        remove_orphan_temp_files(job.paths.out, (CHECKPOINT_NAME, METRICS_NAME, STATE_NAME))
     loader = EpochLoader(
         job.data.train, spec.schedule.batch_size, seed=spec.seed, rank=D.rank(), world_size=D.world_size()
     )

@@ -1,18 +1,22 @@
 """Typed specification of a compression run: constraints (polarize, quantize, prune) and schedule.
 
 Every field is validated on load; impossible combinations (R not dividing the crossbar rows,
-bits out of range, a pruning ratio outside [0, 1)) are refused here, before any file is written.
+bits out of range, a pruning ratio outside [0, 1)) and infinite or NaN numbers are refused here,
+before any file is written.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from forms.config import CrossbarSpec, Spec
 from forms.encoding import MAX_WEIGHT_BITS
 from forms.nn.train import CHANNELS_LAST_DOC
+
+FINITE = ConfigDict(allow_inf_nan=False)
+"""Config of the compression specs with float fields: they refuse NaN and infinities."""
 
 PRUNE_GRANULARITIES = ("filter", "channel", "fragment")
 """filter: a whole output channel (a crossbar column); channel: a whole input channel (kh*kw crossbar
@@ -55,6 +59,8 @@ class PolarizeSpec(Spec):
 class PruneSpec(Spec):
     """Structured pruning at crossbar-friendly granularity."""
 
+    model_config = FINITE
+
     ratio: float = Field(
         0.0, ge=0.0, lt=1.0, description="Fraction of groups (filters/channels/fragments) set to zero."
     )
@@ -95,6 +101,8 @@ class PruneSpec(Spec):
 
 class ScheduleSpec(Spec):
     """ADMM and masked-retraining schedule."""
+
+    model_config = FINITE
 
     admm_rounds: int = Field(
         4, ge=0, le=1000, description="ADMM rounds (each: W-step epochs, Z and U steps)."

@@ -2,13 +2,16 @@
 
 A run saves its whole state (weights, Z, U, rho, round, optimizer, frozen masks) after every ADMM
 round and retraining epoch (:class:`StateWriter`). Before one continues from it, or reuses a
-finished run, the saved float model (:func:`fingerprint`) and settings (:func:`run_config`) must be
-those of the new call.
+finished run, the saved float model (:func:`forms.nn.fingerprint.fingerprint`) and settings
+(:func:`run_config`) must be those of the new call. A run folder holding anything else (another
+kind of checkpoint, the float checkpoint being compressed, a damaged state or metrics file) is
+refused with an error that names the file and what to do.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +20,18 @@ import torch
 
 from forms.compress.admm import ADMMState
 from forms.compress.projections import Projection
-from forms.compress.result import CHECKPOINT_NAME, METRICS_NAME
+from forms.compress.result import CHECKPOINT_NAME, METRICS_NAME, CompressResult
 from forms.compress.spec import CompressSpec
 from forms.errors import CheckpointError, ConfigError
 from forms.io import atomic_write
 from forms.nn import distributed as D
-from forms.nn.checkpoint import load_checkpoint
+from forms.nn.checkpoint import describe_checkpoint, load_checkpoint
 from forms.nn.train_spec import EXECUTION_KEYS
 
 STATE_NAME = "compress_state.pt"
 STATE_FORMAT = "forms-compress-state"
+STATE_KEYS = ("phase", "model", "source_fingerprint", "config", "accuracy_before", "admm", "state_dict")
+"""Entries every saved state holds (one saved in retraining also holds ``retrain``)."""
 
 
 @dataclass(frozen=True)
@@ -45,18 +50,6 @@ class RunPaths:
         return cls(out, out / STATE_NAME, out / CHECKPOINT_NAME, out / METRICS_NAME)
 
 
-def fingerprint(state_dict: dict[str, Any]) -> str:
-    """SHA-256 of a state dict's names, shapes and bytes: identifies the float model compressed."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name]
-        if isinstance(t, torch.Tensor):
-            h.update(name.encode())
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def run_config(spec: CompressSpec) -> dict[str, Any]:
     """The settings that define what a run computes (``spec`` as JSON without the execution keys)."""
     return {k: v for k, v in spec.model_dump(mode="json").items() if k not in EXECUTION_KEYS}
@@ -71,12 +64,30 @@ def saved_run_config(config: dict[str, Any]) -> dict[str, Any]:
     return run_config(CompressSpec.from_dict(config, source="the saved compression settings"))
 
 
+def _state_problem(saved: Any) -> str | None:
+    """Why ``saved`` (a loaded state file) is not a compression state, or None when it is one."""
+    if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT:
+        return f"it holds a {type(saved).__name__}, not a compression state"
+    missing = [k for k in STATE_KEYS if k not in saved]
+    if saved.get("phase") == "retrain" and "retrain" not in saved:
+        missing.append("retrain")
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    if saved["phase"] not in ("admm", "retrain") or not isinstance(saved["model"], dict):
+        return f"its phase {saved['phase']!r} or model record is not one a compression saves"
+    return None
+
+
 def check_resumable(
     saved: dict[str, Any], spec: CompressSpec, model_record: dict[str, Any], source_fp: str, path: Path
 ) -> None:
     """Raise unless the state ``saved`` (read from ``path``) is of this float model and these settings."""
-    if saved.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a compression state file; remove it or choose another --out")
+    problem = _state_problem(saved)
+    if problem is not None:
+        raise CheckpointError(
+            f"{path} is not a usable compression state ({problem}); delete it to compress from the start, "
+            "or choose another --out"
+        )
     if saved["model"] != model_record or saved["source_fingerprint"] != source_fp:
         raise CheckpointError(
             f"{path} belongs to a different float model ({saved['model'].get('name')}); "
@@ -91,9 +102,44 @@ def check_resumable(
         )
 
 
-def check_finished_run(paths: RunPaths, spec: CompressSpec, source_fp: str) -> None:
-    """Raise unless the finished run in ``paths`` compressed the same float model with the same settings."""
-    done = load_checkpoint(paths.checkpoint)
+def compressed_checkpoint_in(paths: RunPaths, source: str | Path) -> dict[str, Any] | None:
+    """The compressed checkpoint a run in ``paths`` wrote, or None when the folder holds none.
+
+    Raises :class:`ConfigError` when ``paths.checkpoint`` is anything else a run there would replace:
+    the float checkpoint ``source`` being compressed, another kind of checkpoint, an unreadable file;
+    or when the folder holds a ``metrics.json`` without a checkpoint (another kind of run).
+    """
+    target = paths.checkpoint
+    if not target.exists():
+        if paths.metrics.exists() and not paths.state.exists():
+            raise ConfigError(
+                f"{paths.out} holds a {METRICS_NAME} but no {CHECKPOINT_NAME}: it is not a compression run, "
+                "and compressing there would overwrite that file; choose another --out"
+            )
+        return None
+    src = Path(source)
+    src = src / CHECKPOINT_NAME if src.is_dir() else src
+    if src.exists() and os.path.samefile(target, src):
+        raise ConfigError(
+            f"--out {paths.out} is the folder of the float checkpoint being compressed ({target}); the "
+            "compressed model would replace it: choose another --out"
+        )
+    try:
+        done = load_checkpoint(target)
+    except CheckpointError:
+        held = f"a {target.name} that is not a readable FORMS checkpoint"
+    else:
+        if done["stage"] == "compressed":
+            return done
+        held = describe_checkpoint(done)
+    raise ConfigError(
+        f"{paths.out} already holds {held}; compressing there would replace it: choose another --out"
+    )
+
+
+def check_finished_run(done: dict[str, Any], paths: RunPaths, spec: CompressSpec, source_fp: str) -> None:
+    """Raise unless ``done``, the finished run's checkpoint in ``paths``, compressed the same float model
+    with the same settings."""
     same = saved_run_config(done.get("compression") or {}) == run_config(spec)
     if not same or done.get("source_fingerprint") != source_fp:
         raise CheckpointError(
@@ -102,12 +148,26 @@ def check_finished_run(paths: RunPaths, spec: CompressSpec, source_fp: str) -> N
         )
 
 
+def read_finished_result(paths: RunPaths) -> CompressResult:
+    """The result a finished run in ``paths`` wrote to its ``metrics.json``; :class:`CheckpointError`
+    naming the file when it is damaged."""
+    try:
+        return CompressResult.from_dict(json.loads(paths.metrics.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(
+            f"{paths.metrics} is damaged ({type(exc).__name__}: {exc}); the compressed model in "
+            f"{paths.checkpoint} has no readable results: delete both files to compress again, "
+            "or choose another --out"
+        ) from None
+
+
 def load_saved_state(
     paths: RunPaths, spec: CompressSpec, model_record: dict[str, Any], source_fp: str, resume: bool
 ) -> dict[str, Any] | None:
     """The checked state of an unfinished run in ``paths``, or None when there is none.
 
-    Raises :class:`ConfigError` when there is one and ``resume`` is false.
+    Raises :class:`ConfigError` when there is one and ``resume`` is false, and
+    :class:`CheckpointError` naming the file when it is damaged or not a compression state.
     """
     if paths.state.exists() and not resume:
         raise ConfigError(
@@ -116,7 +176,13 @@ def load_saved_state(
         )
     if not paths.state.is_file():
         return None
-    saved: dict[str, Any] = torch.load(paths.state, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(paths.state, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(
+            f"{paths.state} is damaged or not a PyTorch file ({type(exc).__name__}: {exc}); delete it to "
+            "compress from the start, or choose another --out"
+        ) from None
     check_resumable(saved, spec, model_record, source_fp, paths.state)
     return saved
 

@@ -7,7 +7,7 @@ default fraction applies on an architecture.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,17 @@ from typing import Any
 
 from forms.cost.arch import ZeroSkipSpec
 from forms.errors import ConfigError
+from forms.io import read_json
+
+SKIP_RULES = ("leading", "bitplane")
+"""Zero-skip rules a measured activity can be read for (``forms simulate`` counts both)."""
+
+
+def check_skip_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`SKIP_RULES`; :class:`ConfigError` otherwise."""
+    if rule not in SKIP_RULES:
+        raise ConfigError(f"zero-skip rule must be {' or '.join(repr(r) for r in SKIP_RULES)}, got '{rule}'")
+    return rule
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,11 @@ class Activity:
 
 def activity_from_metrics(metrics: Mapping[str, Any], rule: str, source: str = "metrics") -> Activity:
     """Skip fractions per layer from a ``forms simulate`` metrics dict (``metrics["zero_skip"]``)."""
-    if rule not in ("leading", "bitplane"):
-        raise ConfigError(f"zero-skip rule must be 'leading' or 'bitplane', got '{rule}'")
+    check_skip_rule(rule)
+    if not isinstance(metrics, Mapping):
+        raise ConfigError(
+            f"{source} holds a {type(metrics).__name__}, not the metrics of `forms simulate` (a JSON object)"
+        )
     zs = metrics.get("zero_skip")
     if not isinstance(zs, Mapping) or not zs:
         raise ConfigError(f"{source} has no 'zero_skip' statistics; produce it with `forms simulate`")
@@ -38,28 +52,21 @@ def activity_from_metrics(metrics: Mapping[str, Any], rule: str, source: str = "
         try:
             total = float(stats["conversions_total"])
             skipped = float(stats[f"conversions_skipped_{rule}"])
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             raise ConfigError(
                 f"{source}: zero_skip['{layer}'] lacks conversions_total or conversions_skipped_{rule}"
             ) from None
-        if total < 0 or skipped < 0 or skipped > total:
+        if not (math.isfinite(total) and 0 <= skipped <= total):
             raise ConfigError(f"{source}: zero_skip['{layer}'] skips {skipped} of {total} conversions")
         fractions[layer] = skipped / total if total else 0.0
     return Activity(fractions, rule, source)
 
 
 def load_activity(path: str | Path, rule: str) -> Activity:
-    """Read a simulate ``metrics.json`` into an :class:`Activity` for ``rule``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(
-            f"activity file {p} does not exist; give the metrics.json written by `forms simulate`"
-        )
-    try:
-        metrics = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"activity file {p} is not valid JSON: {exc}") from None
-    return activity_from_metrics(metrics, rule, str(p))
+    """Read a simulate ``metrics.json`` (UTF-8 JSON object) into an :class:`Activity` for ``rule``."""
+    check_skip_rule(rule)
+    metrics = read_json(path, "activity file")
+    return activity_from_metrics(metrics, rule, str(path))
 
 
 @dataclass(frozen=True)

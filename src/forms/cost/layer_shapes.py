@@ -246,7 +246,8 @@ def zoo_workload(
     if len(shape) != 3:
         raise ConfigError(f"input shape must be C,H,W, got {','.join(map(str, shape))}")
     classes = num_classes if num_classes is not None else (1000 if shape[1] >= 224 else 10)
-    model = build_model(model_name, in_channels=shape[0], num_classes=classes, image_size=shape[1])
+    with torch.device("meta"):  # shapes only: no weights allocated, whatever the input size
+        model = build_model(model_name, in_channels=shape[0], num_classes=classes, image_size=shape[1])
     notes.append(
         f"model {model_name} ({classes} classes) on input {'x'.join(map(str, shape))}, dense weights"
     )

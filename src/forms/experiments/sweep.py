@@ -14,6 +14,7 @@ A point is: a cost-model estimate of the network on that hardware configuration 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import time
@@ -37,20 +38,49 @@ def _point_path(out: Path, point: Point) -> Path:
     return out / "points" / f"{point.id}.json"
 
 
-def finished_point(out: Path, point: Point) -> dict[str, Any] | None:
-    """The stored record of ``point`` when it finished in an earlier run with the same settings."""
+def sweep_inputs(spec: SweepSpec) -> dict[str, Any]:
+    """Everything besides a point's own values that determines its figures: the workload and simulation
+    settings, and the CONTENT of the files they name (the simulated checkpoint, the activity file), so a
+    point recorded for other inputs is never reused."""
+    from forms.errors import ConfigError
+    from forms.nn.fingerprint import checkpoint_content_key
+
+    inputs: dict[str, Any] = {
+        "input_shape": spec.input_shape,
+        "simulate": spec.simulate.model_dump(mode="json") if spec.simulate else None,
+        "activity": spec.activity,
+    }
+    if spec.simulate is not None:
+        inputs["checkpoint_content"] = checkpoint_content_key(spec.simulate.checkpoint)
+    if spec.activity is not None:
+        activity = Path(spec.activity)
+        if not activity.is_file():
+            raise ConfigError(f"sweep key 'activity': {activity} is not a file; give a simulate metrics.json")
+        inputs["activity_content"] = hashlib.sha256(activity.read_bytes()).hexdigest()
+    return inputs
+
+
+def finished_point(
+    out: Path, point: Point, arch_data: dict[str, Any], inputs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The stored record of ``point`` when it finished earlier for the same architecture and inputs."""
     path = _point_path(out, point)
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return record if isinstance(record, dict) and record.get("point") == point.to_dict() else None
+    same = isinstance(record, dict) and record.get("point") == point.to_dict()
+    return record if same and record.get("arch") == arch_data and record.get("inputs") == inputs else None
 
 
 def run_point(
-    point_data: dict[str, Any], arch_data: dict[str, Any], spec_data: dict[str, Any], out: str
+    point_data: dict[str, Any],
+    arch_data: dict[str, Any],
+    spec_data: dict[str, Any],
+    inputs: dict[str, Any],
+    out: str,
 ) -> dict[str, Any]:
     """Evaluate one point (estimate, and simulation when asked) and write its JSON atomically.
 
@@ -104,7 +134,8 @@ def run_point(
     del estimate["layers"]  # per-layer rows stay out of the sweep record (the estimate is recomputable)
     record = {
         "point": point.to_dict(),
-        "arch": arch.model_dump(mode="json"),
+        "arch": arch_data,
+        "inputs": inputs,
         "row": row,
         "estimate": estimate,
         "simulate": metrics.to_dict() if metrics else None,
@@ -156,8 +187,9 @@ def run_sweep(
     write_text_atomic(spec.to_yaml(), out / "sweep.yaml")
     records: dict[str, dict[str, Any]] = {}
     todo = []
+    inputs = sweep_inputs(spec)
     for point, arch in planned:
-        done = finished_point(out, point)
+        done = finished_point(out, point, arch.model_dump(mode="json"), inputs)
         if done is not None:
             records[point.id] = done
         else:
@@ -176,12 +208,14 @@ def run_sweep(
 
         if workers <= 1 or len(todo) <= 1:
             for point, arch in todo:
-                finish(run_point(point.to_dict(), arch.model_dump(mode="json"), spec_data, str(out)))
+                finish(run_point(point.to_dict(), arch.model_dump(mode="json"), spec_data, inputs, str(out)))
         else:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
                 pending: set[Future[dict[str, Any]]] = {
-                    pool.submit(run_point, p.to_dict(), a.model_dump(mode="json"), spec_data, str(out))
+                    pool.submit(
+                        run_point, p.to_dict(), a.model_dump(mode="json"), spec_data, inputs, str(out)
+                    )
                     for p, a in todo
                 }
                 while pending:
@@ -199,4 +233,4 @@ def write_results_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     write_csv_atomic(CSV_FIELDS, rows, path)
 
 
-__all__ = ["SweepResult", "finished_point", "run_point", "run_sweep", "write_results_csv"]
+__all__ = ["SweepResult", "finished_point", "run_point", "run_sweep", "sweep_inputs", "write_results_csv"]

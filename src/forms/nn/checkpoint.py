@@ -8,7 +8,8 @@ A checkpoint is a plain dict saved with ``torch.save``::
 
 Training adds "scheduler", "rng" and "history"; compression adds "integer_layers", "compression"
 and "admm". Files are written to a temporary file in the same directory and moved into place with
-``os.replace``, so a crash never leaves a half-written checkpoint behind.
+``os.replace``, so a crash never leaves a half-written checkpoint behind; a kill during a write can
+leave the temporary file, which :func:`forms.io.remove_orphan_temp_files` clears when a run starts again.
 """
 
 from __future__ import annotations
@@ -84,3 +85,21 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> n
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{source}: weights do not fit model {spec['name']} ({exc})") from None
     return model.eval()
+
+
+def describe_checkpoint(ckpt: dict[str, Any]) -> str:
+    """What a loaded checkpoint holds, in words ("a float lenet5 model on mnist, 3 of 10 epochs trained
+    (forms train)"), for messages that refuse to overwrite or resume it."""
+    model = ckpt.get("model")
+    name = model.get("name", "?") if isinstance(model, dict) else "?"
+    data = ckpt.get("data")
+    dataset = data.get("dataset", "?") if isinstance(data, dict) else "?"
+    stage = ckpt.get("stage")
+    if stage == "compressed":
+        return f"a compressed {name} model on {dataset} (forms compress)"
+    if stage == "float":
+        config = ckpt.get("config")
+        total = config.get("epochs", "?") if isinstance(config, dict) else "?"
+        epochs = f"{ckpt.get('epoch', '?')} of {total} epochs trained"
+        return f"a float {name} model on {dataset}, {epochs} (forms train)"
+    return f"a FORMS checkpoint of stage {stage!r}"

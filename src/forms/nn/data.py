@@ -1,4 +1,4 @@
-"""Datasets: IDX (MNIST, Fashion-MNIST) and CIFAR-10/100 python-pickle readers, normalised tensors.
+"""Datasets: IDX (MNIST, Fashion-MNIST) and CIFAR-10/100 (:mod:`forms.nn.cifar`) files, normalised tensors.
 
 Where the files live: ``data_dir`` argument > ``$FORMS_DATA`` > ``~/.cache/forms/data``. Dataset
 ``name`` is read from ``<root>/<name>/``, or from ``<root>`` itself when it directly holds the files
@@ -16,18 +16,19 @@ command that fetches it.
 from __future__ import annotations
 
 import gzip
-import io
 import os
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-from torch.utils.data import TensorDataset
 
 from forms.errors import ConfigError, DataError
+from forms.nn.cifar import CIFAR_FILES, load_cifar_split
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `forms data fetch` and the CLI start without it
+    import torch
+    from torch.utils.data import TensorDataset
 
 Split = Literal["train", "test"]
 
@@ -66,15 +67,6 @@ IDX_FILES: dict[Split, tuple[str, str]] = {
 }
 """Standard IDX file names (optionally with ``.gz``) of each split."""
 
-CIFAR_FILES: dict[str, tuple[str, dict[Split, list[str]], bytes]] = {
-    "cifar10": (
-        "cifar-10-batches-py",
-        {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-        b"labels",
-    ),
-    "cifar100": ("cifar-100-python", {"train": ["train"], "test": ["test"]}, b"fine_labels"),
-}
-"""Per CIFAR variant: the archive's folder name, the pickle files of each split, the label key."""
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 IDX_DTYPES: dict[int, np.dtype[Any]] = {
@@ -239,62 +231,6 @@ def load_idx_split(
     return images, labels.astype(np.int64)
 
 
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds numpy arrays, lists, dicts and scalars (CIFAR batches need no more)."""
-
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
-def read_cifar_batch(path: Path, label_key: bytes, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one CIFAR python-pickle batch file."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; {hint}")
-    try:
-        with path.open("rb") as fh:
-            batch = _CifarUnpickler(io.BufferedReader(fh), encoding="bytes").load()
-    except Exception as exc:  # any unpickling failure means a corrupt or foreign file
-        reason = f"{type(exc).__name__}: {exc}"
-        raise DataError(f"{path}: not a CIFAR python-pickle batch ({reason}); {hint}") from None
-    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}, found {keys}; {hint}")
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DataError(
-            f"{path}: expected uint8 data (N, 3072) and N labels, got data {data.dtype} {data.shape} "
-            f"and {len(labels)} labels; {hint}"
-        )
-    return data.reshape(-1, 3, 32, 32), labels
-
-
-def load_cifar_split(name: str, root: Path, split: Split, hint: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels of one CIFAR-10/100 split under ``root``."""
-    folder, files, label_key = CIFAR_FILES[name]
-    base = dataset_dir(name, root)
-    directory = base / folder if (base / folder).is_dir() else base
-    parts = [read_cifar_batch(directory / f, label_key, hint) for f in files[split]]
-    images = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
-    num_classes = DATASETS[name].num_classes
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise DataError(f"{directory}: {split} labels outside 0..{num_classes - 1}; {hint}")
-    return images, labels
-
-
 def load_raw(name: str, split: Split, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unnormalised uint8 images (N, C, H, W) and int64 labels of ``name``/``split`` as stored."""
     info = dataset_info(name)
@@ -303,15 +239,25 @@ def load_raw(name: str, split: Split, data_dir: str | Path | None = None) -> tup
     root = data_root(data_dir)
     hint = fetch_hint(name, root)
     if name in CIFAR_FILES:
-        return load_cifar_split(name, root, split, hint)
-    images, labels = load_idx_split(dataset_dir(name, root), split, hint, info.num_classes)
-    return images[:, None, :, :], labels
+        images, labels = load_cifar_split(name, dataset_dir(name, root), split, hint, info.num_classes)
+    else:
+        images, labels = load_idx_split(dataset_dir(name, root), split, hint, info.num_classes)
+        images = images[:, None, :, :]
+    stored = (info.channels, info.image_size, info.image_size)
+    if len(images) == 0 or images.shape[1:] != stored:
+        raise DataError(
+            f"{dataset_dir(name, root)}: the {split} split holds {len(images)} images of (C, H, W) "
+            f"{tuple(images.shape[1:])}; {name} needs at least one of {stored}; {hint}"
+        )
+    return images, labels
 
 
 def transform_images(
     images: np.ndarray, info: DatasetInfo, pad_to: int | None = None, channels: int | None = None
 ) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float32 normalised, zero-padded to ``pad_to`` and channel-repeated."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
     n, c, h, w = x.shape
     if pad_to is not None:
@@ -347,6 +293,9 @@ def load_dataset(
     images zero-padded to ``pad_to`` x ``pad_to`` and grey channels repeated to ``channels`` when set.
     Raises :class:`DataError` for a missing/corrupt file, :class:`ConfigError` for bad options.
     """
+    import torch
+    from torch.utils.data import TensorDataset
+
     info = dataset_info(name)
     images, labels = load_raw(name, split, data_dir)
     return TensorDataset(transform_images(images, info, pad_to, channels), torch.from_numpy(labels))
@@ -365,6 +314,9 @@ def split_holdout(dataset: TensorDataset, held: int, seed: int) -> tuple[TensorD
             f"cannot hold out {held} of {n} examples: choose a number between 1 and {n - 1} "
             "(a smaller validation_images, or a larger train_subset)"
         )
+    import torch
+    from torch.utils.data import TensorDataset
+
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     mask = torch.zeros(n, dtype=torch.bool)
     mask[order[:held]] = True

@@ -12,8 +12,10 @@ same mathematics as a single process with the same global batch size.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,7 +26,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from forms.errors import ConfigError
+from forms.errors import INTERRUPTED_STATUS, ConfigError
+from forms.nn.device import resolve_device
 from forms.nn.loader import EpochLoader
 
 
@@ -37,21 +40,15 @@ def init_from_env(device: str = "auto") -> torch.device:
     """Join the torchrun process group (once) and return this process's device.
 
     Uses nccl when the chosen device is CUDA, gloo otherwise. With ``WORLD_SIZE`` unset or 1 it only
-    picks the device. ``device`` is "auto" (CUDA when available), "cpu" or "cuda".
+    picks the device. ``device`` is "auto" (CUDA when available), "cpu" or "cuda" (see
+    :func:`forms.nn.device.resolve_device`); each process takes GPU ``LOCAL_RANK``.
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got '{device}'")
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device("cpu")
-    if use_cuda:
-        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    if use_cuda:
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         torch.cuda.set_device(dev)
     if env_world_size() > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return dev
 
 
@@ -132,11 +129,16 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+_TORCHRUN = "import sys; from forms.nn.distributed import run_torchrun; sys.exit(run_torchrun(sys.argv[1:]))"
+"""Program of the launcher process: torchrun, reporting a failed worker by its exit status only."""
+
+
 def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run ``forms <argv>`` in ``nproc`` processes under torchrun on this machine; return its exit code.
+    """Run ``forms <argv>`` in ``nproc`` processes under torchrun on this machine; return its exit status.
 
     Equivalent to ``torchrun --standalone --nproc_per_node nproc --no-python forms <argv>``, with one
-    thread per process unless ``OMP_NUM_THREADS`` is set.
+    thread per process unless ``OMP_NUM_THREADS`` is set. The status is that of the first worker that
+    failed (each worker prints its own error), 130 when Ctrl-C stopped the run.
     """
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
@@ -144,6 +146,38 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     env.setdefault("OMP_NUM_THREADS", "1")
     sibling = os.path.join(os.path.dirname(sys.executable), "forms")
     forms_exe = sibling if os.path.exists(sibling) else (shutil.which("forms") or "forms")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd = [sys.executable, "-c", _TORCHRUN, "--standalone", f"--nproc_per_node={nproc}"]
     cmd += ["--no-python", forms_exe, *argv]
-    return subprocess.call(cmd, env=env)
+    launcher = subprocess.Popen(cmd, env=env)
+    try:
+        return launcher.wait()
+    except KeyboardInterrupt:  # the launcher and the workers got the same Ctrl-C: let them stop
+        launcher.wait()
+        return INTERRUPTED_STATUS
+
+
+def run_torchrun(argv: Sequence[str]) -> int:
+    """torchrun's ``main`` on ``argv``; the exit status of the first worker that failed, else 0.
+
+    torchrun reports a failed worker as a ChildFailedError traceback and log lines; the worker has
+    already printed its own error, so these are silenced and only a worker killed by a signal (which
+    printed nothing) gets a line here.
+    """
+    logging.disable(logging.ERROR)  # this launcher process only; the workers log as usual
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    try:
+        torchrun_main(list(argv))
+    except ChildFailedError as exc:
+        worker, failure = exc.get_first_failure()
+        if failure.exitcode >= 0:
+            return failure.exitcode
+        signal_number = -failure.exitcode
+        if signal_number != signal.SIGINT:
+            print(f"error: worker {worker} was killed by signal {signal_number}", file=sys.stderr)
+        return 128 + signal_number
+    except SignalException as exc:  # Ctrl-C or a kill reached torchrun itself; it stopped the workers
+        return 128 + int(exc.sigval)
+    return 0

@@ -1,13 +1,15 @@
 """One pass of a model over data: :func:`train_epoch` (a training epoch) and :func:`evaluate` (accuracy).
 
 Shared by training (:mod:`forms.nn.train`) and compression (ADMM W-steps and masked retraining), with
-:func:`place_model`, which puts a model on its device in the memory order a run asks for.
+:func:`place_model`, which puts a model on its device in the memory order a run asks for, and
+:func:`check_finite`, which stops a run whose loss or weights became NaN or infinite.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -126,3 +128,25 @@ def train_epoch(
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
     }
+
+
+def non_finite_tensor(named: Iterable[tuple[str, Tensor]]) -> str | None:
+    """The name of the first floating-point tensor of ``named`` holding NaN or an infinity, or None."""
+    for name, tensor in named:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def check_finite(model: nn.Module, loss: float, where: str) -> None:
+    """Raise :class:`ConfigError` naming ``where`` (e.g. "epoch 3") and the first bad parameter when
+    ``loss`` or a parameter of ``model`` is NaN or infinite: training diverged, and every later
+    epoch, checkpoint and result would be meaningless."""
+    bad = non_finite_tensor(D.unwrap(model).named_parameters())
+    if bad is None and math.isfinite(loss):
+        return
+    what = f"parameter {bad} holds NaN or infinite values" if bad else f"the mean loss is {loss}"
+    raise ConfigError(
+        f"training diverged in {where}: {what}; nothing of this step was saved. "
+        "Lower the learning rate or check the data"
+    )

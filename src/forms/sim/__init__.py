@@ -12,6 +12,7 @@ Modules:
 
 - ``spec``: :class:`SimSpec` and :class:`DeviceSpec`, the typed settings of one run.
 - ``mapping``: crossbar tiles, fragments, utilization and lossless ADC width per layer.
+- ``boundary``: the checks every engine entry point applies to weights and input codes.
 - ``encodings``: the three sign encodings as cell levels.
 - ``quant_inputs``: activation quantization and the digit plan of bit-serial inputs.
 - ``bitplanes``: input bit planes and fragment patterns.

@@ -1,17 +1,31 @@
 """Analog-to-digital converters of the crossbar columns: resolution rules and the conversion itself.
 
 One conversion turns a column's analog partial sum ``p`` (in units of one cell level times one DAC
-level) into ``step * clamp(round(p / step), 0, 2^bits - 1)``. With ``step = 1`` and integer ``p`` (ideal
-cells, no read noise) that is just a clip, and it is lossless when ``2^bits - 1`` covers the largest
-possible sum (:func:`forms.encoding.lossless_adc_bits`).
+level) into ``step * clamp(round(p / step), 0, 2^bits - 1)``, rounding half to even. With ``step = 1``
+and integer ``p`` (ideal cells, no read noise) that is just a clip, and it is lossless when
+``2^bits - 1`` covers the largest possible sum (:func:`forms.encoding.lossless_adc_bits`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
+
+from forms.errors import ConfigError
+
+MAX_ADC_BITS = 32
+"""Widest ADC a simulation accepts (beyond any built converter)."""
+
+
+def check_adc_bits(bits: int) -> None:
+    """ConfigError unless an ADC of ``bits`` bits can exist: 1 to :data:`MAX_ADC_BITS`."""
+    if not 1 <= bits <= MAX_ADC_BITS:
+        raise ConfigError(
+            f"adc_bits={bits}: an ADC needs at least 1 bit and at most {MAX_ADC_BITS} (None means the "
+            "lossless width)"
+        )
 
 
 @dataclass(frozen=True)
@@ -22,10 +36,9 @@ class Adc:
     step: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.bits < 1:
-            raise ValueError(f"an ADC needs at least 1 bit, got {self.bits}")
-        if not self.step > 0:
-            raise ValueError(f"ADC step must be positive, got {self.step}")
+        check_adc_bits(self.bits)
+        if not (math.isfinite(self.step) and self.step > 0):
+            raise ConfigError(f"ADC step must be a positive finite number, got {self.step}")
 
     @property
     def max_code(self) -> int:
@@ -37,22 +50,30 @@ class Adc:
         """Largest converted value: max_code * step."""
         return self.max_code * self.step
 
+    @property
+    def grid(self) -> float:
+        """The power of two every converted value is a multiple of: 1 / the denominator of ``step`` as
+        an exact binary fraction (1 for a whole-number step, 0.5 for 0.5 or 1.5, 0.25 for 0.25)."""
+        return 1.0 / self.step.as_integer_ratio()[1]
+
     def is_lossless_for(self, max_sum: int) -> bool:
         """True when every integer partial sum in [0, max_sum] converts exactly."""
         return self.step == 1.0 and max_sum <= self.max_code
 
-    def convert_(self, partial: Tensor, integral: bool) -> int:
-        """Convert ``partial`` IN PLACE to the ADC's output values; return how many conversions clipped.
+    def convert_(self, partial: Tensor, integral: bool) -> Tensor:
+        """Convert ``partial`` IN PLACE to the ADC's output values; return which conversions clipped.
 
-        A conversion clips when its rounded code exceeds ``max_code``. ``integral`` says the partial sums
-        already are integers on the code grid (step 1, ideal cells), which skips the rounding.
+        A conversion clips when its code, rounded half to even, exceeds ``max_code``; the test runs on
+        the rounded codes themselves, so a sum at exactly (max_code + 0.5) * step, which rounds up to an
+        even code beyond the range, is counted. ``integral`` says the partial sums already are integers
+        on the code grid (step 1, ideal cells), which skips the rounding. The result is a bool tensor
+        shaped like ``partial``.
         """
-        clip_at = (self.max_code + 0.5) * self.step
-        clipped = int(torch.count_nonzero(partial > clip_at))
         if self.step != 1.0:
             partial.div_(self.step)
         if not integral or self.step != 1.0:
             partial.round_()
+        clipped = partial > self.max_code
         partial.clamp_(0, self.max_code)
         if self.step != 1.0:
             partial.mul_(self.step)

@@ -26,7 +26,7 @@ import sys
 import torch
 from torch import Tensor
 
-from forms.sim.quant_inputs import DigitPlan
+from forms.sim.quant_inputs import DigitPlan, code_dtype
 
 MAX_PATTERN_BITS = 16
 """Widest input pattern (DAC bits x rows of one row group) packed into int16 lanes and looked up
@@ -37,7 +37,7 @@ def int_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
     """Integer ``codes`` as int32 (int64 beyond 30 bits): the low ``plan.bits`` bits are the two's
     complement digits the plan streams (negative codes keep their sign extension above them, which
     no step reads; mask with 2^bits - 1 where the whole value matters)."""
-    return codes.to(torch.int32) if plan.bits < 31 else codes.to(torch.int64)
+    return codes.to(code_dtype(plan.bits))
 
 
 def fragment_int_view(u: Tensor, fragment_size: int) -> Tensor:

@@ -21,14 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from forms.sim.adc import Adc
+from forms.sim.boundary import check_code_shape, check_encoded_weights, layer_codes
 from forms.sim.column_split import BitLevelColumns, ChipColumns, engine_layout, split_columns
 from forms.sim.devices import ProgrammedCells, program_cells
 from forms.sim.encodings import EncodedLayer
 from forms.sim.gemm_engine import GemmEngine, partial_sum_tables
-from forms.sim.integer_gemm import integer_matmul
+from forms.sim.integer_gemm import exact_matmul
 from forms.sim.layer_stats import LayerStats
 from forms.sim.lookup import PartialSumTables, PatternTable
-from forms.sim.quant_inputs import DigitPlan
+from forms.sim.quant_inputs import DigitPlan, code_dtype
 from forms.sim.spec import DeviceSpec
 from forms.sim.table_engine import TableEngine, build_pattern_table, pattern_table_applies
 from forms.sim.zeroskip import count_subarray_steps
@@ -43,6 +44,12 @@ class CrossbarArray(nn.Module):
     After programming, the physical columns are split (:mod:`forms.sim.column_split`): *exact* ones
     fold into the integer matrix ``exact_weight``, computed with a single GEMM; the *risky* ones go
     through a bit-level engine, densely or compacted (``risky_*`` buffers).
+
+    Construction refuses (:class:`~forms.errors.ConfigError`) a ``weight_int`` that is not a matrix of
+    integers of ``encoded``'s shape and width, and a fragment size other than the one it was encoded
+    with (the arrays compute from ``encoded``; ``weight_int`` is kept for reference); a call refuses
+    codes that are not finite integers in the plan's range or not shaped (vectors, groups, rows)
+    (:mod:`forms.sim.boundary`).
     """
 
     weight_int: Tensor
@@ -71,6 +78,7 @@ class CrossbarArray(nn.Module):
         table_limit: int = DEFAULT_TABLE_LIMIT,
     ) -> None:
         super().__init__()
+        weight_int = check_encoded_weights(weight_int, encoded, fragment_size)
         self.encoded = encoded
         self.adc = adc
         self.plan = plan
@@ -85,7 +93,7 @@ class CrossbarArray(nn.Module):
         self._partials_checked = False
         self.stats = LayerStats()
         g, f, _, c, q = encoded.cells.shape
-        self.register_buffer("weight_int", weight_int.to(torch.int64))
+        self.register_buffer("weight_int", weight_int)
         self.register_buffer("ideal_cells", encoded.cells.clone())
         # Engine layout: physical columns ordered (slice/set, weight column), so the shift-and-add
         # reduces over outer dimensions (contiguous inner runs of C columns).
@@ -110,11 +118,13 @@ class CrossbarArray(nn.Module):
         col_sum_max = int(encoded.cells.sum(2).max()) if encoded.cells.numel() else 0
         self.max_partial = col_sum_max * plan.max_digit
         """Largest partial sum the ideal cells can produce for any input."""
-        self.stats.columns = g * c * q
+        self.stats.columns = c * q
         self.max_code = 1 << plan.bits
         """Bound on |code| of this layer's inputs."""
         self.risky_count = 0
         self.dense = False
+        self.exact_weight_max = 0.0
+        """Largest |entry| of ``exact_weight`` (its GEMM's dtype bound)."""
         self._split_columns()
         if not self.devices.ideal:
             self.program(0)  # a deterministic chip until program(seed) draws the one wanted
@@ -165,6 +175,7 @@ class CrossbarArray(nn.Module):
         )
         risky = split.bit_level
         self.exact_weight = split.exact_weight
+        self.exact_weight_max = float(split.exact_weight.abs().max()) if split.exact_weight.numel() else 0.0
         self.risky_flip_correction = risky.flip_correction
         self.risky_count, self.dense = risky.count, risky.dense
         if risky.count and not risky.dense:
@@ -199,11 +210,19 @@ class CrossbarArray(nn.Module):
         """Zero the counters (columns are kept)."""
         self.stats = LayerStats(columns=self.stats.columns)
 
-    def forward(self, codes: Tensor, collect: bool = True) -> Tensor:
+    def forward(self, codes: Tensor, collect: bool = True, checked: bool = False) -> Tensor:
         """Integer sums (V, G, cols) float64 of integer codes (V, G, rows) through the crossbars.
 
-        ``collect`` counts conversions, clips and zero-skips into :attr:`stats`.
+        ``collect`` counts conversions, clips and zero-skips into :attr:`stats`. Raises
+        :class:`~forms.errors.ConfigError` for codes that are not finite integers in the plan's range or
+        not shaped for the layer. ``checked`` says the caller has checked the values already (a
+        simulated layer does, before a convolution copies each code into many vectors): only the shape
+        is checked then.
         """
+        if checked:
+            check_code_shape(codes, self.encoded)
+        else:
+            codes = layer_codes(codes, self.encoded, self.plan)
         enc = self.encoded
         stats = self.stats if collect else None
         if stats is not None:
@@ -218,18 +237,27 @@ class CrossbarArray(nn.Module):
             self.stats.fast_calls += 1
             if stats is not None:
                 stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
-            return integer_matmul(codes, self.exact_weight, self.max_code)
+            return self._exact_sums(codes)
         self.stats.bit_level_calls += 1
+        return self._bit_level_sums(codes.to(code_dtype(self.plan.bits)), stats)
+
+    def _bit_level_sums(self, codes: Tensor, stats: LayerStats | None) -> Tensor:
+        """Sums of integer ``codes`` through the table engine, or the GEMM engine plus the exact columns."""
         table = self.pattern_table()
         if table is not None:
-            engine = TableEngine(table, enc, self.plan, self.fragment_size)
-            return engine.run(codes, self.chunk_elements, stats)
+            return TableEngine(table, self.encoded, self.plan).run(codes, self.chunk_elements, stats)
         if stats is not None:
             stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
-        analog = self._gemm_engine().run(codes, self.chunk_elements, stats)
-        if self.dense and not enc.input_sum_coefficient:
+        analog = self.gemm_engine().run(codes, self.chunk_elements, stats)
+        if self.dense and not self.encoded.input_sum_coefficient:
             return analog
-        return analog + integer_matmul(codes, self.exact_weight, self.max_code)
+        return analog + self._exact_sums(codes)
+
+    def _exact_sums(self, codes: Tensor) -> Tensor:
+        """The exact columns' sums (and the input-sum term): one integer GEMM of checked codes."""
+        return exact_matmul(
+            codes, self.exact_weight, self.encoded.rows * self.max_code * self.exact_weight_max
+        )
 
     def set_table_limit(self, limit: int) -> None:
         """Allow per-pattern tables of at most ``limit`` entries (0: always use the GEMM engine)."""
@@ -265,7 +293,7 @@ class CrossbarArray(nn.Module):
             )
         return self._partials
 
-    def _gemm_engine(self) -> GemmEngine:
+    def gemm_engine(self) -> GemmEngine:
         """The GEMM engine of this chip's bit-level columns."""
         return GemmEngine(
             self.encoded,

@@ -22,7 +22,6 @@ convert full crossbar columns). The last group of a matrix may be short; it is p
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +30,7 @@ from torch import Tensor
 from forms.encoding import Encoding
 from forms.errors import ConfigError
 from forms.geometry import fragment_signs, fragment_view
+from forms.sim.boundary import check_fragments, integer_weights
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ class EncodedLayer:
     weight_bits: int
     slices: int
     sets: int
+    name: str
+    """The layer's name (error messages name it)."""
+    crossbar_rows: int
+    """Rows per crossbar."""
+    fragment_size: int
+    """R: rows per fragment (the polarized encoding's sign groups; zero-skip sub-arrays)."""
 
     @property
     def cell_max(self) -> int:
@@ -93,10 +99,76 @@ def _slice_levels(values: Tensor, slices: int, cell_bits: int) -> Tensor:
     return torch.bitwise_and(torch.bitwise_right_shift(values.unsqueeze(-1), shifts), (1 << cell_bits) - 1)
 
 
-def _slice_weights(slices: int, cell_bits: int, device: torch.device) -> Tensor:
-    return torch.tensor(
-        [float(1 << (k * cell_bits)) for k in range(slices)], dtype=torch.float64, device=device
-    )
+@dataclass(frozen=True)
+class _Layout:
+    """How one encoding lays magnitudes into cells: slices per weight, rows per conversion, cell width."""
+
+    slices: int
+    group_rows: int
+    cell_bits: int
+
+    def levels(self, values: Tensor) -> Tensor:
+        """Non-negative integers (G, rows, C) -> cell levels (G, F, Rg, C, slices), zero-padded rows."""
+        return _slice_levels(fragment_view(values, self.group_rows), self.slices, self.cell_bits)
+
+    def place_values(self, device: torch.device) -> Tensor:
+        """(slices,) float64: 2^(k*cell_bits), the shift-and-add weight of slice k."""
+        return torch.tensor(
+            [float(1 << (k * self.cell_bits)) for k in range(self.slices)], dtype=torch.float64, device=device
+        )
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """One encoding's cells and shift-and-add coefficients (the fields of :class:`EncodedLayer`)."""
+
+    cells: Tensor
+    signed_place_value: Tensor
+    flip_correction: Tensor | None = None
+    flipped: Tensor | None = None
+    input_sum_coefficient: float = 0.0
+
+
+def _polarized(w: Tensor, fragment_size: int, layout: _Layout, name: str) -> _Cells:
+    """Magnitudes in the cells, the fragment sign on each converted column's place value."""
+    fs = fragment_signs(w, fragment_size)
+    mixed = int(fs.mixed.sum())
+    if mixed:
+        raise ConfigError(
+            f"{name}: the polarized encoding the checkpoint cannot provide: {mixed} fragment(s) of "
+            f"R={fragment_size} rows hold both signs; polarize with this R (forms compress) or simulate "
+            "with --encoding offset or differential"
+        )
+    signs = fs.signs.to(torch.float64).unsqueeze(-1)  # (G, F, C, 1): the fragment sign
+    return _Cells(layout.levels(w.abs()), signs * layout.place_values(w.device))
+
+
+def _differential(w: Tensor, layout: _Layout) -> _Cells:
+    """Positive parts on one crossbar set, negative parts on the other (subtracted)."""
+    cells = torch.cat([layout.levels(w.clamp(min=0)), layout.levels((-w).clamp(min=0))], -1)
+    g, f, _, c, _ = cells.shape
+    sw = layout.place_values(w.device)
+    return _Cells(cells, torch.cat([sw, -sw]).expand(g, f, c, 2 * layout.slices).clone())
+
+
+def _offset(w: Tensor, weight_bits: int, layout: _Layout, flipped: bool) -> _Cells:
+    """``w + 2^weight_bits`` in the cells, the bias removed through the input sum; optionally flipped."""
+    real = fragment_view(torch.ones_like(w), layout.group_rows).bool()
+    shifted = fragment_view(w + (1 << weight_bits), layout.group_rows)
+    shifted = torch.where(real, shifted, torch.zeros_like(shifted))  # padding rows stay 0
+    cells = _slice_levels(shifted, layout.slices, layout.cell_bits)  # (G, F, Rg, C, S)
+    g, f, _, c, _ = cells.shape
+    sw = layout.place_values(w.device)
+    signed_place_value = sw.expand(g, f, c, layout.slices).clone()
+    input_coef = -float(1 << weight_bits)
+    if not flipped:
+        return _Cells(cells, signed_place_value, input_sum_coefficient=input_coef)
+    m = (1 << layout.cell_bits) - 1
+    flip = 2 * cells.sum(2) > layout.group_rows * m  # (G, F, C, S)
+    cells = torch.where(flip.unsqueeze(2), m - cells, cells)
+    signed_place_value = torch.where(flip, -signed_place_value, signed_place_value)
+    flip_correction = (flip.to(torch.float64) * sw * m).sum(-1)  # (G, F, C)
+    return _Cells(cells, signed_place_value, flip_correction, flip, input_coef)
 
 
 def encode(
@@ -111,72 +183,41 @@ def encode(
 ) -> EncodedLayer:
     """Encode signed integers (groups, rows, cols) with |w| <= 2^weight_bits - 1 into cell levels.
 
-    Raises :class:`ConfigError` for impossible widths, for flipping outside the offset encoding, and
-    for a polarized encoding of integers whose fragments of ``fragment_size`` rows mix signs.
+    Raises :class:`ConfigError` for impossible widths, for a fragment size that does not divide the
+    crossbar rows, for weights that are not finite integers within the width or not a (groups, rows,
+    cols) stack (:mod:`forms.sim.boundary`), for flipping outside the offset encoding, and for a
+    polarized encoding of integers whose fragments of ``fragment_size`` rows mix signs.
     """
     encoding = Encoding.parse(encoding)
     encoding.check_widths(weight_bits, cell_bits)
     encoding.check_flipping(flipped)
-    w = weight_int.to(torch.int64)
-    groups, rows, cols = w.shape
-    limit = (1 << weight_bits) - 1
-    if w.numel() and int(w.abs().max()) > limit:
-        raise ConfigError(f"{name}: integer weights exceed {limit} = 2^{weight_bits} - 1")
-    slices = encoding.slices(weight_bits, cell_bits)
-    group_rows = encoding.rows_per_conversion(crossbar_rows, fragment_size)
-    sw = _slice_weights(slices, cell_bits, w.device)
-    m = (1 << cell_bits) - 1
-    flip_correction: Tensor | None = None
-    flip: Tensor | None = None
-    input_coef = 0.0
+    check_fragments(crossbar_rows, fragment_size, name)
+    w = integer_weights(weight_int, weight_bits, name)
+    layout = _Layout(
+        encoding.slices(weight_bits, cell_bits),
+        encoding.rows_per_conversion(crossbar_rows, fragment_size),
+        cell_bits,
+    )
     if encoding is Encoding.POLARIZED:
-        fs = fragment_signs(w, fragment_size)
-        mixed = int(fs.mixed.sum())
-        if mixed:
-            raise ConfigError(
-                f"{name}: the polarized encoding the checkpoint cannot provide: {mixed} fragment(s) of "
-                f"R={fragment_size} rows hold both signs; polarize with this R (forms compress) or simulate "
-                "with --encoding offset or differential"
-            )
-        frags = fragment_view(w.abs(), group_rows)  # (G, F, Rg, C)
-        cells = _slice_levels(frags, slices, cell_bits)
-        signed_place_value = fs.signs.to(torch.float64).unsqueeze(-1) * sw  # (G, F, C, S): the fragment sign
+        coded = _polarized(w, fragment_size, layout, name)
     elif encoding is Encoding.DIFFERENTIAL:
-        pos = fragment_view(w.clamp(min=0), group_rows)
-        neg = fragment_view((-w).clamp(min=0), group_rows)
-        cells = torch.cat([_slice_levels(pos, slices, cell_bits), _slice_levels(neg, slices, cell_bits)], -1)
-        f = cells.shape[1]
-        signed_place_value = torch.cat([sw, -sw]).expand(groups, f, cols, 2 * slices).clone()
+        coded = _differential(w, layout)
     else:
-        shifted = fragment_view(w + (1 << weight_bits), group_rows)  # padding rows stay 0
-        real = fragment_view(torch.ones_like(w), group_rows).bool()
-        shifted = torch.where(real, shifted, torch.zeros_like(shifted))
-        cells = _slice_levels(shifted, slices, cell_bits)  # (G, F, Rg, C, S)
-        f = cells.shape[1]
-        signed_place_value = sw.expand(groups, f, cols, slices).clone()
-        input_coef = -float(1 << weight_bits)
-        if flipped:
-            col_sum = cells.sum(2)  # (G, F, C, S)
-            flip = 2 * col_sum > group_rows * m
-            cells = torch.where(flip.unsqueeze(2), m - cells, cells)
-            signed_place_value = torch.where(flip, -signed_place_value, signed_place_value)
-            flip_correction = (flip.to(torch.float64) * sw * m).sum(-1)  # (G, F, C)
+        coded = _offset(w, weight_bits, layout, flipped)
     return EncodedLayer(
         encoding=encoding,
-        cells=cells.contiguous(),
-        signed_place_value=signed_place_value.to(torch.float64).contiguous(),
-        flip_correction=flip_correction,
-        flipped=flip,
-        input_sum_coefficient=input_coef,
-        group_rows=group_rows,
-        rows=rows,
+        cells=coded.cells.contiguous(),
+        signed_place_value=coded.signed_place_value.to(torch.float64).contiguous(),
+        flip_correction=coded.flip_correction,
+        flipped=coded.flipped,
+        input_sum_coefficient=coded.input_sum_coefficient,
+        group_rows=layout.group_rows,
+        rows=int(w.shape[1]),
         cell_bits=cell_bits,
         weight_bits=weight_bits,
-        slices=slices,
+        slices=layout.slices,
         sets=encoding.crossbar_sets,
+        name=name,
+        crossbar_rows=crossbar_rows,
+        fragment_size=fragment_size,
     )
-
-
-def row_groups(rows: int, group_rows: int) -> int:
-    """Row groups of ``group_rows`` covering ``rows``."""
-    return math.ceil(rows / group_rows)

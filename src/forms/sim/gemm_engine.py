@@ -26,6 +26,7 @@ from forms.sim.bitplanes import (
     int_codes,
     pattern_bits,
 )
+from forms.sim.boundary import layer_codes
 from forms.sim.column_split import BitLevelColumns
 from forms.sim.devices import add_read_noise_, add_read_noise_sigma_
 from forms.sim.encodings import EncodedLayer
@@ -75,8 +76,10 @@ class GemmEngine:
     def run(self, codes: Tensor, chunk_elements: int, stats: LayerStats | None) -> Tensor:
         """Bit-level sums (V, G, C) float64 of ``codes`` (V, G, rows) over the engine's columns.
 
-        Clipped conversions are added to ``stats`` when given.
+        Clipped conversions are added to ``stats`` when given. Raises :class:`~forms.errors.ConfigError`
+        for codes that are not finite integers in the plan's range or not shaped for the layer.
         """
+        codes = layer_codes(codes, self.encoded, self.plan)
         enc, plan = self.encoded, self.plan
         per_vector = plan.steps * enc.groups * (enc.row_groups * self.columns.count + enc.columns)
         chunk = max(1, chunk_elements // max(1, per_vector))
@@ -90,10 +93,11 @@ class GemmEngine:
         g, c, nd, v = enc.groups, enc.columns, plan.steps, codes.shape[0]
         dtype = gemm_dtype(enc, plan)
         partial, digit_sum = self._partial_sums(codes, dtype)
+        partial = partial.to(torch.promote_types(dtype, self._converted_dtype()))
         clipped = self.adc.convert_(partial, integral=self.integral and self.read_noise == 0)
         if stats is not None:
-            stats.clipped += clipped
-        partial = partial.to(torch.promote_types(dtype, exact_float_dtype(self._reduction_bound())))
+            stats.clipped += int(torch.count_nonzero(clipped))
+        del clipped
         red = self._shift_and_add(partial)
         del partial
         if bool(self.columns.flip_correction.any()):
@@ -125,11 +129,13 @@ class GemmEngine:
             add_read_noise_(partial, variance, self.read_noise, self.generator)
         return partial, digit_sum
 
-    def _reduction_bound(self) -> float:
-        """Bound on |shift-and-add sum| of one step: F * max sum of |place values| * ADC full scale."""
+    def _converted_dtype(self) -> torch.dtype:
+        """Dtype exact for the converted values and one step's shift-and-add of them: multiples of the
+        ADC's grid up to F * max sum of |place values| * ADC full scale (:func:`exact_float_dtype`)."""
         g, f = self.encoded.groups, self.encoded.row_groups
         mult = self.columns.signed_place_value
-        return f * float(mult.abs().reshape(g, f, -1).sum(-1).max()) * self.adc.full_scale
+        bound = f * float(mult.abs().reshape(g, f, -1).sum(-1).max()) * self.adc.full_scale
+        return exact_float_dtype(bound, self.adc.grid)
 
     def _shift_and_add(self, partial: Tensor) -> Tensor:
         """Converted partial sums (G*F, nd*V, K) -> (G, nd*V, C) float64, weighted and summed over

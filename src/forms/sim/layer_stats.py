@@ -16,7 +16,8 @@ class LayerStats:
     clipped: int = 0
     """Conversions whose code exceeded the ADC's largest code."""
     columns: int = 0
-    """Physical columns one sub-array round converts (weight columns x slices x sets, all groups)."""
+    """Physical columns one sub-array round converts: weight columns x slices x sets of ONE group's
+    matrix (the rounds already count every group)."""
     zero_skip: ZeroSkipCounts = field(default_factory=ZeroSkipCounts)
     """Sub-array step counts with and without zero-skipping (:mod:`forms.sim.zeroskip`)."""
     bit_level_calls: int = 0

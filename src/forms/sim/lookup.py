@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from forms.sim.adc import Adc
+from forms.sim.boundary import check_shape
 from forms.sim.integer_gemm import FLOAT32_EXACT
 from forms.sim.quant_inputs import DigitPlan
 
@@ -66,13 +67,11 @@ def pattern_outputs(
     ucoef = u_coefficient.reshape(g * f, c).to(torch.float64)
     values = torch.empty(g * f, p, c, dtype=torch.float64, device=device)
     clips = torch.empty(g * f, p, dtype=torch.int64, device=device)
-    clip_at = (adc.max_code + 0.5) * adc.step
     step = max(1, BUILD_ELEMENTS // max(1, p * q * c))
     for s in range(0, g * f, step):
         e = min(g * f, s + step)
         partial = torch.matmul(digits, levels[s:e]).view(e - s, p, q, c)
-        clips[s:e] = (partial > clip_at).sum((2, 3))
-        adc.convert_(partial, integral=integral)
+        clips[s:e] = adc.convert_(partial, integral=integral).sum((2, 3))
         values[s:e] = torch.einsum("npqc,nqc->npc", partial, mult[s:e]) + u.view(1, p, 1) * ucoef[s:e, None]
     return values, clips
 
@@ -144,7 +143,15 @@ class PatternTable:
         )
 
     def run(self, patterns: Tensor, collect: bool = True) -> tuple[Tensor, int]:
-        """Outputs (V, G, C) float64 and clipped conversions of ``patterns`` (V, G, F, steps)."""
+        """Outputs (V, G, C) float64 and clipped conversions of ``patterns`` (V, G, F, steps).
+
+        Raises :class:`~forms.errors.ConfigError` when ``patterns`` is not shaped for these tables.
+        """
+        groups, row_groups, _ = self.offsets.shape
+        steps = self.step_groups[-1].stop
+        check_shape(
+            patterns, (None, groups, row_groups, steps), "patterns (vectors, groups, row groups, steps)"
+        )
         v, g, f, _ = patterns.shape
         y = torch.zeros(v * g, self.columns, dtype=torch.float64, device=patterns.device)
         clipped = 0

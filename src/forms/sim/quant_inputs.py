@@ -24,6 +24,18 @@ import torch
 from torch import Tensor, nn
 
 
+def code_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Smallest and largest ``bits``-bit input code: [-2^(bits-1), 2^(bits-1) - 1] in two's complement
+    when ``signed``, [0, 2^bits - 1] otherwise."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def code_dtype(bits: int) -> torch.dtype:
+    """Integer dtype of ``bits``-bit codes: int32, int64 beyond 30 bits (two's complement digits stay
+    below the sign of an int32)."""
+    return torch.int32 if bits < 31 else torch.int64
+
+
 @dataclass(frozen=True)
 class DigitPlan:
     """How integer input codes are cut into the digits one analog step applies each."""
@@ -98,12 +110,12 @@ class InputQuantizer:
     @property
     def low(self) -> int:
         """Smallest code."""
-        return -(1 << (self.bits - 1)) if self.signed else 0
+        return code_range(self.bits, self.signed)[0]
 
     @property
     def high(self) -> int:
         """Largest code."""
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        return code_range(self.bits, self.signed)[1]
 
     def codes(self, x: Tensor) -> Tensor:
         """Integer codes of ``x`` as a float64 tensor holding exact integers."""
@@ -114,7 +126,7 @@ class InputQuantizer:
         """The quantizer that maps ``max_abs`` to the largest code (a zero range gets scale 1)."""
         if signed and bits < 2:
             raise ValueError("a signed input needs at least 2 bits")
-        top = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+        top = code_range(bits, signed)[1]
         scale = max_abs / top if max_abs > 0 else 1.0
         return cls(scale=float(scale), bits=bits, signed=signed)
 

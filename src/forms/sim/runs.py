@@ -2,8 +2,10 @@
 
 A simulation programs ``spec.runs`` chips one after another; after each, its :class:`ChipRun` (accuracy,
 agreement with the reference, and every layer's setup, conversions, clips and zero-skips) is appended
-to ``out_dir/runs.json`` together with the spec and the number of images. A resumed run
-(:meth:`RunLog.load`) skips the chips recorded there for an identical spec and image count.
+to ``out_dir/runs.json`` together with the spec, the number of images and the content digest of the
+weights, integer layers and images (:func:`forms.nn.fingerprint.content_digest`). A resumed run
+(:meth:`RunLog.load`) skips the chips recorded there only when all three are identical, so chips of
+another checkpoint or image set are never reused; a damaged ``runs.json`` is an error naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forms.errors import CheckpointError
 from forms.io import write_json_atomic
 from forms.sim.result import LayerSetup, LayerZeroSkip
 from forms.sim.simnet import SimulatedLayer
@@ -99,28 +102,64 @@ class ChipRun:
         return cls(data["run"], data["seed"], data["accuracy"], data["prediction_agreement"], layers)
 
 
+def _read_record(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`CheckpointError` naming it when it is not one."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # invalid JSON or UTF-8
+        record, problem = None, f"{type(exc).__name__}: {exc}"
+    else:
+        problem = f"it holds a JSON {type(record).__name__}, not an object"
+    if not isinstance(record, dict):
+        raise CheckpointError(
+            f"{path} is not a record of simulated chips ({problem}); delete it to simulate every chip again, "
+            "or choose another --out"
+        )
+    return record
+
+
 @dataclass(frozen=True)
 class RunLog:
-    """``runs.json`` of one simulation: its finished chips, with the spec and image count they are for."""
+    """``runs.json`` of one simulation: its finished chips and the spec, images and content they are for."""
 
     path: Path
     spec: SimSpec
     images: int
+    content: str
+    """Content digest of the weights, integer layers, test and calibration images the chips ran on."""
 
     def load(self) -> list[ChipRun]:
-        """The chips recorded for this spec and image count (none when the file is absent or differs)."""
+        """The chips recorded for this spec, image count and content (none when the file is absent or
+        records another simulation); :class:`CheckpointError` naming the file when it is damaged."""
         if not self.path.is_file():
             return []
-        saved = json.loads(self.path.read_text())
-        if saved.get("spec") != self.spec.model_dump(mode="json") or saved.get("images") != self.images:
+        saved = _read_record(self.path)
+        same = (
+            saved.get("spec") == self.spec.model_dump(mode="json")
+            and saved.get("images") == self.images
+            and saved.get("content") == self.content
+        )
+        if not same:
             return []
-        return [ChipRun.from_dict(run) for run in saved["runs"]]
+        try:
+            runs = [ChipRun.from_dict(run) for run in saved["runs"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            runs, problem = [], f"{type(exc).__name__}: {exc}"
+        else:
+            problem = "" if [r.run for r in runs] == list(range(len(runs))) else "chips out of order"
+        if problem or len(runs) > self.spec.runs:
+            raise CheckpointError(
+                f"{self.path} holds damaged chip records ({problem or 'more chips than --runs'}); "
+                "delete it to simulate every chip again, or choose another --out"
+            )
+        return runs
 
     def save(self, runs: list[ChipRun]) -> None:
         """Write ``runs`` (atomically)."""
         record = {
             "spec": self.spec.model_dump(mode="json"),
             "images": self.images,
+            "content": self.content,
             "runs": [run.to_dict() for run in runs],
         }
         write_json_atomic(record, self.path)

@@ -23,8 +23,10 @@ from forms.errors import CheckpointError, ConfigError
 from forms.geometry import mapped_layers
 from forms.intweights import IntegerLayer
 from forms.sim.adc import Adc
-from forms.sim.crossbar import CrossbarArray, integer_matmul
+from forms.sim.boundary import check_finite, integer_codes
+from forms.sim.crossbar import CrossbarArray
 from forms.sim.encodings import encode
+from forms.sim.integer_gemm import exact_matmul
 from forms.sim.mapping import layer_crossbar
 from forms.sim.quant_inputs import InputQuantizer, digit_plan
 from forms.sim.spec import SimSpec
@@ -87,6 +89,8 @@ class SimulatedLayer(nn.Module):
         out_scale = layer.column_scale.reshape(groups, cols).to(torch.float64) * quantizer.scale
         self.register_buffer("out_scale", out_scale)
         self.register_buffer("weight_int", layer.weight_int.to(torch.int64).clone())
+        self.weight_max = int(self.weight_int.abs().max()) if self.weight_int.numel() else 0
+        """Largest |weight| (the reference GEMM's dtype bound)."""
         xbar = layer_crossbar(layer, spec)
         r = xbar.fragment_size
         encoded = encode(
@@ -100,6 +104,11 @@ class SimulatedLayer(nn.Module):
             name=layer.name,
         )
         bits = spec.adc_bits or spec.encoding.lossless_adc_bits(xbar, spec.dac_bits, spec.flipped)
+        if quantizer.bits != spec.input_bits:
+            raise ConfigError(
+                f"{layer.name}: the input quantizer makes {quantizer.bits}-bit codes but the crossbars "
+                f"stream input_bits={spec.input_bits}"
+            )
         plan = digit_plan(spec.input_bits, spec.dac_bits, quantizer.signed)
         self.array = CrossbarArray(
             layer.weight_int,
@@ -113,7 +122,16 @@ class SimulatedLayer(nn.Module):
         )
 
     def vectors(self, codes: Tensor) -> tuple[Tensor, tuple[int, ...]]:
-        """Input vectors (V, groups, rows) of integer ``codes`` and what :meth:`assemble` needs."""
+        """Input vectors (V, groups, rows) of integer ``codes`` and what :meth:`assemble` needs.
+
+        The codes are checked once here, before a convolution copies each of them into kernel-area
+        vectors: finite integers in the layer's input range (ConfigError otherwise); the vectors hold
+        them as integers.
+        """
+        return self._lowered(integer_codes(codes, self.array.plan, f"{self.name}: input codes"))
+
+    def _lowered(self, codes: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+        """:meth:`vectors` of codes known to be integers in the input range, in their dtype."""
         if not self.is_conv:
             lead = tuple(codes.shape[:-1])
             return codes.reshape(-1, 1, codes.shape[-1]), lead
@@ -141,14 +159,19 @@ class SimulatedLayer(nn.Module):
         return y.reshape(n, ho * wo, self.out_channels).transpose(1, 2).reshape(n, self.out_channels, ho, wo)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Quantize, compute on crossbars (or exactly), dequantize, add the bias."""
-        codes = self.quantizer.codes(x)
-        vec, shape = self.vectors(codes)
-        sums = (
-            integer_matmul(vec, self.weight_int, self.array.max_code)
-            if self.mode == "reference"
-            else self.array(vec)
-        )
+        """Quantize, compute on crossbars (or exactly), dequantize, add the bias.
+
+        Raises :class:`~forms.errors.ConfigError` when the activations entering the layer hold NaN or
+        inf (no input code stands for them).
+        """
+        check_finite(x, f"{self.name}: the activations entering this layer")
+        # finite inputs quantize to integers in the input range (rounded, clamped), so the arrays need
+        # not check again each of the kernel-area times more codes of the vectors copied from them
+        vec, shape = self._lowered(self.quantizer.codes(x))
+        if self.mode == "reference":
+            sums = exact_matmul(vec, self.weight_int, self.rows * self.array.max_code * self.weight_max)
+        else:
+            sums = self.array(vec, checked=True)
         y = self.assemble((sums * self.out_scale).to(x.dtype), shape)
         if self.bias is not None:
             y = y + (self.bias.view(-1, 1, 1) if self.is_conv else self.bias)

@@ -13,8 +13,9 @@
    accuracies with mean and std, and the mapping table. Statistics (zero-skip) come from chip 0; clip
    rates sum over all chips.
 
-Runs are resumable: each finished chip is recorded in ``out_dir/runs.json`` together with the spec, and
-``resume=True`` skips chips already recorded for an identical spec (:mod:`forms.sim.runs`).
+Runs are resumable: each finished chip is recorded in ``out_dir/runs.json`` together with the spec and
+the content digest of the weights, integer layers and images, and ``resume=True`` skips chips already
+recorded for an identical spec and content (:mod:`forms.sim.runs`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ import torch
 from torch import Tensor, nn
 
 from forms.errors import CheckpointError
-from forms.intweights import IntegerLayer, integer_layers_from_checkpoint
+from forms.intweights import IntegerLayer, check_layers_fit, integer_layers_from_checkpoint
+from forms.io import remove_orphan_temp_files
+from forms.nn.device import resolve_device
+from forms.nn.fingerprint import content_digest
 from forms.sim.mapping import MappingTable, mapping_table
 from forms.sim.quant_inputs import calibrate_inputs
 from forms.sim.result import LayerRecord, RunsSummary, SimulationResult, SimulationSource
@@ -42,13 +46,6 @@ from forms.sim.simnet import (
     simulated_layers,
 )
 from forms.sim.spec import SimSpec
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _fraction_equal(predictions: Tensor, targets: Tensor) -> float:
@@ -124,6 +121,26 @@ def _layer_records(runs: list[ChipRun]) -> dict[str, LayerRecord]:
     }
 
 
+RUNS_NAME = "runs.json"
+METRICS_NAME = "metrics.json"
+
+
+def _run_log(
+    spec: SimSpec,
+    model: nn.Module,
+    layers: list[IntegerLayer],
+    image_sets: tuple[Tensor, Tensor, Tensor],
+    out_dir: str | Path | None,
+) -> RunLog | None:
+    """The chip log in ``out_dir`` (None without one), keyed by the content of everything the chips
+    compute from: the model's weights, the integer layers, and the test images, labels and
+    calibration images in ``image_sets``."""
+    if out_dir is None:
+        return None
+    content = content_digest(model.state_dict(), [layer.state() for layer in layers], *image_sets)
+    return RunLog(Path(out_dir) / RUNS_NAME, spec, int(image_sets[0].shape[0]), content)
+
+
 def simulate_model(
     spec: SimSpec,
     model: nn.Module,
@@ -146,10 +163,12 @@ def simulate_model(
     dev = resolve_device(device)
     mapping: MappingTable = mapping_table(layers, spec)
     model = model.to(dev).eval()
-    sim = _simulated_model(spec, model, layers, calibration, dev)
     n = int(images.shape[0])
-    log = RunLog(Path(out_dir) / "runs.json", spec, n) if out_dir is not None else None
+    log = _run_log(spec, model, layers, (images, labels, calibration), out_dir)
     done = log.load() if resume and log is not None else []
+    if log is not None:
+        remove_orphan_temp_files(log.path.parent, (RUNS_NAME, METRICS_NAME))
+    sim = _simulated_model(spec, model, layers, calibration, dev)
 
     from forms.io import write_json_atomic
     from forms.nn.progress import make_progress
@@ -181,7 +200,7 @@ def simulate_model(
         source=source,
     )
     if out_dir is not None:
-        write_json_atomic(result.to_dict(), Path(out_dir) / "metrics.json")
+        write_json_atomic(result.to_dict(), Path(out_dir) / METRICS_NAME)
     return result
 
 
@@ -212,6 +231,7 @@ def simulate(
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     layers = integer_layers_from_checkpoint(ckpt, source)
     model = model_from_checkpoint(ckpt, source)
+    check_layers_fit(layers, model, source)
     data = ckpt.get("data")
     if not isinstance(data, dict) or "dataset" not in data:
         raise CheckpointError(f"{source} has no 'data' entry naming its dataset; re-save it with forms train")

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from forms.config import CrossbarSpec, Spec, check_fragment_size
 from forms.encoding import Encoding
+from forms.sim.adc import check_adc_bits
 
 
 class DeviceSpec(Spec):
@@ -97,6 +98,7 @@ class SimSpec(Spec):
     adc_step: float | None = Field(
         None,
         gt=0.0,
+        allow_inf_nan=False,
         description="Partial-sum units per ADC code (quantization step); None is 1 (one code per level).",
     )
     flipped: bool = Field(
@@ -136,10 +138,8 @@ class SimSpec(Spec):
 
     @model_validator(mode="after")
     def _combinations(self) -> SimSpec:
-        if self.adc_bits is not None and self.adc_bits < 1:
-            raise ValueError(f"adc_bits={self.adc_bits}: an ADC needs at least 1 bit (or None for lossless)")
-        if self.adc_bits is not None and self.adc_bits > 32:
-            raise ValueError(f"adc_bits={self.adc_bits} is beyond any ADC; use at most 32 (or None)")
+        if self.adc_bits is not None:
+            check_adc_bits(self.adc_bits)
         self.encoding.check_flipping(self.flipped)
         if self.fragment_size is not None:
             check_fragment_size(self.fragment_size, self.rows)

@@ -22,6 +22,7 @@ from forms.sim.bitplanes import (
     int_codes,
     pattern_bits,
 )
+from forms.sim.boundary import layer_codes
 from forms.sim.column_split import ChipColumns
 from forms.sim.encodings import EncodedLayer
 from forms.sim.layer_stats import LayerStats
@@ -57,11 +58,14 @@ class TableEngine:
     table: PatternTable
     encoded: EncodedLayer
     plan: DigitPlan
-    fragment_size: int
-    """R: rows per zero-skip sub-array."""
 
     def run(self, codes: Tensor, chunk_elements: int, stats: LayerStats | None) -> Tensor:
-        """Sums (V, G, C) float64 of ``codes`` (V, G, rows); clips and zero-skips counted into ``stats``."""
+        """Sums (V, G, C) float64 of ``codes`` (V, G, rows); clips and zero-skips counted into ``stats``.
+
+        Raises :class:`~forms.errors.ConfigError` for codes that are not finite integers in the plan's
+        range or not shaped for the layer.
+        """
+        codes = layer_codes(codes, self.encoded, self.plan)
         enc = self.encoded
         g, f, rg = enc.groups, enc.row_groups, enc.group_rows
         steps, v = self.plan.steps, codes.shape[0]
@@ -72,7 +76,8 @@ class TableEngine:
             u = int_codes(codes[s : s + chunk], self.plan)
             frags = fragment_int_view(u, rg)
             if stats is not None:
-                sub = frags if self.fragment_size == rg else fragment_int_view(u, self.fragment_size)
+                r = enc.fragment_size  # rows per zero-skip sub-array
+                sub = frags if r == rg else fragment_int_view(u, r)
                 stats.zero_skip.add(count_fragments(sub, self.plan))
             y, clipped = self.table.run(fragment_patterns(frags, self.plan), stats is not None)
             if stats is not None:
