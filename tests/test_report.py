@@ -65,6 +65,7 @@ def sample_train() -> TrainResult:
         checkpoint="checkpoint.pt",
         per_epoch=epochs,
         config={"model": "lenet5", "dataset": "mnist", "epochs": 2},
+        test_images=10000,
     )
 
 
@@ -103,6 +104,7 @@ def sample_compress() -> CompressResult:
         torch_threads=2,
         checkpoint="checkpoint.pt",
         config={"crossbar": {"fragment_size": 8}},
+        test_images=10000,
     )
 
 
@@ -296,6 +298,21 @@ def test_csv_tables_hold_the_raw_summary_values(written: Path) -> None:
         f"{f.id}.png" for f in report.figures()
     )
     assert not [p for p in written.rglob("*.tmp")], "temporary files left behind"
+
+
+def test_every_accuracy_names_its_images_and_simulations_sit_beside_the_float_model_on_them(
+    written: Path,
+) -> None:
+    summary = Summary.from_dict(json.loads((written / "summary.json").read_text()))
+    rows = {r["stage"]: r for r in csv.DictReader((written / "tables" / "accuracy.csv").open())}
+    assert rows["float model (trained)"]["test images"] == "10000"
+    assert rows["after masked retraining (final)"]["float model on the same images"] == str(
+        summary.compress.accuracy_before if summary.compress else None
+    )
+    for name, run in summary.simulate.items():
+        row = rows[f"simulated: {name}"]
+        assert row["test images"] == str(run.metrics.images)
+        assert row["float model on the same images"] == str(run.metrics.float_accuracy)
 
 
 def test_each_assumption_is_one_row(written: Path) -> None:

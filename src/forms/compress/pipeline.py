@@ -247,6 +247,7 @@ def _finish(
         accuracy_admm=accuracy_admm,
         accuracy_projected=retrain_state["accuracy_projected"],
         accuracy_after=accuracy(model, job.data.test, spec, job.device),
+        test_images=len(job.data.test),
         bn_recalibrated=retrain_state["bn_recalibrated"],
         admm=AdmmSummary.from_state(admm),
         retrain=RetrainSummary.from_state(retrain_state, spec.validation_images),

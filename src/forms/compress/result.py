@@ -199,10 +199,14 @@ class CompressResult:
     torch_threads: int
     checkpoint: str
     config: dict[str, Any]
+    test_images: int | None = None
+    """Test images every accuracy above was measured on (None in metrics written before it was kept)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` content, key for key in the order it is written."""
         d = _field_values(self)
+        if self.test_images is None:
+            del d["test_images"]
         d["layers"] = [layer.to_dict() for layer in self.layers]
         d["admm"] = self.admm.to_dict()
         d["retrain"] = self.retrain.to_dict()
@@ -211,9 +215,10 @@ class CompressResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompressResult:
         """A result read back from ``metrics.json`` (one written by an earlier version included)."""
-        plain = {f.name: d[f.name] for f in fields(cls) if f.name not in _NESTED}
+        plain = {f.name: d[f.name] for f in fields(cls) if f.name not in (*_NESTED, "test_images")}
         return cls(
             **plain,
+            test_images=d.get("test_images"),
             layers=[LayerRecord.from_dict(layer) for layer in d["layers"]],
             admm=AdmmSummary.from_dict(d["admm"]),
             retrain=RetrainSummary.from_dict(d["retrain"]),
@@ -232,6 +237,7 @@ class RunOutcome:
     accuracy_admm: float
     accuracy_projected: float
     accuracy_after: float
+    test_images: int
     bn_recalibrated: bool
     admm: AdmmSummary
     retrain: RetrainSummary
@@ -289,4 +295,5 @@ def build_result(
         torch_threads=torch.get_num_threads(),
         checkpoint=CHECKPOINT_NAME,
         config=spec.model_dump(mode="json"),
+        test_images=run.test_images,
     )

@@ -354,7 +354,9 @@ def train(spec: TrainSpec, out_dir: str | Path, resume: bool = False, progress: 
     _train_epochs(run, test_set, ckpt_path, progress)
     if not run.history:
         raise ConfigError(f"{ckpt_path} holds no epoch history; train again without --resume")
-    result = result_from_history(spec, run.history, sum(p.numel() for p in model.parameters()), world)
+    result = result_from_history(
+        spec, run.history, sum(p.numel() for p in model.parameters()), world, len(test_set)
+    )
     if D.is_main():
         write_json_atomic(result.to_dict(), out / METRICS_NAME)
     D.barrier()

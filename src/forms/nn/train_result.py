@@ -78,28 +78,32 @@ class TrainResult:
     per_epoch: list[EpochRecord]
     config: dict[str, Any]
     """The full :class:`TrainSpec` as JSON."""
+    test_images: int | None = None
+    """Test images ``test_accuracy`` was measured on (None in metrics written before it was kept)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` content, key for key in the order it is written."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["per_epoch"] = [e.to_dict() for e in self.per_epoch]
+        if self.test_images is None:
+            del d["test_images"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainResult:
         """A result read back from ``metrics.json`` (one written before CPU time was measured included)."""
         per_epoch = [EpochRecord.from_dict(e) for e in d["per_epoch"]]
-        plain = {
-            f.name: d[f.name] for f in fields(cls) if f.name not in ("per_epoch", "mean_epoch_cpu_seconds")
-        }
+        derived = ("per_epoch", "mean_epoch_cpu_seconds", "test_images")
+        plain = {f.name: d[f.name] for f in fields(cls) if f.name not in derived}
         cpu = d.get("mean_epoch_cpu_seconds", _mean_cpu_seconds(per_epoch))
-        return cls(**plain, mean_epoch_cpu_seconds=cpu, per_epoch=per_epoch)
+        return cls(**plain, mean_epoch_cpu_seconds=cpu, per_epoch=per_epoch, test_images=d.get("test_images"))
 
 
 def result_from_history(
-    spec: TrainSpec, history: list[dict[str, Any]], n_params: int, world: int
+    spec: TrainSpec, history: list[dict[str, Any]], n_params: int, world: int, test_images: int
 ) -> TrainResult:
-    """The result of a run of ``spec`` with per-epoch ``history`` (the checkpoint's records)."""
+    """The result of a run of ``spec`` with per-epoch ``history`` (the checkpoint's records), whose test
+    accuracies were measured on ``test_images`` images."""
     epochs = [EpochRecord.from_dict(h) for h in history]
     seconds = sum(e.seconds for e in epochs)
     return TrainResult(
@@ -117,4 +121,5 @@ def result_from_history(
         checkpoint=CHECKPOINT_NAME,
         per_epoch=epochs,
         config=spec.model_dump(mode="json"),
+        test_images=test_images,
     )

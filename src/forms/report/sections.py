@@ -6,7 +6,7 @@ number cell carries the summary.json path of the field it was read from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from forms.compress.result import CompressResult
 from forms.report import plots
@@ -76,30 +76,53 @@ def overview_section(summary: Summary, intro: Sequence[str] = ()) -> Section:
     return Section("overview", "Overview", paragraphs=list(intro), tables=[table])
 
 
+ACCURACY_COLUMNS = ["stage", "test images", "accuracy", "± std over runs", "float model on the same images"]
+"""Columns of the accuracy table: every accuracy names the images it was measured on."""
+
+
+def _stage_rows(summary: Summary) -> Iterator[tuple[str, list[Cell]]]:
+    """(plot label, cells) of the float and compression stages that ``summary`` holds."""
+    for name, short, stage, key in ACCURACY_STAGES:
+        result = getattr(summary, stage)
+        if result is None:
+            continue
+        same_float = (
+            field_cell(result, stage, "accuracy_before", "pct") if stage == "compress" else Cell(None)
+        )
+        known = result.test_images is not None  # None: metrics written before image counts were kept
+        images = field_cell(result, stage, "test_images", "int") if known else Cell(None)
+        yield short, [label(name), images, field_cell(result, stage, key, "pct"), Cell(None), same_float]
+
+
 def accuracy_section(summary: Summary) -> Section:
-    """Accuracy at every stage: float, ADMM, hard projection, masked retraining, each simulation run."""
-    table = Table("accuracy", "Test accuracy at each stage", ["stage", "accuracy", "± std over runs"])
+    """Accuracy at every stage: float, ADMM, hard projection, masked retraining, each simulation run.
+
+    Each row names its test images, and each simulated run sits beside the float model's accuracy on
+    the same images: runs on a subset of the test set compare with that, not with the full-set rows.
+    """
+    table = Table("accuracy", "Test accuracy at each stage", ACCURACY_COLUMNS)
     labels: list[str] = []
     values: list[float | None] = []
     errors: list[float | None] = []
-    for name, short, stage, key in ACCURACY_STAGES:
-        result = getattr(summary, stage)
-        if result is not None:
-            table.add([label(name), field_cell(result, stage, key, "pct"), Cell(None)])
-            labels.append(short)
-            values.append(getattr(result, key))
-            errors.append(None)
+    for short, cells in _stage_rows(summary):
+        table.add(cells)
+        images = cells[1].value
+        labels.append(f"{short} ({images})" if images is not None else short)
+        values.append(cells[2].value)
+        errors.append(None)
     for run_name, run in summary.simulate.items():
         metrics, at = run.metrics, _run_path(run_name, "metrics")
         several = run.setup.runs > 1
         table.add(
             [
                 label(f"simulated: {run_name}"),
+                field_cell(metrics, at, "images", "int"),
                 field_cell(metrics, at, "accuracy_mean", "pct"),
                 field_cell(metrics, at, "accuracy_std", "pct") if several else Cell(None),
+                field_cell(metrics, at, "float_accuracy", "pct"),
             ]
         )
-        labels.append(run_name)
+        labels.append(f"{run_name} ({metrics.images})")
         values.append(metrics.accuracy_mean)
         errors.append(metrics.accuracy_std if several else None)
     section = Section(
@@ -109,7 +132,9 @@ def accuracy_section(summary: Summary) -> Section:
             "Float training, ADMM compression (polarization, quantization, structured pruning), hard "
             "projection and masked retraining, then the compressed integer model run through the "
             "bit-accurate crossbar simulator under each encoding and hardware setting. Under device "
-            "variation the figure is the mean over Monte Carlo chips, with its standard deviation."
+            "variation the figure is the mean over Monte Carlo chips, with its standard deviation. "
+            "Rows measured on different test images are not comparable: each simulated run is set "
+            "beside the float model's accuracy on its own images."
         ],
         tables=[table, simulation_table(summary)],
     )
@@ -118,7 +143,7 @@ def accuracy_section(summary: Summary) -> Section:
             labels,
             {"accuracy": values},
             "test accuracy",
-            "Accuracy at each stage",
+            "Accuracy at each stage (test images)",
             errors={"accuracy": errors},
         )
         section.figures.append(Figure("accuracy-stages", "Accuracy at each stage", png, sources=["accuracy"]))
