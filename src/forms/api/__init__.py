@@ -1,0 +1,25 @@
+"""The in-memory Python API, re-exported from :mod:`forms`: any PyTorch CNN in a few lines.
+
+- :func:`project`: prune, polarize and quantize a model's Conv2d/Linear weights in place (one-shot,
+  no training); returns its integer layers.
+- :func:`to_crossbars` / :func:`to_digital`: a copy of the model running on simulated crossbars
+  (:class:`CrossbarModel`, whose ``stats()`` are :class:`CrossbarStats`), and back.
+- :func:`estimate`: area, power, energy and throughput on an architecture preset or spec.
+- :func:`export` / :func:`check`: the ``.npz`` of ``forms export`` and its constraint check.
+"""
+
+from forms.api.cost import estimate
+from forms.api.crossbars import CrossbarModel, CrossbarStats, to_crossbars, to_digital
+from forms.api.files import check, export
+from forms.api.project import project
+
+__all__ = [
+    "CrossbarModel",
+    "CrossbarStats",
+    "check",
+    "estimate",
+    "export",
+    "project",
+    "to_crossbars",
+    "to_digital",
+]
