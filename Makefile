@@ -39,8 +39,8 @@ test-slow: install data system-deps
 	$(PY) -m pytest -m slow
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks examples scripts
 	$(VENV)/bin/mypy
 
 # Benchmarks (long: tens of minutes on 2 CPU cores); each script rewrites its own docs/benchmarks.md section.
