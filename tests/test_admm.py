@@ -196,6 +196,12 @@ def test_pipeline_end_to_end_and_resume_is_bit_identical(
     old = full.to_dict()  # metrics.json of a run from before validation hold-outs
     del old["retrain"]["validation_images"], old["retrain"]["selected_epoch"]
     assert CompressResult.from_dict(old) == full
+    del old["reduction"]  # ... and before both reduction counts: recomputed from the crossbar tables
+    assert CompressResult.from_dict(old) == full
+    assert full.reduction.physical.total == f["total"]
+    w = full.reduction.per_weight
+    assert w.total == pytest.approx(w.pruning * w.quantization * w.polarization)
+    assert w.pruning > 1.0 and 0 < w.area_equivalent <= full.crossbars["final"]["polarized"]
     saved = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     assert saved["stage"] == "compressed" and "Z" in saved["admm"]
     model = model_from_checkpoint(saved)

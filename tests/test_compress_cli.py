@@ -67,6 +67,14 @@ def test_compress_export_check_end_to_end(
         assert key in metrics
     assert metrics["fragments_mixed_sign"] == 0 and metrics["fragment_size"] == fragment
     assert set(metrics["crossbars"]["final"]) == {"polarized", "offset", "differential"}
+    assert list(metrics["reduction"]) == ["physical", "per_weight"]
+    assert list(metrics["reduction"]["physical"]) == ["pruning", "quantization", "polarization", "total"]
+    per_weight = metrics["reduction"]["per_weight"]
+    assert list(per_weight) == ["pruning", "quantization", "polarization", "total", "area_equivalent"]
+    assert (per_weight["quantization"], per_weight["polarization"]) == (32 / 6, 2.0)
+    printed = " ".join(r.output.split())
+    assert f"per weight x{per_weight['total']:.2f} = pruning {per_weight['pruning']:.2f}" in printed
+    assert f"area of {per_weight['area_equivalent']:.2f} crossbars" in printed
     npz = tmp_path / "model.npz"
     r = CliRunner().invoke(app, ["export", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(npz)])
     assert r.exit_code == 0, r.output

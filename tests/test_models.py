@@ -13,6 +13,8 @@ from forms.nn.models import MODEL_NAMES, build_model
 CASES = [
     ("lenet5", 1, 28, 10),
     ("lenet5", 3, 32, 10),
+    ("lenet5-caffe", 1, 28, 10),
+    ("lenet5-caffe", 3, 32, 10),
     ("mlp", 1, 28, 10),
     ("mlp", 3, 32, 100),
     ("resnet20", 3, 32, 10),
@@ -46,6 +48,18 @@ def test_lenet5_has_the_classic_layer_sizes() -> None:
     model = build_model("lenet5")
     shapes = [tuple(m.weight.shape) for _, m in mapped_layers(model)]
     assert shapes == [(6, 1, 5, 5), (16, 6, 5, 5), (120, 400), (84, 120), (10, 84)]
+
+
+def test_lenet5_caffe_has_the_layer_sizes_and_parameters_of_the_admm_pruning_work() -> None:
+    # Caffe's examples/mnist LeNet: conv 20@5x5, pool, conv 50@5x5, pool, FC 800-500, FC 500-10;
+    # 431,080 parameters (weights and biases), the count the ADMM pruning work reports (431K).
+    model = build_model("lenet5-caffe")
+    shapes = [tuple(m.weight.shape) for _, m in mapped_layers(model)]
+    assert shapes == [(20, 1, 5, 5), (50, 20, 5, 5), (500, 800), (10, 500)]
+    assert sum(p.numel() for p in model.parameters()) == 431_080
+    with torch.no_grad():
+        features = model.features(torch.zeros(1, 1, 28, 28))
+    assert features.shape == (1, 50, 4, 4)
 
 
 def test_resnet_parameter_counts_match_the_papers() -> None:

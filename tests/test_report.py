@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forms.compress.counting import PerWeightReduction, PhysicalReduction, Reduction
 from forms.compress.result import (
     AdmmRound,
     AdmmSummary,
@@ -96,6 +97,9 @@ def sample_compress() -> CompressResult:
         },
         crossbar_geometry={"rows": 128, "cols": 128, "cell_bits": 2},
         crossbar_layers=[],
+        reduction=Reduction(
+            PhysicalReduction(2.0, 4.0, 2.0, 16.0), PerWeightReduction(2.5, 4.0, 2.0, 20.0, 9.5)
+        ),
         layers=[],
         admm=AdmmSummary(1, 0.01, [AdmmRound(1, 0.001, 0.2, [3.0], residuals, 0.05, 0.9861)]),
         retrain=RetrainSummary(1, [RetrainEpoch(1, 0.1, 3.0, 0.9887)], 0, 1),
@@ -268,6 +272,19 @@ def test_every_report_number_is_traceable_to_summary_json(written: Path) -> None
         assert text == format_value(value, attrs["data-fmt"]), path  # type: ignore[arg-type]
         traced += 1
     assert traced > 100
+
+
+def test_crossbar_section_shows_both_reduction_counts() -> None:
+    table = next(t for t in stage_report(make_summary()).tables() if t.id == "crossbar-reduction")
+    assert table.columns == ["factor", "physical", "per weight"]
+    assert [[cell.text for cell in row] for row in table.rows] == [
+        ["pruning", "2x", "2.5x"],
+        ["quantization", "4x", "4x"],
+        ["polarization", "2x", "2x"],
+        ["total", "16x", "20x"],
+        ["crossbars of the final polarized model (per weight: area equivalent)", "12", "9.5"],
+    ]
+    assert table.rows[3][2].path == "compress.reduction.per_weight.total"
 
 
 def test_report_has_every_section_and_embedded_images(written: Path) -> None:

@@ -91,8 +91,9 @@ def compress_cmd(
 
 
 def _summary(m: CompressResult, out: Path) -> str:
-    """One line: accuracies, mixed-sign fragments, sparsity and crossbar savings of a compression."""
+    """One line: accuracies, mixed-sign fragments, sparsity and both crossbar reductions of a compression."""
     f = m.crossbars["factors"]
+    w = m.reduction.per_weight
     return (
         f"{m.model} R={m.fragment_size} {m.weight_bits}-bit: accuracy "
         f"{m.accuracy_before:.4f} -> {m.accuracy_after:.4f} (ADMM {m.accuracy_admm:.4f}, "
@@ -101,6 +102,8 @@ def _summary(m: CompressResult, out: Path) -> str:
         f"{m.sparsity:.3f}; crossbars {m.crossbars['dense_32bit']} -> "
         f"{m.crossbars['final']['polarized']} (x{f['total']:.2f} = pruning {f['pruning']:.2f} x "
         f"quantization {f['quantization']:.2f} x polarization {f['polarization']:.2f}); "
+        f"per weight x{w.total:.2f} = pruning {w.pruning:.2f} x quantization {w.quantization:.2f} x "
+        f"polarization {w.polarization:.2f}, area of {w.area_equivalent:.2f} crossbars; "
         f"results in {out}/metrics.json"
     )
 

@@ -14,10 +14,18 @@ The chain of factors follows the FORMS paper's accounting (Yuan et al., ISCA 202
 factors: pruning = dense_32bit / pruned_32bit, quantization = pruned_32bit / final.differential,
 polarization = final.differential / final.polarized, total = dense_32bit / final.polarized; their
 product is the total by construction.
+
+These *physical* factors count whole crossbars per layer, so they absorb the rounding of each layer
+to whole tiles. :func:`per_weight_reduction` gives the *per-weight* factors, free of that rounding
+(docs/design.md, "Two reduction counts"): pruning = dense weights / kept weights, quantization =
+32 / weight bits, polarization = crossbar sets of the differential design / of the polarized one,
+total = their product, with the area equivalent (cells the polarized design uses / cells per
+crossbar) beside it. :class:`Reduction` holds both, as ``metrics.json`` writes them.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import Tensor
@@ -29,6 +37,11 @@ BASELINE_BITS = 32
 """Magnitude bits of the uncompressed baseline (a 32-bit weight)."""
 BASELINE_ENCODING = Encoding.DIFFERENTIAL
 """Sign encoding of both uncompressed baselines (see module docstring)."""
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b; for b = 0, infinity when a > 0 and 1 when both are 0."""
+    return a / b if b else float("inf") if a else 1.0
 
 
 def _count(rows: int, cols: int, groups: int, encoding: Encoding, bits: int, xbar: CrossbarSpec) -> int:
@@ -70,9 +83,6 @@ def crossbar_report(layers: dict[str, Tensor], weight_bits: int, crossbar: Cross
             }
         )
 
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else float("inf") if a else 1.0
-
     return {
         "baseline": f"{BASELINE_BITS}-bit magnitudes, {BASELINE_ENCODING} encoding (two crossbar sets)",
         "crossbar": {"rows": crossbar.rows, "cols": crossbar.cols, "cell_bits": crossbar.cell_bits},
@@ -80,13 +90,92 @@ def crossbar_report(layers: dict[str, Tensor], weight_bits: int, crossbar: Cross
         "pruned_32bit": pruned,
         "final": final,
         "factors": {
-            "pruning": ratio(dense, pruned),
-            "quantization": ratio(pruned, final[BASELINE_ENCODING]),
-            "polarization": ratio(final[BASELINE_ENCODING], final[Encoding.POLARIZED]),
-            "total": ratio(dense, final[Encoding.POLARIZED]),
+            "pruning": _ratio(dense, pruned),
+            "quantization": _ratio(pruned, final[BASELINE_ENCODING]),
+            "polarization": _ratio(final[BASELINE_ENCODING], final[Encoding.POLARIZED]),
+            "total": _ratio(dense, final[Encoding.POLARIZED]),
         },
         "layers": per_layer,
     }
+
+
+@dataclass(frozen=True)
+class PhysicalReduction:
+    """Reduction factors in whole crossbars per layer (the ``factors`` of :func:`crossbar_report`)."""
+
+    pruning: float
+    """Dense 32-bit crossbars / crossbars of the pruned 32-bit matrices."""
+    quantization: float
+    """Pruned 32-bit crossbars / crossbars of the final integers (differential)."""
+    polarization: float
+    """Final differential crossbars / final polarized crossbars."""
+    total: float
+    """Dense 32-bit crossbars / final polarized crossbars (the product of the three)."""
+
+
+@dataclass(frozen=True)
+class PerWeightReduction:
+    """Reduction factors per weight, free of the rounding to whole crossbars."""
+
+    pruning: float
+    """Dense weights / kept weights (those in the kept rows and columns of each matrix)."""
+    quantization: float
+    """32 / weight bits."""
+    polarization: float
+    """Crossbar sets of the differential design / of the polarized one (2 / 1)."""
+    total: float
+    """pruning x quantization x polarization."""
+    area_equivalent: float
+    """Cells the final polarized design uses / cells per crossbar: crossbars if cells were shared."""
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Both reduction counts of a compression: ``metrics.json``'s ``reduction``."""
+
+    physical: PhysicalReduction
+    per_weight: PerWeightReduction
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"physical": {...}, "per_weight": {...}}``, fields in order."""
+        return {"physical": asdict(self.physical), "per_weight": asdict(self.per_weight)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reduction:
+        """Inverse of :meth:`to_dict`."""
+        return cls(PhysicalReduction(**d["physical"]), PerWeightReduction(**d["per_weight"]))
+
+
+def per_weight_reduction(
+    layer_records: list[dict[str, Any]], weight_bits: int, crossbar: CrossbarSpec
+) -> PerWeightReduction:
+    """Per-weight factors of the per-layer records of :func:`crossbar_report` (``groups``, ``rows``,
+    ``cols``, ``kept_rows``, ``kept_cols``) at ``weight_bits``-bit weights on ``crossbar``."""
+    dense = sum(layer["groups"] * layer["rows"] * layer["cols"] for layer in layer_records)
+    kept = sum(
+        rows * cols
+        for layer in layer_records
+        for rows, cols in zip(layer["kept_rows"], layer["kept_cols"], strict=True)
+    )
+    final = Encoding.POLARIZED
+    pruning = _ratio(dense, kept)
+    quantization = BASELINE_BITS / weight_bits
+    polarization = BASELINE_ENCODING.crossbar_sets / final.crossbar_sets
+    cells = kept * final.slices(weight_bits, crossbar.cell_bits) * final.crossbar_sets
+    return PerWeightReduction(
+        pruning=pruning,
+        quantization=quantization,
+        polarization=polarization,
+        total=pruning * quantization * polarization,
+        area_equivalent=cells / (crossbar.rows * crossbar.cols),
+    )
+
+
+def reduction(report: dict[str, Any], weight_bits: int, crossbar: CrossbarSpec) -> Reduction:
+    """Both counts of a :func:`crossbar_report` (its ``factors`` and ``layers``) at ``weight_bits``."""
+    return Reduction(
+        PhysicalReduction(**report["factors"]), per_weight_reduction(report["layers"], weight_bits, crossbar)
+    )
 
 
 def sparsity(layers: dict[str, Tensor]) -> float:
@@ -108,4 +197,13 @@ def fragment_totals(layers: dict[str, Tensor], fragment_sizes: dict[str, int]) -
     return total, mixed
 
 
-__all__ = ["crossbar_report", "fragment_totals", "sparsity"]
+__all__ = [
+    "PerWeightReduction",
+    "PhysicalReduction",
+    "Reduction",
+    "crossbar_report",
+    "fragment_totals",
+    "per_weight_reduction",
+    "reduction",
+    "sparsity",
+]

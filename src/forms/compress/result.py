@@ -13,9 +13,10 @@ from typing import Any
 import torch
 
 from forms.compress.admm import ADMMState
-from forms.compress.counting import crossbar_report, fragment_totals, sparsity
+from forms.compress.counting import Reduction, crossbar_report, fragment_totals, reduction, sparsity
 from forms.compress.projections import LayerConstraint
 from forms.compress.spec import CompressSpec
+from forms.config import CrossbarSpec
 from forms.intweights import IntegerLayer
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -162,7 +163,20 @@ class RetrainSummary:
         )
 
 
-_NESTED = ("layers", "admm", "retrain")
+_NESTED = ("reduction", "layers", "admm", "retrain")
+
+
+def _reduction_from_tables(d: dict[str, Any]) -> Reduction:
+    """Both reduction counts recomputed from the crossbar tables of a ``metrics.json`` without them."""
+    geometry = d["crossbar_geometry"]
+    crossbar = CrossbarSpec(
+        rows=geometry["rows"],
+        cols=geometry["cols"],
+        cell_bits=geometry["cell_bits"],
+        fragment_size=d["fragment_size"],
+    )
+    report = {"factors": d["crossbars"]["factors"], "layers": d["crossbar_layers"]}
+    return reduction(report, d["weight_bits"], crossbar)
 
 
 @dataclass(frozen=True)
@@ -171,7 +185,8 @@ class CompressResult:
 
     ``crossbars``, ``crossbar_geometry`` and ``crossbar_layers`` are the tables of
     :func:`forms.compress.counting.crossbar_report` (totals and factors, crossbar size, per layer);
-    ``config`` is the full :class:`CompressSpec` as JSON.
+    ``reduction`` holds both reduction counts, physical and per-weight
+    (:class:`forms.compress.counting.Reduction`); ``config`` is the full :class:`CompressSpec` as JSON.
     """
 
     model: str
@@ -191,6 +206,7 @@ class CompressResult:
     crossbars: dict[str, Any]
     crossbar_geometry: dict[str, int]
     crossbar_layers: list[dict[str, Any]]
+    reduction: Reduction
     layers: list[LayerRecord]
     admm: AdmmSummary
     retrain: RetrainSummary
@@ -207,6 +223,7 @@ class CompressResult:
         d = _field_values(self)
         if self.test_images is None:
             del d["test_images"]
+        d["reduction"] = self.reduction.to_dict()
         d["layers"] = [layer.to_dict() for layer in self.layers]
         d["admm"] = self.admm.to_dict()
         d["retrain"] = self.retrain.to_dict()
@@ -214,11 +231,13 @@ class CompressResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CompressResult:
-        """A result read back from ``metrics.json`` (one written by an earlier version included)."""
+        """A result read back from ``metrics.json`` (one written by an earlier version included: its
+        reduction counts are recomputed from its crossbar tables)."""
         plain = {f.name: d[f.name] for f in fields(cls) if f.name not in (*_NESTED, "test_images")}
         return cls(
             **plain,
             test_images=d.get("test_images"),
+            reduction=Reduction.from_dict(d["reduction"]) if "reduction" in d else _reduction_from_tables(d),
             layers=[LayerRecord.from_dict(layer) for layer in d["layers"]],
             admm=AdmmSummary.from_dict(d["admm"]),
             retrain=RetrainSummary.from_dict(d["retrain"]),
@@ -267,6 +286,7 @@ def build_result(
     r = spec.crossbar.fragment_size
     total, mixed = fragment_totals({c.name: ints[c.name] for c in polarized}, {c.name: r for c in polarized})
     report = crossbar_report(ints, spec.quant.weight_bits, spec.crossbar)
+    counts = reduction(report, spec.quant.weight_bits, spec.crossbar)
     per_layer = report.pop("layers")
     geometry = report.pop("crossbar")
     return CompressResult(
@@ -287,6 +307,7 @@ def build_result(
         crossbars=report,
         crossbar_geometry=geometry,
         crossbar_layers=per_layer,
+        reduction=counts,
         layers=_layer_records(constraints, ints),
         admm=run.admm,
         retrain=run.retrain,

@@ -8,7 +8,12 @@ mapping places) plus BatchNorm/ReLU/pooling. Architectures follow their papers:
   1998 (conv 6@5x5, pool, conv 16@5x5, pool, FC 120-84-classes), with ReLU and max pooling as in
   modern re-implementations. A 28x28 input is padded by 2 in the first conv, so that it sees the
   32x32 frame of the original.
-- ``mlp``: LeNet-300-100 from the same paper (FC 300-100-classes).
+- ``lenet5-caffe``: the LeNet-5 of Caffe's MNIST example (``examples/mnist/lenet_train_test.prototxt``),
+  which the ADMM pruning work FORMS builds on compresses (Zhang et al., "A Systematic DNN Weight
+  Pruning Framework using Alternating Direction Method of Multipliers", ECCV 2018): conv 20@5x5, max
+  pool, conv 50@5x5, max pool, FC 800-500, ReLU, FC 500-classes (431,080 parameters on 28x28 MNIST).
+  As in Caffe, the only ReLU follows the first FC layer and the first conv is not padded.
+- ``mlp``: LeNet-300-100 from the same paper as ``lenet5`` (FC 300-100-classes).
 - ``resnet20``: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, Sec. 4.2
   (CIFAR: 3 stages of 3 basic blocks, 16/32/64 channels); shortcuts that change shape use a 1x1
   conv + BN (option B) so that every layer maps to crossbars.
@@ -61,6 +66,30 @@ class LeNet5(nn.Module):
             nn.Linear(120, 84),
             nn.ReLU(inplace=True),
             nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits of a batch ``x`` (N, C, H, W)."""
+        return self.classifier(self.features(x))
+
+
+class LeNet5Caffe(nn.Module):
+    """Caffe's LeNet-5 (conv 20, pool, conv 50, pool, FC 500, FC classes) for square inputs."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+        super().__init__()
+        side = ((image_size - 4) // 2 - 4) // 2
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 20, 5),
+            nn.MaxPool2d(2),
+            nn.Conv2d(20, 50, 5),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(50 * side * side, 500),
+            nn.ReLU(inplace=True),
+            nn.Linear(500, num_classes),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -238,6 +267,11 @@ def _resnet(block: type[BasicBlock] | type[Bottleneck], blocks: list[int], width
 
 ZOO: dict[str, ModelEntry] = {
     "lenet5": ModelEntry(lambda c, k, s: LeNet5(c, k, s), 12, "LeNet-5 (2 conv + 3 FC), MNIST-sized inputs"),
+    "lenet5-caffe": ModelEntry(
+        lambda c, k, s: LeNet5Caffe(c, k, s),
+        16,
+        "Caffe's LeNet-5 (conv 20-50, FC 500), of the ADMM pruning work",
+    ),
     "mlp": ModelEntry(lambda c, k, s: MLP(c, k, s), 1, "LeNet-300-100 multilayer perceptron"),
     "resnet20": ModelEntry(
         _resnet(BasicBlock, [3, 3, 3], [16, 32, 64], False), 8, "ResNet-20, CIFAR style (0.27 M weights)"

@@ -1,16 +1,16 @@
 """Report sections of one compressed network, read from the typed :class:`Summary`: overview,
-accuracy, crossbars, zero-skip and ADC clipping (cost, breakdown and assumptions:
-:mod:`forms.report.cost_sections`), and :func:`stage_report` that puts them in reading order. Every
-number cell carries the summary.json path of the field it was read from.
+accuracy, zero-skip and ADC clipping (crossbars: :mod:`forms.report.crossbar_section`; cost,
+breakdown and assumptions: :mod:`forms.report.cost_sections`), and :func:`stage_report` that puts
+them in reading order. Every number cell carries the summary.json path of the field it was read from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from forms.compress.result import CompressResult
 from forms.report import plots
 from forms.report.cost_sections import assumptions_section, breakdown_section, cost_section
+from forms.report.crossbar_section import crossbar_section
 from forms.report.model import (
     Cell,
     Figure,
@@ -21,7 +21,6 @@ from forms.report.model import (
     field_cell,
     join_path,
     label,
-    number_leaves,
 )
 from forms.report.records import StageTimings
 from forms.report.summary import Summary
@@ -188,49 +187,6 @@ def simulation_table(summary: Summary) -> Table:
             ]
         )
     return table
-
-
-def crossbar_section(
-    summary: Summary, compress: CompressResult | None = None, path: str = "compress"
-) -> Section:
-    """Crossbar counts (dense, pruned, per encoding) and reduction factors, as compression counted them.
-
-    ``compress`` (default ``summary.compress``) is the compression shown, held in summary.json at
-    ``path``; the cost model's crossbar counts of every estimate follow the compression's.
-    """
-    compress = compress or summary.compress
-    counts = Table("crossbars", "Crossbar counts", ["quantity", "crossbars"])
-    factors = Table("crossbar-factors", "Reduction factors", ["factor", "value"])
-    bar_labels: list[str] = []
-    bar_values: list[float | None] = []
-    crossbars = compress.crossbars if compress is not None else {}
-    for cell_path, rel, value in number_leaves(crossbars, join_path(path, "crossbars")):
-        if "factor" in rel or "reduction" in rel or "ratio" in rel:
-            factors.add([label(rel), Cell(value, cell_path, "ratio")])
-        else:
-            counts.add([label(rel), Cell(value, cell_path, "int")])
-            bar_labels.append(rel)
-            bar_values.append(float(value))
-    for arch, est in summary.estimate.items():
-        used = field_cell(est, join_path("estimate", arch), "crossbars_used", "int")
-        counts.add([label(f"{arch}: crossbars used by the cost model"), used])
-    section = Section(
-        "crossbars",
-        "Crossbars and reduction factors",
-        paragraphs=[
-            "Crossbars of 128x128 cells needed by the dense 32-bit model, the pruned model and the final "
-            "model under each encoding, and the factors (pruning x quantization x polarization) whose "
-            "product is the total reduction, as the compression stage counted them."
-        ],
-        tables=[counts, factors],
-    )
-    if bar_values:
-        png = plots.grouped_bars(
-            bar_labels, {"crossbars": bar_values}, "crossbars (log)", "Crossbar counts", log=True
-        )
-        source = join_path(path, "crossbars")
-        section.figures.append(Figure("crossbar-counts", "Crossbar counts", png, sources=[source]))
-    return section
 
 
 def _zero_skip_runs(summary: Summary) -> list[str]:
