@@ -1,13 +1,17 @@
-"""Cost-model benchmark: `forms compare` figures for the zoo, and the model's speed.
+"""Cost-model benchmark: `forms compare` figures for the zoo, the model's speed, and sweep throughput.
 
-Writes the ``perf`` section of docs/benchmarks.md. Run: ``.venv/bin/python benchmarks/bench_perf.py``.
+Writes the ``perf`` and ``sweep`` sections of docs/benchmarks.md. Run:
+``.venv/bin/python benchmarks/bench_perf.py`` (both), ``... bench_perf.py sweep`` (the sweep section only).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +23,21 @@ from forms.cost.arch import load_arch
 from forms.cost.compare import compare
 from forms.cost.estimate import estimate
 from forms.cost.layer_shapes import Workload, layer_shapes, zoo_workload
+from forms.experiments.sweep import run_sweep
+from forms.experiments.sweep_spec import SweepSpec
 from forms.nn.models import build_model
+
+SWEEP_GRID = {
+    "arch": ["forms-8"],
+    "model": ["resnet18"],
+    "fragment_size": [2, 4, 8, 16, 32],
+    "adc.per_crossbar": list(range(1, 26)),
+    "zero_skip.default_skip_fraction": [round(0.1 * i, 1) for i in range(10)],
+    "read_time_ns": [50, 100],
+    "input_bits": [8, 16],
+    "adc.flip": [True, False],
+}
+"""The throughput sweep: 5 x 25 x 10 x 2 x 2 x 2 = 10,000 ResNet-18 (CIFAR shape) points on forms-8."""
 
 ARCHS = ["isaac-opt", "prime", "forms-8", "forms-16"]
 NETWORKS = [
@@ -109,9 +127,73 @@ def speed_section() -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class SweepTiming:
+    """One timed `run_sweep` of :data:`SWEEP_GRID`."""
+
+    jobs: int
+    points: int
+    points_s: float
+    """From the call to the last point finished (planning, worker start-up and every point)."""
+    total_s: float
+    """Including results.csv, the Pareto plots and the report."""
+    load: tuple[float, float]
+    """1-minute load average before and after."""
+
+
+def time_sweep(jobs: int) -> SweepTiming:
+    """Run :data:`SWEEP_GRID` with ``jobs`` workers into a fresh folder and time it."""
+    spec = SweepSpec.from_dict({"name": "throughput", "grid": SWEEP_GRID})
+    last = [0.0]
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        result = run_sweep(
+            spec, out, jobs=jobs, progress=False, on_point=lambda _: last.__setitem__(0, time.perf_counter())
+        )
+        total = time.perf_counter() - t0
+    return SweepTiming(jobs, result.points, last[0] - t0, total, (load_before, os.getloadavg()[0]))
+
+
+def sweep_section() -> str:
+    """The ``sweep`` section: points per second of a 10,000-point ResNet-18 sweep, 2 jobs and 1 job."""
+    timings = [time_sweep(2), time_sweep(1)]
+    lines = [
+        "## Sweep throughput (`benchmarks/bench_perf.py sweep`)",
+        "",
+        f"Measured {stamp()} on {machine_line()}; the machine is shared with other jobs (load averages "
+        "below). Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_perf.py sweep`. "
+        "Grid: forms-8 on ResNet-18 (CIFAR shape), fragment_size [2, 4, 8, 16, 32] x adc.per_crossbar 1..25 "
+        "x zero_skip.default_skip_fraction 0..0.9 x read_time_ns [50, 100] x input_bits [8, 16] x adc.flip "
+        "[true, false] = 10,000 points, each written to its own JSON. Points/s counts from the call to the "
+        "last point (planning, spawning workers, building the layer shapes once per worker, every point); "
+        "the total adds results.csv, the Pareto plots and the report. Target: 150 points/s on 2 cores.",
+        "",
+        "| jobs | points | to last point s | points/s | total s | points/s with report | load before/after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in timings:
+        lines.append(
+            f"| {t.jobs} | {t.points} | {t.points_s:.1f} | {t.points / t.points_s:.0f} | {t.total_s:.1f} | "
+            f"{t.points / t.total_s:.0f} | {t.load[0]:.1f} / {t.load[1]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
-    """Run the benchmark and update docs/benchmarks.md."""
+    """Run the benchmark and update docs/benchmarks.md (``sweep``: only the sweep section)."""
     torch.set_num_threads(1)
+    if sys.argv[1:] not in ([], ["sweep"]):
+        raise SystemExit("usage: bench_perf.py [sweep]")
+    if sys.argv[1:] != ["sweep"]:
+        perf_section()
+    sweep = sweep_section()
+    print(sweep)
+    print(f"\nupdated {update_section('sweep', sweep)}")
+
+
+def perf_section() -> None:
+    """The ``perf`` section: the model's speed (first, in a fresh process) and the zoo comparisons."""
     speed = speed_section()  # first, so the "fresh process" timing really is one
     tables, notes = compare_section()
     body = "\n".join(

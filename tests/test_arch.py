@@ -132,3 +132,18 @@ def test_clipping_adc_allowed_when_asked(tmp_path: Path) -> None:
 def test_unknown_preset_lists_presets() -> None:
     with pytest.raises(ConfigError, match="forms-8"):
         load_arch("isaac-xl")
+
+
+@pytest.mark.parametrize("name", ["forms-4", "forms-8", "forms-16", "forms-32", "isaac-ce", "prime"])
+def test_sample_hold_and_adc_mux_count_every_fragment_output(name: str) -> None:
+    arch = load_arch(name)
+    xb = arch.crossbar
+    # A polarized column holds 128 / R fragment outputs for its ADCs; offset/differential convert a
+    # whole column (ISAAC Table I: 8 x 128 sample-and-hold per IMA of 8 crossbars).
+    outputs = xb.rows // xb.fragment_size if arch.encoding.signs_per_fragment else 1
+    expected = arch.organization.crossbars * xb.cols * outputs
+    units = {i.role: i.units for i in chip_inventory(arch)}
+    assert units["sample_hold"] == expected
+    assert units["adc_mux"] == expected
+    if name == "forms-8":
+        assert units["sample_hold"] == arch.organization.crossbars * 128 * 16

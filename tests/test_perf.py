@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from forms.cost.layer_shapes import (
     layer_shapes,
     zoo_workload,
 )
-from forms.cost.pipeline import balance_replication
+from forms.cost.pipeline import balance_replication, stage_time
 from forms.errors import ConfigError
 from forms.geometry import LayerGeometry
 from forms.intweights import IntegerLayer
@@ -120,7 +121,22 @@ def test_replication_is_feasible_and_no_worse(times: list[float], data) -> None:
     reps = balance_replication(times, xbars, pos, cap)
     assert all(1 <= r <= p for r, p in zip(reps, pos, strict=True))
     assert sum(r * c for r, c in zip(reps, xbars, strict=True)) <= cap
-    assert max(t / r for t, r in zip(times, reps, strict=True)) <= max(times) * (1 + 1e-9)
+    stages = [t * math.ceil(p / r) / p for t, r, p in zip(times, reps, pos, strict=True)]
+    assert max(stages) <= max(times) * (1 + 1e-9)
+
+
+def test_replica_stage_time_uses_whole_output_positions() -> None:
+    # 10 positions on 4 copies: the busiest copy computes ceil(10 / 4) = 3 positions, not 2.5.
+    workload = _workload(_linear_shape("a", 64, 25, 10))
+    step = 100e-9  # read-bound (see above)
+    est = estimate(_tiny_chip(4), workload)
+    assert est.layers[0].replication == 4
+    assert est.layers[0].stage_time_s == pytest.approx(3 * 16 * step)
+    assert est.fps == pytest.approx(1 / (3 * 16 * step))
+    # 8 crossbars: 5 copies already reach ceil(10 / 5) = 2 positions, the fewest copies that do.
+    assert balance_replication([10.0], [1], [10], 8) == [5]
+    assert stage_time(10.0, 10, 5) == pytest.approx(2.0)
+    assert stage_time(10.0, 10, 4) == pytest.approx(3.0)
 
 
 @settings(max_examples=30, deadline=None)
@@ -219,6 +235,32 @@ def test_compare_ratios_to_the_first() -> None:
     assert rows[1]["crossbars_needed_ratio"] == pytest.approx(
         cmp.estimates[1].crossbars_needed / cmp.estimates[0].crossbars_needed
     )
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    adcs=st.sampled_from([0.5, 1.0, 2.0, 4.0, 8.0]),
+    more=st.sampled_from([0.5, 1.0, 4.0]),
+    preset=st.sampled_from(["isaac-opt", "prime", "forms-8", "forms-16"]),
+)
+def test_more_adcs_never_lower_area(adcs: float, more: float, preset: str) -> None:
+    arch = load_arch(preset)
+    workload = _workload(_linear_shape("a", 128, 16, 4))
+
+    def area(per_crossbar: float) -> float:
+        spec = arch.replace(adc={**arch.adc.model_dump(), "per_crossbar": per_crossbar})
+        return estimate(spec, workload).chip_area_mm2
+
+    assert area(adcs + more) >= area(adcs)
+
+
+def test_peak_packs_weights_as_the_mapping_does() -> None:
+    arch = load_arch("isaac-opt")
+    assert arch.slices == 5  # 5 cells per weight: 128 / 5 = 25.6 weights per crossbar row, as mapped
+    assert arch.encoding.tile_counts(128, 128, arch.weight_bits, arch.crossbar) == (1, 5)  # 640 / 128
+    step = max(100e-9, 129 / 1.28e9)  # 128 columns + the unit column on one 1.28 GS/s ADC
+    expected = arch.organization.crossbars * 2 * 128 * (128 / 5) / (16 * step)
+    assert peak_ops_per_s(PricedArch.of(arch)) == pytest.approx(expected)
 
 
 def test_peak_counts_weights_per_crossbar() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forms.errors import ConfigError
+from forms.experiments import sweep
 from forms.experiments.sweep import run_sweep
 from forms.experiments.sweep_plan import plan
 from forms.experiments.sweep_spec import SweepSpec, load_sweep_spec
@@ -186,3 +188,76 @@ def test_simulated_sweep_measures_accuracy_and_clipping(tmp_path: Path) -> None:
     data["grid"] = {"arch": ["forms-8"], "model": ["mlp"]}
     with pytest.raises(ConfigError, match="grid key 'model'"):
         plan(_spec(tmp_path, data))
+
+
+ARCH_FIELD_GRID: dict[str, Any] = {
+    "arch": ["forms-8"],
+    "model": ["lenet5"],
+    "adc.per_crossbar": [1, 2, 4, 8],
+    "zero_skip.default_skip_fraction": [0, 0.2],
+    "read_time_ns": [50, 100],
+    "input_bits": [8, 16],
+    "adc.flip": [True, False],
+}
+
+
+def test_any_arch_field_is_an_axis_by_its_dotted_path(tmp_path: Path) -> None:
+    planned = plan(_spec(tmp_path, {"grid": ARCH_FIELD_GRID}))
+    assert len(planned) == 4 * 2 * 2 * 2 * 2
+    assert len({p.id for p, _ in planned}) == len(planned)
+    for point, arch in planned:
+        fields = dict(point.arch_fields)
+        assert arch.adc.per_crossbar == fields["adc.per_crossbar"]
+        assert arch.zero_skip.default_skip_fraction == fields["zero_skip.default_skip_fraction"]
+        assert (arch.read_time_ns, arch.input_bits, arch.adc.flip) == (
+            fields["read_time_ns"],
+            fields["input_bits"],
+            fields["adc.flip"],
+        )
+        assert point.adc_bits == (4 if arch.adc.flip else 5)  # lossless for R = 8 with / without flip
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("adc.per_crosbar", "'per_crosbar' is not a field of adc"),
+        ("organisation.tiles", "'organisation' is not a field of an architecture"),
+        ("read_time_ns.value", "'read_time_ns' is a value"),
+        ("crossbar.rows.x", "'crossbar.rows' is a value"),
+    ],
+)
+def test_unknown_arch_field_path_is_refused_naming_it(tmp_path: Path, key: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"grid key '{key}'") + ".*" + re.escape(why)):
+        _spec(tmp_path, {"grid": {"arch": ["forms-8"], key: [1]}})
+
+
+def test_arch_field_axes_reach_results_and_shapes_are_built_once(tmp_path: Path) -> None:
+    grid = {"arch": ["forms-8"], "model": ["lenet5"], "adc.per_crossbar": [1, 8], "read_time_ns": [50, 100]}
+    spec = _spec(tmp_path, {"grid": grid})
+    sweep._zoo_workload.cache_clear()
+    result = run_sweep(spec, tmp_path / "out", jobs=1, progress=False)
+    info = sweep._zoo_workload.cache_info()
+    assert (info.misses, info.hits) == (1, 3), "one model: its layer shapes are built once"
+    with (tmp_path / "out" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    fps = {(float(r["adc.per_crossbar"]), float(r["read_time_ns"])): float(r["fps"]) for r in rows}
+    assert fps[(8, 50)] >= fps[(1, 50)] and fps[(8, 50)] >= fps[(8, 100)]
+    assert [r["id"] for r in rows] == [r["id"] for r in result.rows]
+    again = run_sweep(_spec(tmp_path, {"grid": grid}), tmp_path / "out", jobs=1, progress=False)
+    assert (again.reused, again.computed) == (4, 0)
+
+
+def test_ctrl_c_cancels_queued_points_and_keeps_finished_ones(tmp_path: Path) -> None:
+    grid = {"arch": ["forms-8"], "model": ["lenet5"], "adc.per_crossbar": list(range(1, 41))}
+    spec = _spec(tmp_path, {"grid": grid})
+    out = tmp_path / "out"
+
+    def interrupt(record: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, jobs=2, progress=False, on_point=interrupt)
+    kept = len(list((out / "points").glob("*.json")))
+    assert 1 <= kept < 40, "queued batches are cancelled, running ones finish"
+    resumed = run_sweep(spec, out, jobs=1, progress=False)
+    assert (resumed.reused, resumed.computed) == (kept, 40 - kept)

@@ -8,6 +8,7 @@ list of every assumption not in the paper. Presets live in ``forms/presets/arch/
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,7 @@ DEFAULT_COMPONENTS: tuple[str, ...] = (
     "isaac-crossbar",
     "isaac-dac-1b",
     "isaac-sample-hold",
+    "adc-input-mux",
     "isaac-ima-shift-add",
     "isaac-input-register",
     "isaac-output-register",
@@ -38,7 +40,8 @@ DEFAULT_COMPONENTS: tuple[str, ...] = (
     "isaac-tile-output-register",
     "isaac-hypertransport",
 )
-"""ISAAC's Table I components (all but the ADC, which each architecture prices itself)."""
+"""ISAAC's Table I components (all but the ADC, which each architecture prices itself), and the ADC input
+multiplexers Table I does not list (an assumed component row)."""
 
 
 class AdcSpec(Spec):
@@ -225,6 +228,12 @@ class ArchSpec(Spec):
     def priced_adc(self) -> PricedAdc:
         """The ADC priced at :attr:`adc_bits` by the single scaling rule."""
         return adc_cost(self.adc_bits, self.adc.anchor, self.adc.rate_hz)
+
+    @property
+    def outputs_per_column(self) -> int:
+        """Outputs one crossbar column holds for its ADCs: rows / R for fragments of R rows, else 1."""
+        xb = self.crossbar
+        return math.ceil(xb.rows / self.encoding.rows_per_conversion(xb.rows, xb.fragment_size))
 
     @property
     def slices(self) -> int:

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from forms.config import Spec, load_yaml_mapping
 from forms.errors import ConfigError
 
-Per = Literal["crossbar_row", "crossbar_col", "crossbar", "adc", "ima", "tile", "chip"]
+Per = Literal["crossbar_row", "crossbar_col", "crossbar_output", "crossbar", "adc", "ima", "tile", "chip"]
 
 TRANSFER_ROLES: frozenset[str] = frozenset({"edram", "bus", "router"})
 """Roles that move data: their action count is the bits moved / the row's ``width_bits``."""
@@ -31,7 +31,8 @@ class ComponentSpec(Spec):
     role: str = Field(description="What the component does in the model (crossbar, dac, edram, router, ...).")
     level: Literal["ima", "tile", "chip"] = Field(description="Level of the hierarchy the component sits at.")
     per: Per = Field(
-        description="What `count` is counted per (a crossbar row, a crossbar, an ADC, a tile...)."
+        description="What `count` is counted per (a crossbar row, a crossbar, an ADC, a tile...); "
+        "crossbar_output: a crossbar output the ADCs convert (rows / R per column for fragments of R rows)."
     )
     count: float = Field(gt=0, description="Units per `per` (0.25 per tile: one router shared by 4 tiles).")
     power_mw: float = Field(ge=0, description="Power of one unit at its full action rate, mW.")

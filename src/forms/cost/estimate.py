@@ -9,7 +9,7 @@ into a pipeline (:mod:`forms.cost.pipeline`); area and peak power sum the chip i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from forms.cost.activity import SkipFractions
@@ -59,9 +59,12 @@ class Estimate:
     layers: list[LayerCost]
     assumptions: list[str]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (estimate.json)."""
-        d = asdict(self)
+    def to_dict(self, with_layers: bool = True) -> dict[str, Any]:
+        """Plain-dict form (estimate.json); without ``layers`` when ``with_layers`` is False."""
+        if with_layers:
+            d = asdict(self)
+        else:  # the other fields hold only plain values: no deep copy needed
+            d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layers"}
         d["ops_note"] = OPS_NOTE
         return d
 
@@ -74,9 +77,14 @@ class Estimate:
 
 
 def peak_ops_per_s(arch: PricedArch) -> float:
-    """Dense ops per second of one chip with every crossbar full and busy, no zero-skipping."""
+    """Dense ops per second of one chip with every crossbar full and busy, no zero-skipping.
+
+    Weights per crossbar follow the mapping's packing (:meth:`forms.encoding.Encoding.tile_counts`): a
+    weight's slices sit in adjacent columns and may straddle two crossbars, so a crossbar holds
+    cols / slices weights per row (25.6 for 5 slices on 128 columns), not the whole weights that fit.
+    """
     spec, xb = arch.spec, arch.spec.crossbar
-    weights = xb.rows * (xb.cols // spec.slices) / spec.sets
+    weights = xb.rows * xb.cols / spec.slices / spec.sets
     step = max(arch.step_times_s(arch.busiest_conversions(xb.rows, xb.cols), 0.0))
     return spec.organization.crossbars * 2 * weights / (spec.input_steps * step)
 

@@ -55,6 +55,7 @@ def _table_items(arch: ArchSpec, adcs: float) -> list[InventoryItem]:
     per_units = {
         "crossbar_row": xbars * arch.crossbar.rows,
         "crossbar_col": xbars * arch.crossbar.cols,
+        "crossbar_output": xbars * arch.crossbar.cols * arch.outputs_per_column,
         "crossbar": xbars,
         "adc": adcs,
         "ima": org.tiles * org.imas_per_tile,

@@ -59,7 +59,7 @@ class LayerCost:
     layer_time_s: float
     """Time of one image on one copy of the layer."""
     stage_time_s: float
-    """layer_time_s / replication."""
+    """Time of one image on the busiest copy: ceil(positions / replication) positions."""
     dense_ops: int
     executed_ops: int
     actions: dict[str, float] = field(default_factory=dict)
@@ -125,6 +125,7 @@ def _action_counts(arch: PricedArch, layer: LayerShape, work: _LayerWork) -> dic
         "crossbar": float(reads),
         "dac": float(work.steps * groups * spec.sets * work.col_tiles * rows),
         "sample_hold": work.conversions,
+        "adc_mux": work.conversions,
         "adc": work.conversions,
         "ima_shift_add": work.conversions,
         "input_register": float(reads),

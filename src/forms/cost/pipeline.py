@@ -20,10 +20,11 @@ from forms.cost.layer_cost import LayerCost
 def balance_replication(
     times: Sequence[float], crossbars: Sequence[int], positions: Sequence[int], capacity: int
 ) -> list[int]:
-    """Integer copies r_l >= 1 per layer minimizing max_l times_l / r_l with sum r_l crossbars_l <= capacity.
+    """Integer copies r_l >= 1 per layer minimizing the slowest stage with sum r_l crossbars_l <= capacity.
 
-    A layer is never copied more often than it has output positions (copies split positions). The
-    min-max optimum is found by bisection on the stage time; ``capacity`` must hold one copy of each.
+    Copies split a layer's P output positions, so a stage lasts ceil(P / r) positions
+    (:func:`stage_time`); a layer is never copied more often than it has positions. The min-max optimum
+    is found by bisection on the stage time; ``capacity`` must hold one copy of each.
     """
     t = np.asarray(times, dtype=float)
     c = np.asarray(crossbars, dtype=float)
@@ -33,8 +34,12 @@ def balance_replication(
     if len(t) == 0:
         return []
 
+    per_position = t / p
+
     def copies(stage: float) -> np.ndarray:
-        return np.minimum(np.ceil(t / stage - 1e-9), p).clip(min=1)
+        # Fewest copies whose ceil(P / r) positions fit in ``stage``: each holds k = floor(stage / t_pos).
+        positions_per_copy = np.floor(stage / per_position + 1e-9).clip(min=1)
+        return np.minimum(np.ceil(p / positions_per_copy - 1e-9), p).clip(min=1)
 
     lo, hi = float((t / p).max()), float(t.max())
     if (copies(lo) * c).sum() <= capacity:
@@ -48,6 +53,11 @@ def balance_replication(
         if hi - lo <= 1e-12 * hi:
             break
     return [int(r) for r in copies(hi)]
+
+
+def stage_time(layer_time_s: float, positions: int, copies: int) -> float:
+    """Stage time of a layer of ``positions`` output positions over ``copies``: ceil(P / r) positions."""
+    return layer_time_s * math.ceil(positions / copies) / positions
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ def balance_pipeline(arch: ArchSpec, costs: Sequence[LayerCost]) -> Pipeline:
     )
     for c, r in zip(costs, reps, strict=True):
         c.replication = r
-        c.stage_time_s = c.layer_time_s / r
+        c.stage_time_s = stage_time(c.layer_time_s, c.positions, r)
     slowest = max(c.stage_time_s for c in costs)
     digital_s = arch.digital_cycles_per_layer * arch.read_time_ns * 1e-9
     return Pipeline(

@@ -2,10 +2,11 @@
 
 ``forms sweep --config sweep.yaml`` loads a :class:`SweepSpec`, expands its grid into points, builds
 every point's architecture before any point runs (so an unknown key or an impossible combination is
-refused up front, naming the key), then evaluates the points in parallel processes. Each finished
-point is written atomically to ``out/points/<id>.json``; a rerun skips every point already there, so an
-interrupted sweep keeps its finished points and resumes. At the end: ``results.csv``, Pareto plots and
-a report (``report.html``/``report.md``/``summary.json``).
+refused up front, naming the key), then evaluates the points in parallel processes, in batches (each
+model's layer shapes are built once per process). Each finished point is written atomically to
+``out/points/<id>.json``; a rerun skips every point already there, so an interrupted sweep keeps its
+finished points and resumes (Ctrl-C cancels the queued batches). At the end: ``results.csv``, Pareto
+plots and a report (``report.html``/``report.md``/``summary.json``).
 
 A point is: a cost-model estimate of the network on that hardware configuration (fast), plus, when
 ``simulate`` is set, the bit-accurate accuracy of a given compressed checkpoint on that configuration
@@ -16,21 +17,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forms.experiments.sweep_plan import plan
 from forms.experiments.sweep_report import sweep_report
-from forms.experiments.sweep_spec import CSV_FIELDS, RESULT_FIELDS, Point, SweepSpec
-from forms.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from forms.experiments.sweep_spec import CSV_FIELDS, RESULT_FIELDS, Point, SweepSimSpec, SweepSpec, csv_fields
+from forms.io import json_safe, write_csv_atomic, write_text_atomic
 from forms.report.writers import ReportFiles, write_report
 
 if TYPE_CHECKING:
+    from forms.cost.arch import ArchSpec
+    from forms.cost.estimate import Estimate
+    from forms.cost.layer_shapes import Workload
     from forms.sim.result import SimulationResult
 
 
@@ -75,74 +82,155 @@ def finished_point(
     return record if same and record.get("arch") == arch_data and record.get("inputs") == inputs else None
 
 
-def run_point(
-    point_data: dict[str, Any],
-    arch_data: dict[str, Any],
-    spec_data: dict[str, Any],
-    inputs: dict[str, Any],
-    out: str,
-) -> dict[str, Any]:
-    """Evaluate one point (estimate, and simulation when asked) and write its JSON atomically.
+@lru_cache(maxsize=16)
+def _zoo_workload(model: str, input_shape: tuple[int, ...] | None) -> Workload:
+    """A zoo model's layer shapes, built once per process (every point of a model shares them)."""
+    from forms.cost.layer_shapes import zoo_workload
 
-    Top-level and plain-dict arguments so that it runs in a spawned worker process.
-    """
-    import torch
+    return zoo_workload(model, input_shape)
 
-    from forms.cost.arch import ArchSpec
-    from forms.experiments.stages import estimate_workload, simulate_stage
 
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    point = Point(**point_data)
-    arch = ArchSpec.from_dict(arch_data, source=f"sweep point {point.id}")
-    spec = SweepSpec.from_dict(spec_data, source="sweep spec")
-    metrics: SimulationResult | None = None
-    activity: dict[str, Any] | None = None
+@lru_cache(maxsize=4)
+def _activity_file(path: str) -> dict[str, Any]:
+    """A simulate metrics.json, read once per process."""
+    return dict(json.loads(Path(path).read_text()))
+
+
+def _point_estimate(
+    arch: ArchSpec, point: Point, spec: SweepSpec, activity: dict[str, Any] | None
+) -> Estimate:
+    """The estimate of ``point``: a zoo model's cached shapes, or the simulated checkpoint compacted."""
+    from forms.cost.activity import SkipFractions, activity_from_metrics
+    from forms.cost.estimate import estimate
+    from forms.experiments.stages import estimate_workload
+
     if spec.simulate is not None:
-        sim = spec.simulate
-        metrics = simulate_stage(
-            sim.checkpoint,
-            Path(out) / "points" / f"{point.id}.sim",
-            encoding=point.encoding,
-            rows=point.crossbar_size,
-            cols=point.crossbar_size,
-            cell_bits=point.cell_bits,
-            fragment_size=point.fragment_size if arch.encoding.signs_per_fragment else None,
-            adc_bits=point.adc_bits,
-            flipped=arch.encoding.supports_flipping and arch.adc.flip,
-            limit=sim.limit,
-            batch_size=sim.batch_size,
-            devices={"variation": sim.variation},
-            runs=sim.runs,
-            seed=sim.seed,
+        return estimate_workload(
+            arch,
+            point.model,
+            input_shape=spec.input_shape,
+            checkpoint=spec.simulate.checkpoint,
+            activity=activity,
         )
-        activity = metrics.to_dict()
-    elif spec.activity is not None:
-        activity = json.loads(Path(spec.activity).read_text())
-    est = estimate_workload(
-        arch,
-        point.model,
-        input_shape=spec.input_shape,
-        checkpoint=spec.simulate.checkpoint if spec.simulate else None,
-        activity=activity,
+    measured = None
+    if activity is not None and arch.zero_skip.rule != "none":
+        measured = activity_from_metrics(activity, arch.zero_skip.rule, "simulation metrics")
+    shape = tuple(spec.input_shape) if spec.input_shape else None
+    return estimate(arch, _zoo_workload(point.model, shape), SkipFractions(measured))
+
+
+def _simulate_point(arch: ArchSpec, point: Point, sim: SweepSimSpec, out: Path) -> SimulationResult:
+    """The bit-accurate simulation of ``sim.checkpoint`` on ``point``'s hardware."""
+    from forms.experiments.stages import simulate_stage
+
+    return simulate_stage(
+        sim.checkpoint,
+        out / "points" / f"{point.id}.sim",
+        encoding=point.encoding,
+        rows=point.crossbar_size,
+        cols=point.crossbar_size,
+        cell_bits=point.cell_bits,
+        fragment_size=point.fragment_size if arch.encoding.signs_per_fragment else None,
+        adc_bits=point.adc_bits,
+        flipped=arch.encoding.supports_flipping and arch.adc.flip,
+        limit=sim.limit,
+        batch_size=sim.batch_size,
+        devices={"variation": sim.variation},
+        runs=sim.runs,
+        seed=sim.seed,
     )
-    row: dict[str, Any] = {"id": point.id, **point.to_dict()}
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """What every point of one sweep shares (plain data, so that it reaches spawned workers)."""
+
+    spec_data: dict[str, Any]
+    inputs: dict[str, Any]
+    """:func:`sweep_inputs` of the sweep."""
+    out: str
+
+
+def _evaluate(point: Point, arch_data: dict[str, Any], spec: SweepSpec, job: SweepJob) -> dict[str, Any]:
+    """Evaluate one point (estimate, and simulation when asked) and write its JSON atomically."""
+    from forms.cost.arch import ArchSpec
+
+    start = time.perf_counter()
+    arch = ArchSpec.from_dict(arch_data, source=f"sweep point {point.id}")
+    metrics = _simulate_point(arch, point, spec.simulate, Path(job.out)) if spec.simulate else None
+    activity = metrics.to_dict() if metrics else (_activity_file(spec.activity) if spec.activity else None)
+    est = _point_estimate(arch, point, spec, activity)
+    row: dict[str, Any] = point.row()
     row.update({key: getattr(est, key) for key in RESULT_FIELDS})
     row["accuracy"] = metrics.accuracy_mean if metrics else None
     row["adc_clip_rate"] = metrics.clip_rate if metrics else None
-    estimate = est.to_dict()
-    del estimate["layers"]  # per-layer rows stay out of the sweep record (the estimate is recomputable)
+    estimate = est.to_dict(with_layers=False)  # per-layer rows stay out (the estimate is recomputable)
     record = {
         "point": point.to_dict(),
         "arch": arch_data,
-        "inputs": inputs,
+        "inputs": job.inputs,
         "row": row,
         "estimate": estimate,
         "simulate": metrics.to_dict() if metrics else None,
         "seconds": time.perf_counter() - start,
     }
-    write_json_atomic(record, _point_path(Path(out), point))
+    # Compact JSON (C encoder): indenting thousands of point records would dominate a fast sweep.
+    write_text_atomic(
+        json.dumps(json_safe(record), allow_nan=False) + "\n", _point_path(Path(job.out), point)
+    )
     return record
+
+
+def run_points(batch: Sequence[tuple[dict[str, Any], dict[str, Any]]], job: SweepJob) -> list[dict[str, Any]]:
+    """Evaluate a batch of (point, architecture) plain dicts; each point's JSON is written as it finishes.
+
+    Top-level, with plain-data arguments, so that it runs in a spawned worker process; the sweep spec
+    is read once per batch and each model's layer shapes once per process.
+    """
+    spec = SweepSpec.from_dict(job.spec_data, source="sweep spec")
+    return [_evaluate(Point.from_dict(point), arch, spec, job) for point, arch in batch]
+
+
+def _init_worker() -> None:
+    """A worker computes on one thread and leaves Ctrl-C to the parent, which cancels queued points."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def _batches(
+    todo: Sequence[tuple[Point, Any]], workers: int
+) -> list[list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """``todo`` as plain dicts in batches: about 8 per worker, at most 64 points each."""
+    size = max(1, min(64, math.ceil(len(todo) / (8 * workers))))
+    plain = [(p.to_dict(), a.model_dump(mode="json")) for p, a in todo]
+    return [plain[i : i + size] for i in range(0, len(plain), size)]
+
+
+def _run_parallel(
+    batches: Sequence[list[tuple[dict[str, Any], dict[str, Any]]]],
+    job: SweepJob,
+    workers: int,
+    finish: Callable[[dict[str, Any]], None],
+) -> None:
+    """Evaluate ``batches`` in ``workers`` spawned processes; Ctrl-C cancels the queued batches.
+
+    The batches already running finish (their points are written, so a rerun resumes after them).
+    """
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(batches)), mp_context=context, initializer=_init_worker
+    )
+    try:
+        pending: set[Future[list[dict[str, Any]]]] = {pool.submit(run_points, b, job) for b in batches}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                for record in future.result():
+                    finish(record)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -196,7 +284,6 @@ def run_sweep(
             todo.append((point, arch))
     reused = len(records)
     workers = jobs or spec.jobs
-    spec_data = spec.model_dump(mode="json")
     with make_progress(enabled=progress) as bar:
         task = bar.add_task(f"sweep {spec.name}", total=len(planned), completed=reused, status="")
 
@@ -206,31 +293,30 @@ def run_sweep(
             if on_point is not None:
                 on_point(record)
 
-        if workers <= 1 or len(todo) <= 1:
-            for point, arch in todo:
-                finish(run_point(point.to_dict(), arch.model_dump(mode="json"), spec_data, inputs, str(out)))
+        job = SweepJob(spec.model_dump(mode="json"), inputs, str(out))
+        batches = _batches(todo, workers)
+        if workers <= 1 or len(batches) <= 1:
+            for point, arch in todo:  # one at a time, so that an interrupt keeps exactly the finished ones
+                finish(_evaluate(point, arch.model_dump(mode="json"), spec, job))
         else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-                pending: set[Future[dict[str, Any]]] = {
-                    pool.submit(
-                        run_point, p.to_dict(), a.model_dump(mode="json"), spec_data, inputs, str(out)
-                    )
-                    for p, a in todo
-                }
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        finish(future.result())
+            _run_parallel(batches, job, workers, finish)
     rows = [records[point.id]["row"] for point, _ in planned]
-    write_results_csv(rows, out / "results.csv")
+    write_results_csv(rows, out / "results.csv", csv_fields(spec))
     report = write_report(sweep_report(spec, [records[p.id] for p, _ in planned]), out)
     return SweepResult(out, len(planned), len(todo), reused, rows, report)
 
 
-def write_results_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+def write_results_csv(rows: Sequence[dict[str, Any]], path: Path, fields: Sequence[str] = CSV_FIELDS) -> None:
     """results.csv: one row per point, its settings then its figures (empty when not measured)."""
-    write_csv_atomic(CSV_FIELDS, rows, path)
+    write_csv_atomic(fields, rows, path)
 
 
-__all__ = ["SweepResult", "finished_point", "run_point", "run_sweep", "sweep_inputs", "write_results_csv"]
+__all__ = [
+    "SweepJob",
+    "SweepResult",
+    "finished_point",
+    "run_points",
+    "run_sweep",
+    "sweep_inputs",
+    "write_results_csv",
+]

@@ -13,11 +13,13 @@ from typing import Any
 
 from forms.encoding import Encoding, lossless_adc_bits
 from forms.errors import ConfigError
-from forms.experiments.sweep_spec import Point, SweepSpec
+from forms.experiments.sweep_spec import Point, SweepSpec, set_arch_field
 
 
-def _arch_for(base: Any, values: dict[str, Any], allow_clipping: bool) -> Any:
-    """The base ArchSpec with the point's overrides applied (validated)."""
+def _arch_for(
+    base: Any, values: dict[str, Any], fields: tuple[tuple[str, Any], ...], allow_clipping: bool
+) -> Any:
+    """The base ArchSpec with the point's axes, then its ArchSpec field paths, applied (validated)."""
     data = base.model_dump()
     encoding = Encoding(values.get("encoding", data["encoding"]))
     data["encoding"] = encoding
@@ -40,7 +42,9 @@ def _arch_for(base: Any, values: dict[str, Any], allow_clipping: bool) -> Any:
         data["adc"]["bits"] = values["adc_bits"]
     if allow_clipping:
         data["adc"]["allow_clipping"] = True
-    data["name"] = f"{data['name']}*" if values else data["name"]
+    for path, value in fields:
+        set_arch_field(data, path, value)
+    data["name"] = f"{data['name']}*" if values or fields else data["name"]
     return type(base).from_dict(data, source="sweep point")
 
 
@@ -105,19 +109,21 @@ def plan(spec: SweepSpec) -> list[tuple[Point, Any]]:
                 f"sweep grid key 'model': unknown model '{model}'; choose from {', '.join(MODEL_NAMES)}"
             )
     axes = {axis: getattr(grid, axis) for axis in AXES if getattr(grid, axis) is not None}
+    paths = grid.arch_fields
     out: dict[str, tuple[Point, Any]] = {}
     for arch_name in grid.arch:
         try:
             base = load_arch(arch_name)
         except ConfigError as exc:
             raise ConfigError(f"sweep grid key 'arch': {exc}") from None
-        for combo in itertools.product(*axes.values()):
-            values = dict(zip(axes, combo, strict=True))
+        for combo in itertools.product(*axes.values(), *paths.values()):
+            values = dict(zip(axes, combo[: len(axes)], strict=True))
+            fields = tuple(zip(paths, combo[len(axes) :], strict=True))
             _check_point(values, base, spec.allow_clipping)
             try:
-                arch = _arch_for(base, values, spec.allow_clipping)
+                arch = _arch_for(base, values, fields, spec.allow_clipping)
             except ConfigError as exc:
-                shown = ", ".join(f"{k}={v}" for k, v in values.items())
+                shown = ", ".join(f"{k}={v}" for k, v in [*values.items(), *fields])
                 raise ConfigError(f"sweep point ({shown}) on '{arch_name}' is impossible: {exc}") from None
             for model in grid.model:
                 point = Point(
@@ -129,6 +135,7 @@ def plan(spec: SweepSpec) -> list[tuple[Point, Any]]:
                     cell_bits=arch.crossbar.cell_bits,
                     crossbar_size=arch.crossbar.rows,
                     weight_bits=arch.weight_bits,
+                    arch_fields=fields,
                 )
                 out.setdefault(point.id, (point, arch))
     _check_simulation(spec, [p for p, _ in out.values()])

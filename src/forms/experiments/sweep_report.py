@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from forms.experiments.sweep_spec import CSV_FIELDS, SweepSpec
+from forms.experiments.sweep_spec import SweepSpec, csv_fields
 from forms.report import plots
 from forms.report.cost_sections import assumptions_section
 from forms.report.model import Figure, Report, Section, Table, join_path, label, ref
@@ -34,7 +34,8 @@ def sweep_report(spec: SweepSpec, records: Sequence[dict[str, Any]]) -> Report:
             "point_assumptions": {r["row"]["id"]: r["estimate"].get("assumptions", []) for r in records},
         },
     )
-    columns = list(CSV_FIELDS)
+    columns = list(csv_fields(spec))
+    text_columns = {"arch", "model", "encoding", *spec.grid.arch_fields}
     fmts: dict[str, Any] = {"energy_per_inference_j": "sci", "latency_s": "sci", "accuracy": "pct"}
     table = Table("sweep-results", "Design points", columns)
     tables = summary.extra  # the sweep's own tables: points, point_assumptions
@@ -43,7 +44,7 @@ def sweep_report(spec: SweepSpec, records: Sequence[dict[str, Any]]) -> Report:
             [label(pid)]
             + [
                 ref(tables, join_path("points", pid, c), fmts.get(c, "int" if c in _INT_FIELDS else "float"))
-                if c not in ("arch", "model", "encoding")
+                if c not in text_columns
                 else ref(tables, join_path("points", pid, c), "text")
                 for c in columns[1:]
             ]

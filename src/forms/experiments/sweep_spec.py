@@ -9,10 +9,41 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 
 from forms.config import Spec
 from forms.encoding import Encoding
+
+
+def arch_field_path_error(path: str) -> str | None:
+    """Why ``path`` (dotted, e.g. ``adc.per_crossbar``) names no ArchSpec field, or None when it does.
+
+    Every segment must be a field of the spec the previous one names (ArchSpec, then its nested
+    specs: adc, crossbar, organization, zero_skip); the last may be any field.
+    """
+    from forms.cost.arch import ArchSpec
+
+    model: type[BaseModel] = ArchSpec
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        where = ".".join(parts[:depth]) or "an architecture"
+        if field is None:
+            return f"'{part}' is not a field of {where}; its fields: {', '.join(model.model_fields)}"
+        inner = field.annotation
+        if depth < len(parts) - 1:
+            if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+                return f"'{'.'.join(parts[: depth + 1])}' is a value, not a group of fields"
+            model = inner
+    return None
+
+
+def set_arch_field(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set the dotted ``path`` of an ArchSpec's plain-dict form ``data`` to ``value``."""
+    *groups, last = path.split(".")
+    for part in groups:
+        data = data[part]
+    data[last] = value
 
 
 class GridSpec(Spec):
@@ -36,6 +67,32 @@ class GridSpec(Spec):
         None, min_length=1, description="Square crossbar side (rows = cols)."
     )
     weight_bits: list[int] | None = Field(None, min_length=1, description="Weight magnitude bits.")
+    arch_fields: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Any other ArchSpec field by its dotted path (e.g. 'adc.per_crossbar', 'read_time_ns'), "
+        "written in the grid beside the axes above (or under this key); an unknown path is refused.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_arch_fields(cls, data: Any) -> Any:
+        """Move grid keys that are ArchSpec field paths into ``arch_fields``; refuse unknown dotted paths."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        fields = dict(data.pop("arch_fields", None) or {})
+        for key in [k for k in data if k not in cls.model_fields]:
+            why = arch_field_path_error(str(key))
+            if why is None:
+                fields[str(key)] = data.pop(key)
+            elif "." in str(key):
+                raise ValueError(f"grid key '{key}' names no architecture field: {why}")
+        for key in fields:
+            why = arch_field_path_error(key)
+            if why is not None:
+                raise ValueError(f"grid key '{key}' names no architecture field: {why}")
+        data["arch_fields"] = fields
+        return data
 
 
 class SweepSimSpec(Spec):
@@ -79,19 +136,38 @@ class Point:
     cell_bits: int
     crossbar_size: int
     weight_bits: int
+    arch_fields: tuple[tuple[str, Any], ...] = ()
+    """The grid's ArchSpec field paths and their values at this point, in grid order."""
 
     @property
     def id(self) -> str:
         """A readable, file-name-safe, unique id."""
         base = Path(self.arch).stem if self.arch.endswith((".yaml", ".yml")) else self.arch
+        fields = "".join(f"_{path}-{_id_text(value)}" for path, value in self.arch_fields)
         return (
             f"{base}_{self.model}_{self.encoding}_R{self.fragment_size}_adc{self.adc_bits}"
-            f"_c{self.cell_bits}_x{self.crossbar_size}_w{self.weight_bits}"
+            f"_c{self.cell_bits}_x{self.crossbar_size}_w{self.weight_bits}{fields}"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form."""
-        return asdict(self)
+        """Plain-dict (JSON) form: the axes, then ``arch_fields`` as a path -> value mapping."""
+        return {**asdict(self), "arch_fields": dict(self.arch_fields)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Point:
+        """The point :meth:`to_dict` wrote."""
+        return cls(**{**data, "arch_fields": tuple(data.get("arch_fields", {}).items())})
+
+    def row(self) -> dict[str, Any]:
+        """The point's settings as results.csv columns: its id, the axes, then each field path."""
+        axes = {k: v for k, v in asdict(self).items() if k != "arch_fields"}
+        return {"id": self.id, **axes, **dict(self.arch_fields)}
+
+
+def _id_text(value: Any) -> str:
+    """``value`` as a file-name-safe id segment."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return "".join(c if c.isalnum() or c in ".-" else "-" for c in text)
 
 
 RESULT_FIELDS: tuple[str, ...] = (
@@ -108,7 +184,16 @@ RESULT_FIELDS: tuple[str, ...] = (
 """estimate.json fields copied into each result row."""
 
 
-CSV_FIELDS: tuple[str, ...] = ("id", *Point.__dataclass_fields__, *RESULT_FIELDS, "accuracy", "adc_clip_rate")
+POINT_AXES: tuple[str, ...] = tuple(name for name in Point.__dataclass_fields__ if name != "arch_fields")
+"""The settings every point has (the grid's own axes, resolved)."""
+
+CSV_FIELDS: tuple[str, ...] = ("id", *POINT_AXES, *RESULT_FIELDS, "accuracy", "adc_clip_rate")
+"""results.csv columns of a sweep without ArchSpec field paths (see :func:`csv_fields`)."""
+
+
+def csv_fields(spec: SweepSpec) -> tuple[str, ...]:
+    """results.csv columns of ``spec``: id, the axes, each grid field path, then the figures."""
+    return ("id", *POINT_AXES, *spec.grid.arch_fields, *RESULT_FIELDS, "accuracy", "adc_clip_rate")
 
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
