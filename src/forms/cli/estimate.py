@@ -1,4 +1,4 @@
-"""`forms estimate` and `forms compare`: the architecture cost model (forms.cost) on a zoo network."""
+"""`forms estimate` and `forms compare`: the architecture cost model (forms.cost) on a zoo or user network."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _out = Console()
 
 ARCH_HELP = "Preset name (isaac-ce, isaac-opt, prime, forms-4/8/16/32) or an architecture YAML file."
+MODEL_HELP = "Zoo model name (see forms.nn.models) or package.module:factory returning an nn.Module."
 SHAPE_HELP = "Input C,H,W (default: 1,28,28 for lenet5/mlp, 3,224,224 for *-imagenet/resnet50, else 3,32,32)."
 
 
@@ -62,7 +63,7 @@ def _fmt(value: float) -> str:
 def estimate(
     arch: str = typer.Option(..., "--arch", help=ARCH_HELP),
     out: Path = typer.Option(..., "--out", help="Folder for estimate.json and estimate.csv."),
-    model: str | None = typer.Option(None, "--model", help="Zoo model name (see forms.nn.models)."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     input_shape: str | None = INPUT_SHAPE_OPTION,
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
@@ -114,7 +115,7 @@ def compare(
         ..., "--archs", help="Comma-separated presets or YAML files; ratios are to the first."
     ),
     out: Path = typer.Option(..., "--out", help="Folder for compare.json and compare.csv."),
-    model: str | None = typer.Option(None, "--model", help="Zoo model name."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     input_shape: str | None = INPUT_SHAPE_OPTION,
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,

@@ -1,4 +1,4 @@
-"""`forms train`: train a zoo model on a dataset, resumable, optionally on several processes."""
+"""`forms train`: train a zoo or user model on built-in or user data, resumable, on one or more processes."""
 
 from __future__ import annotations
 
@@ -14,12 +14,18 @@ from forms.config import load_yaml_mapping
 from forms.errors import ConfigError
 from forms.io import check_output_folder
 
+MODEL_HELP = "Zoo model (default lenet5) or package.module:factory returning an nn.Module."
+DATASET_HELP = (
+    "Dataset (default mnist), or your own: a folder with train/<class>/ and test/<class>/ images, "
+    "or a .npz/.pt of train_images, train_labels, test_images, test_labels."
+)
+
 
 @app.command("train")
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoint.pt, metrics.json)."),
-    model: str | None = typer.Option(None, "--model", help="Zoo model (default lenet5)."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Dataset (default mnist)."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+    dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (default 10)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size (default 128)."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default 0.05)."),

@@ -211,13 +211,14 @@ def zoo_workload(
     """Shapes of a zoo model (or of a compressed checkpoint's model, compacted), its name, and notes.
 
     With ``checkpoint`` the model is rebuilt from the checkpoint's own record and its all-zero rows
-    and columns are compacted away (:func:`apply_sparsity`); otherwise ``build_model`` builds
-    ``model_name`` for ``input_shape`` (default :func:`default_input_shape`) and ``num_classes``
+    and columns are compacted away (:func:`apply_sparsity`); otherwise
+    :func:`forms.nn.user_model.make_model` builds ``model_name`` (zoo name or import path) for
+    ``input_shape`` (default :func:`default_input_shape`) and ``num_classes``
     (default 1000 for 224x224 inputs, else 10).
     """
     from forms.intweights import integer_layers_from_checkpoint
     from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
-    from forms.nn.models import build_model
+    from forms.nn.user_model import make_model
 
     notes: list[str] = []
     if checkpoint is not None:
@@ -241,13 +242,15 @@ def zoo_workload(
         notes.extend(sparse_notes)
         return Workload(shapes, name, tuple(notes))
     if not model_name:
-        raise ConfigError("give --model <zoo name> or --checkpoint <compressed checkpoint>")
+        raise ConfigError(
+            "give --model <zoo name or package.module:factory> or --checkpoint <compressed checkpoint>"
+        )
     shape = tuple(input_shape) if input_shape else default_input_shape(model_name)
     if len(shape) != 3:
         raise ConfigError(f"input shape must be C,H,W, got {','.join(map(str, shape))}")
     classes = num_classes if num_classes is not None else (1000 if shape[1] >= 224 else 10)
     with torch.device("meta"):  # shapes only: no weights allocated, whatever the input size
-        model = build_model(model_name, in_channels=shape[0], num_classes=classes, image_size=shape[1])
+        model = make_model(model_name, in_channels=shape[0], num_classes=classes, image_size=shape[1])
     notes.append(
         f"model {model_name} ({classes} classes) on input {'x'.join(map(str, shape))}, dense weights"
     )

@@ -6,6 +6,10 @@ A checkpoint is a plain dict saved with ``torch.save``::
      "model": {"name": str, "kwargs": dict}, "state_dict", "optimizer", "epoch", "seed",
      "config": dict, "data": {"dataset": str, "pad_to": int | None, "channels": int | None}, ...}
 
+``model.name`` is a zoo name or a user factory's ``package.module:factory`` import path
+(:mod:`forms.nn.user_model`); ``data.dataset`` a built-in name or the absolute path of user data
+(:mod:`forms.nn.user_data`).
+
 Training adds "scheduler", "rng" and "history"; compression adds "integer_layers", "compression"
 and "admm". Files are written to a temporary file in the same directory and moved into place with
 ``os.replace``, so a crash never leaves a half-written checkpoint behind; a kill during a write can
@@ -22,7 +26,7 @@ from torch import nn
 
 from forms.errors import CheckpointError, ConfigError
 from forms.io import atomic_write
-from forms.nn.models import build_model
+from forms.nn.user_model import make_model
 
 CHECKPOINT_FORMAT = "forms-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -74,10 +78,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
-    """Rebuild the zoo model a checkpoint describes and load its weights (eval mode, CPU)."""
+    """Rebuild the model (zoo or user factory) a checkpoint describes and load its weights (eval, CPU)."""
     try:
         spec = ckpt["model"]
-        model = build_model(spec["name"], **spec.get("kwargs", {}))
+        model = make_model(spec["name"], **spec.get("kwargs", {}))
     except (KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{source}: cannot rebuild its model ({exc})") from None
     try:

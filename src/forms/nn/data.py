@@ -10,7 +10,8 @@ normalisation) to a square side; ``channels`` repeats a grey channel (e.g. 1 -> 
 models can train on MNIST-like data.
 
 Every missing or corrupt file raises :class:`DataError` naming the file, what is wrong, and the
-command that fetches it.
+command that fetches it. A ``name`` that is a path (a folder of images, a ``.npz`` or ``.pt`` file)
+is the user's own data, read by :mod:`forms.nn.user_data`.
 """
 
 from __future__ import annotations
@@ -79,12 +80,23 @@ IDX_DTYPES: dict[int, np.dtype[Any]] = {
 }
 
 
+DATASET_CHOICES = f"one of {', '.join(DATASET_NAMES)}, or a path to your own data (folder, .npz or .pt)"
+"""What ``--dataset`` accepts, for help texts and error messages."""
+
+
 def dataset_info(name: str) -> DatasetInfo:
-    """Shape and normalisation of dataset ``name``; :class:`ConfigError` for an unknown name."""
+    """Shape and normalisation of dataset ``name`` (a built-in name or a path to user data).
+
+    Raises :class:`ConfigError` for an unknown name, :class:`DataError` for unreadable user data.
+    """
     info = DATASETS.get(name)
-    if info is None:
-        raise ConfigError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASET_NAMES)}")
-    return info
+    if info is not None:
+        return info
+    from forms.nn.user_data import is_user_source, user_data
+
+    if is_user_source(name):
+        return user_data(name).info
+    raise ConfigError(f"unknown dataset '{name}'; choose {DATASET_CHOICES}")
 
 
 def default_data_root() -> Path:
@@ -232,10 +244,17 @@ def load_idx_split(
 
 
 def load_raw(name: str, split: Split, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Unnormalised uint8 images (N, C, H, W) and int64 labels of ``name``/``split`` as stored."""
+    """Unnormalised images (N, C, H, W) and int64 labels of ``name``/``split`` as stored.
+
+    Built-in images are uint8; a user's may also be floating point in [0, 1].
+    """
     info = dataset_info(name)
     if split not in IDX_FILES:
         raise ConfigError(f"unknown split '{split}'; choose 'train' or 'test'")
+    if name not in DATASETS:
+        from forms.nn.user_data import user_data
+
+        return user_data(name).splits[split]
     root = data_root(data_dir)
     hint = fetch_hint(name, root)
     if name in CIFAR_FILES:
@@ -255,10 +274,13 @@ def load_raw(name: str, split: Split, data_dir: str | Path | None = None) -> tup
 def transform_images(
     images: np.ndarray, info: DatasetInfo, pad_to: int | None = None, channels: int | None = None
 ) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 normalised, zero-padded to ``pad_to`` and channel-repeated."""
+    """uint8 (0..255) or float ([0, 1]) (N, C, H, W) -> float32 normalised, zero-padded to ``pad_to``
+    and channel-repeated."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32)
+    if images.dtype == np.uint8:
+        x.div_(255.0)
     n, c, h, w = x.shape
     if pad_to is not None:
         if pad_to < max(h, w):
@@ -287,7 +309,8 @@ def load_dataset(
     pad_to: int | None = None,
     channels: int | None = None,
 ) -> TensorDataset:
-    """Dataset ``name`` (mnist, fashion-mnist, cifar10, cifar100), split ``train`` or ``test``.
+    """Dataset ``name`` (mnist, fashion-mnist, cifar10, cifar100, or a path to user data), split
+    ``train`` or ``test``.
 
     Returns a ``TensorDataset`` of (float32 normalised images (N, C, H, W), int64 labels), with
     images zero-padded to ``pad_to`` x ``pad_to`` and grey channels repeated to ``channels`` when set.

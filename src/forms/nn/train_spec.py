@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from forms.config import Spec
-from forms.nn.data import DATASET_NAMES, dataset_info, input_shape
-from forms.nn.models import MODEL_NAMES, build_model, model_kwargs
+from forms.nn.data import DATASET_CHOICES, DATASETS, dataset_info, input_shape
+from forms.nn.models import model_kwargs
+from forms.nn.user_data import is_user_source, user_source_path
+from forms.nn.user_model import MODEL_CHOICES, check_model_name, make_model
 
 EXECUTION_KEYS = ("data_dir", "device", "channels_last")
 """Spec fields that say where and how a run executes, not what it computes: a resumption may change them."""
@@ -29,8 +31,10 @@ class TrainSpec(Spec):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    model: str = Field("lenet5", description=f"Zoo model: one of {', '.join(MODEL_NAMES)}.")
-    dataset: str = Field("mnist", description=f"Dataset: one of {', '.join(DATASET_NAMES)}.")
+    model: str = Field("lenet5", description=f"Model: {MODEL_CHOICES} (forms.nn.user_model).")
+    dataset: str = Field(
+        "mnist", description=f"Dataset: {DATASET_CHOICES} (forms.nn.user_data); paths are stored absolute."
+    )
     epochs: int = Field(10, ge=1, le=10_000, description="Number of passes over the training set.")
     batch_size: int = Field(128, ge=1, description="Global mini-batch size (split across processes).")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="SGD (with momentum) or Adam.")
@@ -60,17 +64,22 @@ class TrainSpec(Spec):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     channels_last: bool = Field(False, description=CHANNELS_LAST_DOC)
 
+    @field_validator("dataset")
+    @classmethod
+    def _absolute_user_path(cls, dataset: str) -> str:
+        """A path to user data, made absolute so that compress and simulate find it from anywhere."""
+        return user_source_path(dataset) if dataset not in DATASETS and is_user_source(dataset) else dataset
+
     @model_validator(mode="after")
     def _known_names(self) -> TrainSpec:
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model '{self.model}'; choose one of: {', '.join(MODEL_NAMES)}")
-        if self.dataset not in DATASET_NAMES:
-            raise ValueError(f"unknown dataset '{self.dataset}'; choose one of: {', '.join(DATASET_NAMES)}")
+        check_model_name(self.model)
+        if self.dataset not in DATASETS and not is_user_source(self.dataset):
+            raise ValueError(f"unknown dataset '{self.dataset}'; choose {DATASET_CHOICES}")
         return self
 
     def build_model(self) -> nn.Module:
         """A freshly initialised model for this dataset's (padded, channel-repeated) inputs."""
-        return build_model(self.model, **self.model_kwargs())
+        return make_model(self.model, **self.model_kwargs())
 
     def model_kwargs(self) -> dict[str, int]:
         """``build_model`` keyword arguments for this spec's data."""
