@@ -13,14 +13,19 @@ from hypothesis import strategies as st
 from forms.compress.counting import crossbar_report
 from forms.compress.projections import (
     LayerConstraint,
+    TileSize,
     choose_scale,
     column_scale,
+    expand_group_mask,
     global_prune_masks,
     group_block,
+    group_sq_norms,
     polarize,
     project,
     prune_mask,
+    pruned_count,
     quantize,
+    tile_rounded_count,
 )
 from forms.config import CrossbarSpec
 from forms.geometry import fragment_signs, fragment_view
@@ -154,6 +159,62 @@ def test_prune_feasible_idempotent_nearest(m: torch.Tensor, gran: str, ratio: fl
     assert float((m - p).square().sum()) == pytest.approx(best, abs=1e-9)
 
 
+@SETTINGS
+@given(
+    m=matrices(max_rows=9, max_cols=5, max_groups=2),
+    unit=st.sampled_from(["channel", "fragment"]),
+    ratio=st.sampled_from([0.0, 0.25, 0.5, 0.75, 0.9]),
+)
+def test_filter_and_row_pruning_together_feasible_and_idempotent(
+    m: torch.Tensor, unit: str, ratio: float
+) -> None:
+    rows = m.shape[1]
+    block = (3 if rows % 3 == 0 else 1) if unit == "channel" else 2
+    mask = prune_mask(m, ratio, f"filter+{unit}", block)
+    p = torch.where(mask, m, 0.0)
+    # feasible for both units: as many zero filters and zero row groups as one unit alone would allow
+    for gran in ("filter", unit):
+        zero_groups = group_sq_norms(torch.where(mask, 1.0, 0.0), gran, block) == 0
+        assert int(zero_groups.sum()) >= pruned_count(zero_groups.numel(), ratio), gran
+        assert torch.equal(mask & expand_group_mask(~zero_groups, gran, block, m.shape), mask)
+    # idempotent: projecting the pruned matrix again changes nothing
+    assert torch.equal(torch.where(prune_mask(p, ratio, f"filter+{unit}", block), p, 0.0), p)
+
+
+def test_tile_rounding_keeps_whole_tiles_when_the_kept_units_spill_over() -> None:
+    assert tile_rounded_count(40, 4, 1, 32) == 8  # 36 kept columns -> 32: one column tile
+    assert tile_rounded_count(40, 20, 1, 32) == 20  # 20 columns fit one tile: unchanged
+    assert tile_rounded_count(64, 0, 1, 32) == 0  # already on a boundary
+    assert tile_rounded_count(16, 4, 25, 128) == 6  # 12 channels x 25 rows = 300 -> 10 (250 rows, 2 tiles)
+    assert tile_rounded_count(3, 0, 100, 64) == 1  # 300 rows -> 2 groups (200 rows)
+    assert tile_rounded_count(1, 0, 100, 90) == 0  # never fewer than one kept group
+    assert tile_rounded_count(10, 2, 1, 0) == 2  # no tile: unchanged
+    torch.manual_seed(0)
+    m = torch.randn(1, 300, 40)
+    tile = TileSize(rows=128, cols=32)
+    mask = prune_mask(m, 0.1, "filter+channel", 1, tile)
+    assert int(mask.any(dim=-2).sum()) == 32 and int(mask.any(dim=-1).sum()) == 256
+    unrounded = prune_mask(m, 0.1, "filter+channel", 1)
+    assert int(unrounded.any(dim=-2).sum()) == 36 and int(unrounded.any(dim=-1).sum()) == 270
+    filters, filters_unrounded = prune_mask(m, 0.1, "filter", 1, tile), prune_mask(m, 0.1, "filter", 1)
+    assert torch.equal(filters & filters_unrounded, filters)  # rounding prunes more of the same ranking
+    grouped = torch.randn(2, 300, 40)  # groups share one ranking: no rounding
+    assert torch.equal(prune_mask(grouped, 0.1, "filter", 1, tile), prune_mask(grouped, 0.1, "filter", 1))
+
+
+def test_combined_global_pruning_prunes_filters_then_rows() -> None:
+    torch.manual_seed(0)
+    mats = {"a": torch.randn(1, 8, 10), "b": torch.randn(1, 6, 4)}
+    blocks = {"a": 2, "b": 1}
+    masks = global_prune_masks(mats, 0.5, "filter+channel", blocks)
+    zero_filters = sum(int((~masks[n].any(dim=-2)).sum()) for n in mats)
+    zero_channels = sum(
+        int((group_sq_norms(masks[n].float(), "channel", blocks[n]) == 0).sum()) for n in mats
+    )
+    assert (zero_filters, zero_channels) == (7, 5)  # floor(0.5 * 14 filters), floor(0.5 * (4 + 6) channels)
+    assert all(masks[n].any() for n in mats)
+
+
 def test_global_pruning_keeps_one_group_per_layer_and_hits_total() -> None:
     torch.manual_seed(0)
     mats = {"a": torch.randn(1, 8, 10), "b": 100 * torch.randn(1, 8, 10)}
@@ -174,7 +235,7 @@ def test_global_pruning_keeps_one_group_per_layer_and_hits_total() -> None:
     m=matrices(max_rows=12, max_cols=4),
     r=st.sampled_from([1, 2, 4]),
     bits=st.integers(1, 8),
-    gran=st.sampled_from(["filter", "channel", "fragment"]),
+    gran=st.sampled_from(["filter", "channel", "fragment", "filter+channel", "filter+fragment"]),
     ratio=st.sampled_from([0.0, 0.3, 0.6]),
     mode=st.sampled_from(["channel", "layer"]),
 )

@@ -16,6 +16,50 @@ from forms.io import check_input_file, check_output_file, check_output_folder
 if TYPE_CHECKING:
     from forms.compress.result import CompressResult, RetrainSummary
 
+PRUNE_OPTION = typer.Option(
+    None,
+    "--prune",
+    help="Structured pruning ratio in [0, 1) (0), applied to every mapped layer except the first and the "
+    "last unless --prune-first-layer / --prune-last-layer are set.",
+)
+"""``--prune``: the ratio of every pruned layer."""
+PRUNE_LAYER_OPTION = typer.Option(
+    None,
+    "--prune-layer",
+    metavar="NAME=RATIO",
+    help="Pruning ratio of one layer by module name (repeatable; overrides --prune for it). A ratio for the "
+    "first or last mapped layer needs --prune-first-layer or --prune-last-layer.",
+)
+"""``--prune-layer NAME=RATIO``: per-layer ratios (``prune.layer_ratios``)."""
+PRUNE_FIRST_LAYER_OPTION = typer.Option(
+    None, "--prune-first-layer/--no-prune-first-layer", help="Prune the first mapped layer too (no)."
+)
+"""``--prune-first-layer``: ``prune.first_layer``."""
+PRUNE_LAST_LAYER_OPTION = typer.Option(
+    None, "--prune-last-layer/--no-prune-last-layer", help="Prune the last mapped layer (logits) too (no)."
+)
+"""``--prune-last-layer``: ``prune.last_layer``."""
+PRUNE_GRANULARITY_OPTION = typer.Option(
+    None,
+    "--prune-granularity",
+    help="filter, channel or fragment; filter+channel or filter+fragment prune both (filter).",
+)
+"""``--prune-granularity``: ``prune.granularity``."""
+PRUNE_PROPAGATE_OPTION = typer.Option(
+    None,
+    "--prune-propagate/--no-prune-propagate",
+    help="Remove a pruned filter's rows of the next layer too (its constant output folded into that "
+    "layer's bias), and a filter whose rows are all pruned, in sequential chains (no).",
+)
+"""``--prune-propagate``: ``prune.propagate``."""
+PRUNE_TILES_OPTION = typer.Option(
+    None,
+    "--prune-round-to-tiles/--no-prune-round-to-tiles",
+    help="Round each layer's kept filters and channels down to a crossbar tile boundary when they spill "
+    "past one (saves a crossbar row or column; layer scope) (no).",
+)
+"""``--prune-round-to-tiles``: ``prune.round_to_tiles``."""
+
 
 @app.command("compress")
 def compress_cmd(
@@ -23,10 +67,13 @@ def compress_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoint.pt, metrics.json)."),
     fragment: int | None = typer.Option(None, "--fragment", help="R: rows per single-signed fragment (8)."),
     weight_bits: int | None = typer.Option(None, "--weight-bits", help="Magnitude bits of the weights (8)."),
-    prune: float | None = typer.Option(None, "--prune", help="Structured pruning ratio in [0, 1) (0)."),
-    prune_granularity: str | None = typer.Option(
-        None, "--prune-granularity", help="filter, channel or fragment (filter)."
-    ),
+    prune: float | None = PRUNE_OPTION,
+    prune_layer: list[str] | None = PRUNE_LAYER_OPTION,
+    prune_first_layer: bool | None = PRUNE_FIRST_LAYER_OPTION,
+    prune_last_layer: bool | None = PRUNE_LAST_LAYER_OPTION,
+    prune_granularity: str | None = PRUNE_GRANULARITY_OPTION,
+    prune_propagate: bool | None = PRUNE_PROPAGATE_OPTION,
+    prune_round_to_tiles: bool | None = PRUNE_TILES_OPTION,
     prune_scope: str | None = typer.Option(None, "--prune-scope", help="layer or global (layer)."),
     no_polarize: bool = typer.Option(False, "--no-polarize", help="Do not polarize (quantize/prune only)."),
     admm_rounds: int | None = typer.Option(None, "--admm-rounds", help="ADMM rounds."),
@@ -65,7 +112,14 @@ def compress_cmd(
         "crossbar.fragment_size": fragment,
         "quant.weight_bits": weight_bits,
         "prune.ratio": prune,
+        "prune.layer_ratios": {**base.prune.layer_ratios, **layer_ratios(prune_layer)}
+        if prune_layer
+        else None,
+        "prune.first_layer": prune_first_layer,
+        "prune.last_layer": prune_last_layer,
         "prune.granularity": prune_granularity,
+        "prune.propagate": prune_propagate,
+        "prune.round_to_tiles": prune_round_to_tiles,
         "prune.scope": prune_scope,
         "polarize.enabled": False if no_polarize else None,
         "schedule.admm_rounds": admm_rounds,
@@ -88,6 +142,22 @@ def compress_cmd(
     m = compress(spec, checkpoint, out, resume=resume, progress=not quiet)
     if distributed.is_main():
         Console().print(_summary(m, out), highlight=False)
+
+
+def layer_ratios(options: list[str]) -> dict[str, str]:
+    """``--prune-layer NAME=RATIO`` options as {name: ratio text}; the spec validates the numbers.
+
+    Raises :class:`forms.errors.ConfigError` for an option without '=' or without a name.
+    """
+    from forms.errors import ConfigError
+
+    ratios = {}
+    for option in options:
+        name, sep, ratio = option.rpartition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--prune-layer takes NAME=RATIO (e.g. features.3=0.5), got '{option}'")
+        ratios[name.strip()] = ratio.strip()
+    return ratios
 
 
 def _summary(m: CompressResult, out: Path) -> str:

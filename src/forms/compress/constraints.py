@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from forms.compress.projections import LayerConstraint, Projection, global_prune_masks, group_block, project
+from forms.compress.projections import (
+    LayerConstraint,
+    Projection,
+    TileSize,
+    global_prune_masks,
+    group_block,
+    project,
+)
 from forms.compress.spec import CompressSpec
+from forms.encoding import Encoding
 from forms.geometry import layer_geometry, mapped_layers, weight_to_matrix
 
 
@@ -22,7 +30,7 @@ def layer_constraints(model: nn.Module, spec: CompressSpec) -> list[LayerConstra
         polarized = spec.polarize.enabled and (
             (i != 0 or spec.polarize.first_layer) and (i != last or spec.polarize.last_layer)
         )
-        prunable = (i != 0 or spec.prune.first_layer) and (i != last or spec.prune.last_layer)
+        prunable = excluding_option(i, last, spec) is None
         ratio = spec.prune.layer_ratios.get(name, spec.prune.ratio) if prunable else 0.0
         constraints.append(
             LayerConstraint(
@@ -39,17 +47,53 @@ def layer_constraints(model: nn.Module, spec: CompressSpec) -> list[LayerConstra
                 prune_block=group_block(
                     spec.prune.granularity, geo.weight_shape, geo.groups, spec.crossbar.fragment_size
                 ),
+                prune_tile=prune_tile(spec),
             )
         )
-    unknown = set(spec.prune.layer_ratios) - {c.name for c in constraints}
-    if unknown:
-        from forms.errors import ConfigError
+    check_layer_ratios(spec, [c.name for c in constraints])
+    return constraints
 
+
+def prune_tile(spec: CompressSpec) -> TileSize | None:
+    """The polarized tile of ``spec``'s crossbar in weights when ``prune.round_to_tiles`` is set."""
+    if not spec.prune.round_to_tiles:
+        return None
+    xbar = spec.crossbar
+    return TileSize(xbar.rows, xbar.cols // Encoding.POLARIZED.slices(spec.quant.weight_bits, xbar.cell_bits))
+
+
+def check_layer_ratios(spec: CompressSpec, names: list[str]) -> None:
+    """Refuse a per-layer ratio that would be ignored: for a layer the model does not map, or a nonzero
+    ratio for the first or last mapped layer while ``prune.first_layer`` / ``prune.last_layer`` is off.
+
+    Raises :class:`forms.errors.ConfigError` naming the option that includes the layer.
+    """
+    from forms.errors import ConfigError
+
+    ratios = spec.prune.layer_ratios
+    unknown = set(ratios) - set(names)
+    if unknown:
         raise ConfigError(
             f"prune.layer_ratios names layers the model does not have: {sorted(unknown)}; "
-            f"mapped layers are {[c.name for c in constraints]}"
+            f"mapped layers are {names}"
         )
-    return constraints
+    for i, name in enumerate(names):
+        option = excluding_option(i, len(names) - 1, spec)
+        if option is not None and ratios.get(name, 0.0) > 0:
+            raise ConfigError(
+                f"a pruning ratio is given for layer '{name}', the {option.split('_')[0]} mapped layer, "
+                f"which is not pruned unless prune.{option} is set (--prune-{option.replace('_', '-')})"
+            )
+
+
+def excluding_option(index: int, last: int, spec: CompressSpec) -> str | None:
+    """The option ('first_layer' or 'last_layer') that is off and so keeps the mapped layer at
+    ``index`` (of 0..``last``) from being pruned, or None when the layer is pruned."""
+    if index == 0 and not spec.prune.first_layer:
+        return "first_layer"
+    if index == last and not spec.prune.last_layer:
+        return "last_layer"
+    return None
 
 
 def project_all(

@@ -34,6 +34,7 @@ from forms.compress.phases import (
     run_retrain,
 )
 from forms.compress.projections import LayerConstraint
+from forms.compress.propagation import propagate_pruning
 from forms.compress.result import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -238,6 +239,8 @@ def _finish(
         model.load_state_dict(best["state_dict"])
     accuracy_admm = admm.history[-1]["accuracy"] if admm.history else accuracy_before
     layers = bake(model, job.constraints)
+    if spec.prune.propagate:
+        layers = propagate_pruning(model, layers)
     outcome = RunOutcome(
         model=job.src["model"]["name"],
         dataset=job.src["data"]["dataset"],

@@ -146,8 +146,18 @@ def choose_scale(
 # --------------------------------------------------------------------------------------------- prune
 
 
+def granularity_units(granularity: str) -> list[str]:
+    """The units a granularity prunes, in the order they are pruned: 'filter+channel' -> filter, channel."""
+    return granularity.split("+")
+
+
 def group_block(granularity: str, weight_shape: tuple[int, ...], groups: int, fragment_size: int) -> int:
-    """Crossbar rows per pruning group along the row axis (1 for filters, which are whole columns)."""
+    """Crossbar rows per pruning group along the row axis (1 for filters, which are whole columns).
+
+    A combination ('filter+channel') has the block of its row-axis unit; filters ignore the block.
+    """
+    if "+" in granularity:
+        return group_block(granularity_units(granularity)[-1], weight_shape, groups, fragment_size)
     if granularity == "filter":
         return 1
     if granularity == "channel":
@@ -206,11 +216,47 @@ def keep_largest(scores: Tensor, n_prune: int) -> Tensor:
     return keep.reshape(scores.shape)
 
 
-def prune_mask(matrix: Tensor, ratio: float, granularity: str, block: int) -> Tensor:
-    """Entry keep-mask of the Euclidean projection onto 'at most n - floor(ratio*n) nonzero groups'."""
-    scores = group_sq_norms(matrix, granularity, block)
-    keep = keep_largest(scores, pruned_count(scores.numel(), ratio))
-    return expand_group_mask(keep, granularity, block, matrix.shape)
+def tile_rounded_count(n_groups: int, n_prune: int, group_size: int, tile: int) -> int:
+    """Groups to zero so the kept ones end on a tile boundary: when the n - n_prune kept groups of
+    ``group_size`` rows (or columns) each spill past a multiple of ``tile``, keep only the groups that
+    fit below that multiple (one tile fewer). Kept groups within one tile are left as they are."""
+    used = (n_groups - n_prune) * group_size
+    if tile <= 0 or used <= tile or used % tile == 0:
+        return n_prune
+    return n_groups - max(1, (used // tile) * tile // group_size)
+
+
+@dataclass(frozen=True)
+class TileSize:
+    """Crossbar rows and weight columns one crossbar holds: the boundaries pruning may round to."""
+
+    rows: int
+    """Crossbar rows."""
+    cols: int
+    """Crossbar columns / cells per weight (weights per crossbar row)."""
+
+
+def prune_mask(
+    matrix: Tensor, ratio: float, granularity: str, block: int, tile: TileSize | None = None
+) -> Tensor:
+    """Entry keep-mask of the Euclidean projection onto 'at most n - floor(ratio*n) nonzero groups'.
+
+    A combination ('filter+channel') prunes its units in turn, each on the matrix the previous ones
+    left: the result has at most n - floor(ratio*n) nonzero groups of every unit. Pruning an already
+    feasible matrix only zeroes groups that are zero (the floor(ratio*n) smallest norms are 0), so
+    projecting twice gives the same matrix. With ``tile`` (one group of matrices only), the filter and
+    channel counts are rounded down to tile boundaries (:func:`tile_rounded_count`).
+    """
+    keep = torch.ones_like(matrix, dtype=torch.bool)
+    for unit in granularity_units(granularity):
+        scores = group_sq_norms(torch.where(keep, matrix, 0.0), unit, block)
+        n_prune = pruned_count(scores.numel(), ratio)
+        if tile is not None and matrix.shape[0] == 1 and unit != "fragment":
+            size, capacity = (1, tile.cols) if unit == "filter" else (block, tile.rows)
+            n_prune = tile_rounded_count(scores.numel(), n_prune, size, capacity)
+        unit_keep = keep_largest(scores, n_prune)
+        keep &= expand_group_mask(unit_keep, unit, block, matrix.shape)
+    return keep
 
 
 def global_prune_masks(
@@ -221,7 +267,21 @@ def global_prune_masks(
     Raw norms are not comparable across layers, so each group is scored by its RMS divided by its
     layer's RMS; floor(ratio * total) lowest-scored groups are zeroed, always keeping each layer's
     best group. Given the per-layer counts this induces, each mask is the exact per-layer projection.
+    A combination ('filter+channel') ranks its units in turn, each on the matrices the previous left.
     """
+    keeps = {n: torch.ones_like(m, dtype=torch.bool) for n, m in matrices.items()}
+    for unit in granularity_units(granularity):
+        masked = {n: torch.where(keeps[n], m, 0.0) for n, m in matrices.items()}
+        unit_keeps = global_unit_masks(masked, ratio, unit, blocks)
+        keeps = {n: keeps[n] & unit_keeps[n] for n in matrices}
+    return keeps
+
+
+def global_unit_masks(
+    matrices: dict[str, Tensor], ratio: float, granularity: str, blocks: dict[str, int]
+) -> dict[str, Tensor]:
+    """Entry keep-masks of one unit (filter, channel or fragment) for a global ratio (see
+    :func:`global_prune_masks`)."""
     scores: dict[str, Tensor] = {}
     for name, m in matrices.items():
         size = group_sizes(m.shape, granularity, blocks[name])
@@ -266,6 +326,8 @@ class LayerConstraint:
     prune_granularity: str = "filter"
     prune_block: int = 1
     """Crossbar rows per pruning group along the rows (see :func:`group_block`)."""
+    prune_tile: TileSize | None = None
+    """Round kept filters and channels down to these tile boundaries (``prune.round_to_tiles``)."""
 
     @property
     def integer_fragment_size(self) -> int:
@@ -297,7 +359,13 @@ def project(matrix: Tensor, constraint: LayerConstraint, keep: Tensor | None = N
     x = matrix.detach().to(torch.float32)
     if keep is None:
         if constraint.prune_ratio > 0:
-            keep = prune_mask(x, constraint.prune_ratio, constraint.prune_granularity, constraint.prune_block)
+            keep = prune_mask(
+                x,
+                constraint.prune_ratio,
+                constraint.prune_granularity,
+                constraint.prune_block,
+                constraint.prune_tile,
+            )
         else:
             keep = torch.ones_like(x, dtype=torch.bool)
     x = torch.where(keep, x, torch.zeros_like(x))

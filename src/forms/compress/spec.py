@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from forms.config import CrossbarSpec, Spec
 from forms.encoding import MAX_WEIGHT_BITS
@@ -21,6 +21,10 @@ FINITE = ConfigDict(allow_inf_nan=False)
 PRUNE_GRANULARITIES = ("filter", "channel", "fragment")
 """filter: a whole output channel (a crossbar column); channel: a whole input channel (kh*kw crossbar
 rows, or one row of a Linear layer); fragment: R consecutive rows of one column (one sign fragment)."""
+
+PruneGranularity = Literal["filter", "channel", "fragment", "filter+channel", "filter+fragment"]
+"""One unit of :data:`PRUNE_GRANULARITIES`, or filters and one row-axis unit pruned in the same layer
+(filters first, then the row groups of the filter-pruned matrix, each at the layer's ratio)."""
 
 
 class QuantSpec(Spec):
@@ -64,8 +68,11 @@ class PruneSpec(Spec):
     ratio: float = Field(
         0.0, ge=0.0, lt=1.0, description="Fraction of groups (filters/channels/fragments) set to zero."
     )
-    granularity: Literal["filter", "channel", "fragment"] = Field(
-        "filter", description="What is removed as a unit: " + "; ".join(PRUNE_GRANULARITIES) + "."
+    granularity: PruneGranularity = Field(
+        "filter",
+        description="What is removed as a unit: " + "; ".join(PRUNE_GRANULARITIES) + ". 'filter+channel' "
+        "(or the list [filter, channel]) and 'filter+fragment' remove both in the same layer, each at "
+        "the layer's ratio: filters first, then the rows of the filter-pruned matrix.",
     )
     scope: Literal["layer", "global"] = Field(
         "layer",
@@ -74,7 +81,8 @@ class PruneSpec(Spec):
     )
     layer_ratios: dict[str, float] = Field(
         default_factory=dict,
-        description="Per-layer ratio overrides by qualified module name ('layer' scope).",
+        description="Per-layer ratio overrides by qualified module name ('layer' scope). A ratio for "
+        "the first or last mapped layer is refused unless first_layer or last_layer includes it.",
     )
     first_layer: bool = Field(
         False,
@@ -84,6 +92,30 @@ class PruneSpec(Spec):
     last_layer: bool = Field(
         False, description="Prune the last mapped layer (its outputs are the class logits)."
     )
+    round_to_tiles: bool = Field(
+        False,
+        description="Round each layer's kept filters and input channels down to a crossbar tile "
+        "boundary (crossbar.rows rows; crossbar.cols / cells per weight columns) when they spill past "
+        "one, which saves a row or column of crossbars; layers within one tile are left as they are. "
+        "'layer' scope, ungrouped layers, filter and channel units.",
+    )
+    propagate: bool = Field(
+        False,
+        description="After retraining, remove a pruned filter's channel from the next mapped layer's "
+        "rows too (its constant output folded into that layer's bias, so the network computes the same "
+        "function), and a filter whose rows of the next layer are all pruned, where the next layer is "
+        "unambiguous (forms.compress.propagation).",
+    )
+
+    @field_validator("granularity", mode="before")
+    @classmethod
+    def _canonical_granularity(cls, value: Any) -> Any:
+        """A list of units ([filter, channel]) or a combination in any order ('channel+filter') is
+        written in the canonical order of :data:`PRUNE_GRANULARITIES` ('filter+channel')."""
+        parts = value if isinstance(value, list) else value.split("+") if isinstance(value, str) else None
+        if parts is None or not all(p in PRUNE_GRANULARITIES for p in parts):
+            return value  # the Literal check names the choices
+        return "+".join(sorted(set(parts), key=PRUNE_GRANULARITIES.index))
 
     @field_validator("layer_ratios")
     @classmethod
@@ -92,6 +124,14 @@ class PruneSpec(Spec):
             if not 0.0 <= ratio < 1.0:
                 raise ValueError(f"ratio of layer '{name}' must lie in [0, 1), got {ratio}")
         return value
+
+    @model_validator(mode="after")
+    def _tiles_need_layer_scope(self) -> PruneSpec:
+        if self.round_to_tiles and self.scope == "global":
+            raise ValueError(
+                "prune.round_to_tiles needs prune.scope 'layer' (a global ranking sets the counts)"
+            )
+        return self
 
     @property
     def active(self) -> bool:
