@@ -331,10 +331,11 @@ def write(res: dict[str, Any], args: argparse.Namespace, load: str) -> None:
         + ("meets" if full["forced_s"] * 10000 / full["forced_images"] <= 60 else "misses")
         + " the 60 s target; ideal-mode memory "
         + ("meets" if mi["peak_mib"] <= 4096 else "misses")
-        + " the 4 GiB bound, bit-level memory is not reliably within it (see 4). Read noise misses both "
-        "speed targets: each conversion needs its own Gaussian draw (about 4-5 ns each with torch.randn "
-        "on this CPU, vs well under 1 ns of matmul work per conversion for R = 8), so sampling alone "
-        "bounds that path to several times the matmuls.",
+        + " the 4 GiB bound, bit-level memory is not reliably within it (see 4). Read noise with a narrow "
+        "ADC (as in 3) misses both speed targets: each conversion needs its own Gaussian draw (about 4-5 "
+        "ns each with torch.randn on this CPU, vs well under 1 ns of matmul work per conversion for "
+        "R = 8); with lossless ADCs read noise takes sparse conversion errors instead (see the read-noise "
+        "section below).",
     ]
     update_section("sim", "\n".join(lines))
 

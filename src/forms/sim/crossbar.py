@@ -10,7 +10,12 @@ as float64 tensors holding integers. :class:`CrossbarArray` programs a chip and 
   Zero-skip statistics come from the OR of each sub-array's codes (:mod:`forms.sim.zeroskip`).
 - **Table engine** (:mod:`forms.sim.table_engine`): bit-level, deterministic cells (narrow ADC,
   faults, variation), patterns of at most 16 bits.
-- **GEMM engine** (:mod:`forms.sim.gemm_engine`): bit-level otherwise, and always with read noise.
+- **GEMM engine** (:mod:`forms.sim.gemm_engine`): bit-level otherwise, and with read noise wherever
+  the sparse errors below do not apply.
+
+Read noise on an otherwise exact chip (integral cells, step-1 ADCs that cannot clip) keeps the exact
+fast path and adds the rare conversion errors it causes, drawn from their exact distribution
+(:mod:`forms.sim.noise_events`).
 
 Columns that are provably exact always take the fast path; the bit-level engines convert the others.
 """
@@ -29,6 +34,7 @@ from forms.sim.gemm_engine import GemmEngine, partial_sum_tables
 from forms.sim.integer_gemm import exact_matmul
 from forms.sim.layer_stats import LayerStats
 from forms.sim.lookup import PartialSumTables, PatternTable
+from forms.sim.noise_events import MAX_EVENT_RATE, NoiseEvents
 from forms.sim.quant_inputs import DigitPlan, code_dtype
 from forms.sim.spec import DeviceSpec
 from forms.sim.table_engine import TableEngine, build_pattern_table, pattern_table_applies
@@ -115,6 +121,8 @@ class CrossbarArray(nn.Module):
         self.register_buffer("risky_flip_correction", torch.zeros(0))
         self.integral = True
         self.generator: torch.Generator | None = None
+        self.noise_events: NoiseEvents | None = None
+        """Sparse read-noise errors of an otherwise exact chip (None: no read noise or dense draws)."""
         col_sum_max = int(encoded.cells.sum(2).max()) if encoded.cells.numel() else 0
         self.max_partial = col_sum_max * plan.max_digit
         """Largest partial sum the ideal cells can produce for any input."""
@@ -131,14 +139,16 @@ class CrossbarArray(nn.Module):
 
     @property
     def lossless(self) -> bool:
-        """True when every conversion of this chip is exact (so one integer GEMM is the hardware)."""
+        """True when no conversion of this chip can clip or round (so one integer GEMM is the noiseless
+        hardware; read noise, if any, then comes as :attr:`noise_events`)."""
         return self.risky_count == 0
 
     @property
     def engine(self) -> str:
-        """Which path the last bit-level run took: ``exact`` (lossless chip), ``table`` or ``gemm``."""
+        """Which path the last run took: ``exact`` (lossless chip), ``events`` (lossless chip plus
+        sparse read-noise errors), ``table`` or ``gemm``."""
         if self.lossless:
-            return "exact"
+            return "exact" if self.noise_events is None else "events"
         return "table" if self._table_checked and self._table is not None else "gemm"
 
     def program(self, seed: int | None) -> None:
@@ -169,10 +179,15 @@ class CrossbarArray(nn.Module):
 
     def _split_columns(self) -> None:
         """Fold exact columns into ``exact_weight``; lay the risky ones out for the bit-level engines."""
-        noisy = self.devices.read_noise > 0 or not self.integral or self.adc.step != 1.0
+        events = self._sparse_noise()
+        noisy = (self.devices.read_noise > 0 and events is None) or not self.integral or self.adc.step != 1.0
         split = split_columns(
             self.encoded, self._chip_columns(), self.plan, self.adc, noisy or self.force_bit_level
         )
+        if events is not None and split.bit_level.count:  # columns may clip: dense draws everywhere
+            events = None
+            split = split_columns(self.encoded, self._chip_columns(), self.plan, self.adc, True)
+        self.noise_events = events
         risky = split.bit_level
         self.exact_weight = split.exact_weight
         self.exact_weight_max = float(split.exact_weight.abs().max()) if split.exact_weight.numel() else 0.0
@@ -183,6 +198,16 @@ class CrossbarArray(nn.Module):
             self.risky_conductance_sq = risky.conductance_sq
             self.risky_signed_place_value = risky.signed_place_value
             self.risky_columns = risky.output_columns
+
+    def _sparse_noise(self) -> NoiseEvents | None:
+        """The sparse read-noise sampler where it applies: read noise on integral cells, step-1 ADCs,
+        not forced bit-level, and an error rate of at most :data:`MAX_EVENT_RATE` per conversion."""
+        if self.devices.read_noise == 0 or not self.integral or self.adc.step != 1.0 or self.force_bit_level:
+            return None
+        if not self.conductance_sq.numel():  # not programmed yet
+            return None
+        events = NoiseEvents.build(self._chip_columns(), self.plan, self.adc, self.devices.read_noise)
+        return events if events.max_rate <= MAX_EVENT_RATE else None
 
     def _bit_level_columns(self) -> BitLevelColumns:
         """The columns the bit-level engines convert (every column when dense)."""
@@ -237,7 +262,12 @@ class CrossbarArray(nn.Module):
             self.stats.fast_calls += 1
             if stats is not None:
                 stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
-            return self._exact_sums(codes)
+            if self.noise_events is None:
+                return self._exact_sums(codes)
+            errors, clipped = self.noise_events.errors(codes, self.generator)
+            if stats is not None:
+                stats.clipped += clipped
+            return self._exact_sums(codes) + errors
         self.stats.bit_level_calls += 1
         return self._bit_level_sums(codes.to(code_dtype(self.plan.bits)), stats)
 

@@ -76,9 +76,10 @@ class LayerSetup:
     """How one layer ran: its engine, ADC and input quantization."""
 
     path: str
-    """``bit_level`` when some column ran bit by bit, ``exact_fast`` when all ran as one integer GEMM."""
+    """``bit_level`` when some column ran bit by bit, ``exact_fast`` when all ran as one integer GEMM
+    (plus sparse read-noise errors for engine ``events``)."""
     engine: str
-    """``exact``, ``table`` or ``gemm`` (:attr:`forms.sim.crossbar.CrossbarArray.engine`)."""
+    """``exact``, ``events``, ``table`` or ``gemm`` (:attr:`forms.sim.crossbar.CrossbarArray.engine`)."""
     adc_bits: int
     adc_step: float
     adc_group_rows: int

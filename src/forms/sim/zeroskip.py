@@ -51,13 +51,13 @@ class ZeroSkipCounts:
 
 @functools.lru_cache(maxsize=32)
 def _needed_steps_tables(plan: DigitPlan, device: str) -> tuple[Tensor, Tensor]:
-    """Steps needed under "leading" and "bitplane" for every OR value of ``plan.bits`` bits (int16 each)."""
+    """Steps needed under "leading" and "bitplane" for every OR value of ``plan.bits`` bits (int64 each)."""
     values = torch.arange(1 << plan.bits, dtype=torch.int64)
     masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
     present = torch.stack([torch.bitwise_and(values, m) != 0 for m in masks])  # (steps, 2^bits)
     idx = torch.arange(1, plan.steps + 1, dtype=torch.int64).unsqueeze(-1)
-    leading = (present * idx).amax(0).to(torch.int16)
-    bitplane = present.sum(0).to(torch.int16)
+    leading = (present * idx).amax(0)
+    bitplane = present.sum(0)
     return leading.to(device), bitplane.to(device)
 
 
@@ -77,15 +77,17 @@ def count_ored(ored: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
     """Counts of sub-arrays given the OR of each one's R integer codes (any shape, any int dtype).
 
     Both rules depend only on which digits of the OR are non-zero, so for codes of at most
-    ``LOOKUP_BITS`` bits the counts are two table lookups per sub-array; wider codes test each step's
-    digit mask. Bits above ``plan.bits`` (two's complement sign extension) are ignored.
+    ``LOOKUP_BITS`` bits the counts are a histogram of the OR values dotted with two per-value tables;
+    wider codes test each step's digit mask. Bits above ``plan.bits`` (two's complement sign
+    extension) are ignored.
     """
     counts = ZeroSkipCounts(rounds_total=int(ored.numel()) * plan.steps)
     if plan.bits <= LOOKUP_BITS:
         leading, bitplane = _needed_steps_tables(plan, str(ored.device))
-        flat = torch.bitwise_and(ored.reshape(-1), (1 << plan.bits) - 1)
-        counts.rounds_needed_leading = int(leading.index_select(0, flat).sum())
-        counts.rounds_needed_bitplane = int(bitplane.index_select(0, flat).sum())
+        flat = torch.bitwise_and(ored.reshape(-1).to(torch.int64), (1 << plan.bits) - 1)
+        histogram = torch.bincount(flat, minlength=1 << plan.bits)
+        counts.rounds_needed_leading = int(torch.dot(histogram, leading))
+        counts.rounds_needed_bitplane = int(torch.dot(histogram, bitplane))
         return counts
     masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
     present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, ...)
@@ -94,6 +96,37 @@ def count_ored(ored: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
     counts.rounds_needed_bitplane = int(present.sum())
     counts.rounds_needed_leading = int((present * idx).amax(dim=0).sum())
     return counts
+
+
+def _lane_dtype(plan: DigitPlan) -> torch.dtype | None:
+    """The narrowest integer lane holding a code's ``plan.bits`` low bits (None beyond 16 bits)."""
+    if plan.bits <= 8:
+        return torch.uint8
+    return torch.int16 if plan.bits <= 16 else None
+
+
+_HALF_WIDTH = {torch.int64: torch.int32, torch.int32: torch.int16, torch.int16: torch.uint8}
+"""The integer dtype of half the width, for folding a word's two halves onto one."""
+
+
+def _or_subarrays(u: Tensor, fragment_size: int) -> Tensor:
+    """OR of each sub-array of lane codes ``u`` (..., rows), rows a multiple of ``fragment_size``:
+    (..., rows // fragment_size), in ``u``'s dtype.
+
+    Where a sub-array fills whole 64-bit words, its words are OR-ed together and each word's halves
+    are then OR-ed down to one lane (int64 -> int32 -> int16 -> uint8 views), so the work runs on
+    words rather than on single lanes.
+    """
+    lanes = 8 // u.element_size()
+    subarrays = u.shape[-1] // fragment_size
+    if lanes < 4 or fragment_size % lanes:
+        return _or_reduce(u.unflatten(-1, (subarrays, fragment_size)))
+    words = u.contiguous().view(torch.int64).unflatten(-1, (subarrays, fragment_size // lanes))
+    ored = _or_reduce(words)
+    while ored.element_size() > u.element_size():
+        halves = ored.unsqueeze(-1).view(_HALF_WIDTH[ored.dtype])
+        ored = torch.bitwise_or(halves[..., 0], halves[..., 1])
+    return ored.view(u.dtype)
 
 
 def count_fragments(u: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
@@ -114,14 +147,13 @@ def count_subarray_steps(
     full, rest = divmod(rows, fragment_size)
     chunk = max(1, chunk_elements // max(1, groups * rows))
     counts = ZeroSkipCounts()
+    lane = _lane_dtype(plan)
     for start in range(0, vectors, chunk):
         u = int_codes(codes[start : start + chunk], plan)
+        if lane is not None:
+            u = u.to(lane)  # wraps: keeps the low plan.bits bits, all that the rules read
         if full:
-            counts.add(
-                count_ored(
-                    _or_reduce(u[..., : full * fragment_size].unflatten(-1, (full, fragment_size))), plan
-                )
-            )
+            counts.add(count_ored(_or_subarrays(u[..., : full * fragment_size], fragment_size), plan))
         if rest:
             counts.add(count_ored(_or_reduce(u[..., full * fragment_size :]), plan))
     return counts
