@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from forms.geometry import (
@@ -42,3 +43,21 @@ def fake_compress(
             module.weight.copy_(matrix_to_weight(w_int.float() * scale, module.weight.shape))
             layers.append(layer)
     return layers
+
+
+class Block(nn.Module):
+    """Conv geometries (groups, stride, dilation, padding), BN, a residual add, pooling, a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, bias=False)
+        self.down = nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.fc = nn.Linear(12 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn(self.stem(x)))
+        h = F.relu(h + self.grouped(h))
+        h = F.relu(self.down(h))
+        return self.fc(F.adaptive_avg_pool2d(h, 4).flatten(1))

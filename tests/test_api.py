@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import forms
+from _simhelpers import Block
 from forms.cost.arch import load_arch
 from forms.errors import CheckpointError, UnsupportedLayerError
 from forms.sim.simulate import simulate_model
@@ -22,24 +22,6 @@ from forms.sim.simulate import simulate_model
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 IMAGES = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 LABELS = torch.randint(0, 10, (24,), generator=torch.Generator().manual_seed(2))
-
-
-class Block(nn.Module):
-    """Conv geometries (groups, stride, dilation, padding), BN, a residual add, pooling, a Linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(1, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.grouped = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, bias=False)
-        self.down = nn.Conv2d(8, 12, 3, stride=2, padding=1)
-        self.fc = nn.Linear(12 * 4 * 4, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn(self.stem(x)))
-        h = F.relu(h + self.grouped(h))
-        h = F.relu(self.down(h))
-        return self.fc(F.adaptive_avg_pool2d(h, 4).flatten(1))
 
 
 def compressed_block(prune: float = 0.0) -> tuple[nn.Module, list[forms.intweights.IntegerLayer]]:

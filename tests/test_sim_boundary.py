@@ -322,12 +322,8 @@ def test_fractional_step_regression_offset_16_bit_weights() -> None:
 def test_fractional_step_equals_exact_rational_reference(
     seed, encoding, engine, groups, rows, cols, cell_bits, weight_bits, bits, signed, adc_bits, step, flipped
 ) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    top = (1 << weight_bits) - 1
-    w = torch.randint(-top, top + 1, (groups, rows, cols), generator=gen)
-    if encoding is Encoding.POLARIZED:
-        sign = torch.randint(0, 2, (groups, math.ceil(rows / R), cols), generator=gen) * 2 - 1
-        w = w.abs() * sign.repeat_interleave(R, 1)[:, :rows]
+    w = layer_weights(seed, encoding, groups, rows, cols, weight_bits)
+    gen = torch.Generator().manual_seed(seed + 1)
     low, high = code_range(bits, signed)
     x = torch.randint(low, high + 1, (5, groups, rows), generator=gen).double()
     x[0] = high

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
-from _simhelpers import fake_compress
+from _simhelpers import Block, fake_compress
 from forms.cli.app import app
 from forms.errors import ConfigError, UnsupportedLayerError
 from forms.sim.quant_inputs import InputQuantizer
@@ -22,24 +22,6 @@ from forms.sim.result import SimulationResult
 from forms.sim.simnet import SimulatedLayer, build_simulated_model
 from forms.sim.simulate import simulate, simulate_model
 from forms.sim.spec import SimSpec
-
-
-class Block(nn.Module):
-    """Conv geometries (groups, stride, dilation, padding), BN, a residual add, pooling, a Linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(1, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.grouped = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, bias=False)
-        self.down = nn.Conv2d(8, 12, 3, stride=2, padding=1)
-        self.fc = nn.Linear(12 * 4 * 4, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn(self.stem(x)))
-        h = F.relu(h + self.grouped(h))
-        h = F.relu(self.down(h))
-        return self.fc(F.adaptive_avg_pool2d(h, 4).flatten(1))
 
 
 def tiny_net(seed: int = 0) -> tuple[nn.Module, list]:
