@@ -22,7 +22,7 @@ import torch
 
 import forms.sim.crossbar as crossbar_module
 from _report import machine_line, stamp, update_section
-from bench_sim import mnist_test, run, simulated, timed
+from bench_sim import load_average, mnist_test, run, simulated, timed
 from forms.sim.simnet import program_chip, simulated_layers
 from forms.sim.spec import SimSpec
 
@@ -39,10 +39,12 @@ def models(calibration: torch.Tensor) -> dict[str, torch.nn.Module]:
         limit = crossbar_module.MAX_EVENT_RATE
         if name == "dense":
             crossbar_module.MAX_EVENT_RATE = -1.0  # no chip qualifies: every layer draws per conversion
-        built[name] = simulated("lenet5", SimSpec.from_dict({}) if name == "ideal" else spec, calibration)
-        if name != "ideal":
-            program_chip(built[name], 0)
-        crossbar_module.MAX_EVENT_RATE = limit
+        try:  # the engine is chosen when a chip is programmed
+            built[name] = simulated("lenet5", SimSpec.from_dict({}) if name == "ideal" else spec, calibration)
+            if name != "ideal":
+                program_chip(built[name], 0)
+        finally:
+            crossbar_module.MAX_EVENT_RATE = limit
     assert all(layer.array.engine == "events" for layer in simulated_layers(built["sparse"]))
     return built
 
@@ -58,7 +60,7 @@ def main() -> None:
     images = mnist_test()
     built = models(images[:256])
     xs = images[: args.images]
-    load_start = os.getloadavg()[0]
+    load_start = load_average()
     times: dict[str, list[float]] = {name: [] for name in built}
     for _ in range(args.repeat):
         for name, model in built.items():
@@ -69,7 +71,7 @@ def main() -> None:
         "## Simulator: read noise (`benchmarks/bench_read_noise.py`)",
         "",
         f"Measured {stamp()} on {machine_line()}, torch threads = {args.threads}, 1-min load average "
-        f"{load_start:.1f} at start and {os.getloadavg()[0]:.1f} at the end (shared machine). Command: "
+        f"{load_start:.1f} at start and {load_average():.1f} at the end (shared machine). Command: "
         f"`.venv/bin/python benchmarks/bench_read_noise.py --images {args.images} --repeat {args.repeat} "
         f"--threads {args.threads}`. LeNet-5 (random 8-bit weights, polarized R = 8, 16-bit inputs, "
         f"2-bit cells, 1-bit DAC, lossless ADCs) on {args.images} MNIST test images, read noise sigma "

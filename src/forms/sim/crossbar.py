@@ -168,9 +168,7 @@ class CrossbarArray(nn.Module):
             else torch.zeros(0, device=device)
         )
         self.integral = prog.integral
-        self._table_checked = False
-        self._partials_checked = False
-        self._partials = None
+        self._forget_tables()
         self._split_columns()
 
     def _chip_columns(self) -> ChipColumns:
@@ -292,6 +290,10 @@ class CrossbarArray(nn.Module):
     def set_table_limit(self, limit: int) -> None:
         """Allow per-pattern tables of at most ``limit`` entries (0: always use the GEMM engine)."""
         self.table_limit = limit
+        self._forget_tables()
+
+    def _forget_tables(self) -> None:
+        """Drop the per-pattern tables so the next bit-level call rebuilds them for the current chip."""
         self._table_checked = False
         self._table = None
         self._partials_checked = False

@@ -45,6 +45,15 @@ def table_size(groups: int, row_groups: int, group_rows: int, columns: int, plan
     return groups * row_groups * (1 << (max(plan.widths) * group_rows)) * (columns + 1)
 
 
+def pattern_digits(group_rows: int, dac_bits: int, device: torch.device | str) -> Tensor:
+    """Digits (P, Rg) float64 of every pattern, P = 2^(dac_bits * Rg): row r's digit is bits
+    [r * dac_bits, (r + 1) * dac_bits) of the pattern index (as :func:`forms.sim.bitplanes.fragment_patterns`
+    packs them)."""
+    pat = torch.arange(1 << (dac_bits * group_rows), device=device, dtype=torch.int64)
+    shifts = torch.arange(group_rows, device=device, dtype=torch.int64) * dac_bits
+    return torch.bitwise_and(pat.unsqueeze(-1) >> shifts, (1 << dac_bits) - 1).to(torch.float64)
+
+
 def pattern_outputs(
     cells: Tensor, signed_place_value: Tensor, u_coefficient: Tensor, adc: Adc, integral: bool, dac_bits: int
 ) -> tuple[Tensor, Tensor]:
@@ -58,9 +67,7 @@ def pattern_outputs(
     g, f, rg, q, c = cells.shape
     p = 1 << (dac_bits * rg)
     device = cells.device
-    pat = torch.arange(p, device=device, dtype=torch.int64)
-    shifts = torch.arange(rg, device=device, dtype=torch.int64) * dac_bits
-    digits = torch.bitwise_and(pat.unsqueeze(-1) >> shifts, (1 << dac_bits) - 1).to(torch.float64)
+    digits = pattern_digits(rg, dac_bits, device)
     u = digits.sum(-1)  # (P,) digit sum U of each pattern
     levels = cells.reshape(g * f, rg, q * c).to(torch.float64)
     mult = signed_place_value.reshape(g * f, q, c).to(torch.float64)
@@ -119,7 +126,7 @@ class PatternTable:
             return None
         p = values.shape[1]
         bound = f * max(float(values.abs().max()) if values.numel() else 0.0, 1.0)
-        weights = [coef * float(1 << s) for coef, s in zip(plan.coefs, plan.shifts, strict=True)]
+        weights = plan.digit_weights().tolist()
         groups: list[_StepGroup] = []
         start = 0
         while start < plan.steps:
@@ -197,11 +204,8 @@ class PartialSumTables:
     ) -> PartialSumTables:
         """Tables of ``cells`` (G*F, Rg, cols) levels and squared conductances (same shape) or None."""
         n, rg, cols = cells.shape
-        p = 1 << (dac_bits * rg)
-        device = cells.device
-        pat = torch.arange(p, device=device, dtype=torch.int64)
-        shifts = torch.arange(rg, device=device, dtype=torch.int64) * dac_bits
-        digits = torch.bitwise_and(pat.unsqueeze(-1) >> shifts, (1 << dac_bits) - 1).to(torch.float64)
+        digits = pattern_digits(rg, dac_bits, cells.device)
+        p = digits.shape[0]
         partial = torch.matmul(digits, cells.to(torch.float64)).to(dtype).reshape(n * p, cols)
         sigma = None
         if conductance_sq is not None and read_noise > 0:

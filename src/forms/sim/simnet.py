@@ -229,8 +229,3 @@ def reset_stats(model: nn.Module) -> None:
     """Zero every layer's conversion, clip and zero-skip counters."""
     for layer in simulated_layers(model):
         layer.array.reset_stats()
-
-
-def simulated_layer_names(model: nn.Module) -> list[str]:
-    """Names of the simulated layers, in module order."""
-    return [layer.name for layer in simulated_layers(model)]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from forms.errors import CheckpointError
 from forms.intweights import IntegerLayer, check_layers_fit, integer_layers_from_checkpoint
-from forms.io import remove_orphan_temp_files
+from forms.io import remove_orphan_temp_files, write_json_atomic
 from forms.nn.device import resolve_device
 from forms.nn.fingerprint import content_digest
 from forms.sim.mapping import MappingTable, mapping_table
@@ -170,7 +170,6 @@ def simulate_model(
         remove_orphan_temp_files(log.path.parent, (RUNS_NAME, METRICS_NAME))
     sim = _simulated_model(spec, model, layers, calibration, dev)
 
-    from forms.io import write_json_atomic
     from forms.nn.progress import make_progress
 
     with make_progress(progress) as bar:

@@ -52,13 +52,17 @@ class ZeroSkipCounts:
 @functools.lru_cache(maxsize=32)
 def _needed_steps_tables(plan: DigitPlan, device: str) -> tuple[Tensor, Tensor]:
     """Steps needed under "leading" and "bitplane" for every OR value of ``plan.bits`` bits (int64 each)."""
-    values = torch.arange(1 << plan.bits, dtype=torch.int64)
-    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
-    present = torch.stack([torch.bitwise_and(values, m) != 0 for m in masks])  # (steps, 2^bits)
-    idx = torch.arange(1, plan.steps + 1, dtype=torch.int64).unsqueeze(-1)
-    leading = (present * idx).amax(0)
-    bitplane = present.sum(0)
+    leading, bitplane = _steps_needed(torch.arange(1 << plan.bits, dtype=torch.int64), plan)
     return leading.to(device), bitplane.to(device)
+
+
+def _steps_needed(ored: Tensor, plan: DigitPlan) -> tuple[Tensor, Tensor]:
+    """Steps needed under "leading" (up to the last non-zero digit) and "bitplane" (non-zero digits)
+    for each OR value in ``ored``, int64 of ``ored``'s shape."""
+    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
+    present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, ...)
+    idx = torch.arange(1, plan.steps + 1, device=ored.device, dtype=torch.int64)
+    return (present * idx.view(-1, *([1] * ored.dim()))).amax(0), present.sum(0)
 
 
 def _or_reduce(u: Tensor) -> Tensor:
@@ -89,12 +93,9 @@ def count_ored(ored: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
         counts.rounds_needed_leading = int(torch.dot(histogram, leading))
         counts.rounds_needed_bitplane = int(torch.dot(histogram, bitplane))
         return counts
-    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
-    present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, ...)
-    idx = torch.arange(1, plan.steps + 1, device=ored.device, dtype=torch.int32)
-    idx = idx.view(-1, *([1] * ored.dim()))
-    counts.rounds_needed_bitplane = int(present.sum())
-    counts.rounds_needed_leading = int((present * idx).amax(dim=0).sum())
+    leading, bitplane = _steps_needed(ored, plan)
+    counts.rounds_needed_bitplane = int(bitplane.sum())
+    counts.rounds_needed_leading = int(leading.sum())
     return counts
 
 
