@@ -17,13 +17,17 @@ FORMS = Path(sys.executable).parent / "forms"
 """The console script installed next to the interpreter running the tests."""
 
 
+def forms_env() -> dict[str, str]:
+    """The environment of a ``forms`` process started by a test: one thread, no colours, wide lines."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
+
+
 def run_forms(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``forms *args`` in a fresh process (one thread, no colours) and capture its output."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
+    """Run ``forms *args`` in a fresh process (:func:`forms_env`) and capture its output."""
     return subprocess.run(
         [str(FORMS), *args],
         cwd=cwd,
-        env=env,
+        env=forms_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

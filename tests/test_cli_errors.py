@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import FORMS, assert_clean_error, fingerprints, run_forms
+from cli_helpers import FORMS, assert_clean_error, fingerprints, forms_env, run_forms
 from forms.nn.data import IDX_FILES, write_idx
 from nn_helpers import write_idx_dataset
 
@@ -203,6 +203,12 @@ def test_check_violation_prints_the_report_and_exits_one(outcomes: dict[str, Out
     assert proc.returncode == 1 and proc.stderr.count("violation:") == 4
 
 
+def test_bare_forms_prints_its_help_and_exits_two() -> None:
+    """`forms` without a command is a usage error: the help on stdout, exit status 2, nothing on stderr."""
+    proc = run_forms()
+    assert proc.returncode == 2 and "Usage: forms" in proc.stdout and not proc.stderr.strip(), proc.stderr
+
+
 def test_estimate_of_a_huge_input_computes_shapes_without_allocating(tmp_path: Path) -> None:
     """A 20000 x 20000 input to LeNet-5 (a 191 GB dense layer) is costed on shapes alone."""
     proc = run_forms(
@@ -215,11 +221,10 @@ def test_estimate_of_a_huge_input_computes_shapes_without_allocating(tmp_path: P
 
 def _interrupt(args: list[str], after: float, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Start ``forms *args`` in its own process group, press Ctrl-C there after ``after`` seconds."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     proc = subprocess.Popen(
         [str(FORMS), *args],
         cwd=cwd,
-        env=env,
+        env=forms_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -32,6 +32,19 @@ console = Console(stderr=True)
 NPROC_OPTION = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (torchrun).")
 """``--nproc`` of the commands that train (train, compress)."""
 
+
+def relaunch_for_nproc(nproc: int) -> None:
+    """Under ``--nproc N`` > 1 outside torchrun, rerun this command line in N workers and exit.
+
+    The workers run under torchrun (:func:`forms.nn.distributed.launch`); the exit status is theirs.
+    With ``N`` = 1, or inside a torchrun worker, this does nothing.
+    """
+    from forms.nn import distributed
+
+    if nproc > 1 and distributed.env_world_size() == 1:
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
+
+
 USAGE_STATUS = 2
 """Exit status of a usage error or of invalid input (a :class:`FormsError`)."""
 OS_ERROR_STATUS = 1

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from forms.cli.app import NPROC_OPTION, app
+from forms.cli.app import NPROC_OPTION, app, relaunch_for_nproc
 from forms.config import load_yaml_mapping
 from forms.io import check_input_file, check_output_file, check_output_folder
 
@@ -137,8 +136,7 @@ def compress_cmd(
     }
     spec = base.with_overrides(overrides)
     resolve_device(spec.device)
-    if nproc > 1 and distributed.env_world_size() == 1:
-        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
+    relaunch_for_nproc(nproc)
     m = compress(spec, checkpoint, out, resume=resume, progress=not quiet)
     if distributed.is_main():
         Console().print(_summary(m, out), highlight=False)

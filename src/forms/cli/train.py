@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from forms.cli.app import NPROC_OPTION, app
+from forms.cli.app import NPROC_OPTION, app, relaunch_for_nproc
 from forms.config import load_yaml_mapping
 from forms.errors import ConfigError
 from forms.io import check_output_folder
@@ -84,8 +83,7 @@ def train_cmd(
     values.update({k: v for k, v in overrides.items() if v is not None})
     spec = TrainSpec.from_dict(values, source=str(config) if config else "command line")
     resolve_device(spec.device)
-    if nproc > 1 and distributed.env_world_size() == 1:
-        raise typer.Exit(distributed.launch(nproc, distributed.strip_nproc(sys.argv[1:])))
+    relaunch_for_nproc(nproc)
     if threads is not None:
         torch.set_num_threads(threads)
     result = train(spec, out, resume=resume, progress=not quiet)

@@ -5,7 +5,7 @@ Run any training command under ``torchrun --nproc_per_node N --no-python forms t
 ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment; :func:`init_from_env` joins the process group
 once. Outside torchrun everything here degrades to a single process (rank 0 of 1).
 
-The global batch is split across ranks (see :class:`forms.nn.train.EpochLoader`): rank r takes
+The global batch is split across ranks (see :class:`forms.nn.loader.EpochLoader`): rank r takes
 every W-th sample of each global batch, and DDP averages gradients, so a W-process run follows the
 same mathematics as a single process with the same global batch size.
 """
@@ -19,16 +19,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from forms.errors import INTERRUPTED_STATUS, ConfigError
 from forms.nn.device import resolve_device
-from forms.nn.loader import EpochLoader
 
 
 def env_world_size() -> int:
@@ -99,11 +96,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def shard_indices(indices: torch.Tensor, rank_: int, world: int) -> torch.Tensor:
-    """Rank ``rank_``'s share of ``indices``: every ``world``-th element starting at ``rank_``."""
-    return indices[rank_::world]
-
-
 def strip_nproc(argv: Sequence[str]) -> list[str]:
     """``argv`` without ``--nproc N`` / ``--nproc=N``, for the torchrun children (so they do not relaunch)."""
     out: list[str] = []
@@ -116,11 +108,6 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
         elif not arg.startswith("--nproc="):
             out.append(arg)
     return out
-
-
-def sharded_loader(dataset: TensorDataset, batch_size: int, seed: int = 0, **kwargs: Any) -> EpochLoader:
-    """An :class:`EpochLoader` over this process's share of each global batch (rank/world from torchrun)."""
-    return EpochLoader(dataset, batch_size, seed=seed, rank=rank(), world_size=world_size(), **kwargs)
 
 
 def cleanup() -> None:

@@ -18,10 +18,7 @@ from typing import Any
 from torch import nn
 
 from forms.errors import ConfigError
-from forms.nn.models import MODEL_NAMES, build_model
-
-FACTORY_ARGUMENTS = ("in_channels", "num_classes", "image_size")
-"""The keyword arguments a user factory may name; each gets the value the data implies."""
+from forms.nn.models import MODEL_NAMES, build_model, model_kwargs
 
 MODEL_CHOICES = f"one of {', '.join(MODEL_NAMES)}, or package.module:factory"
 """What ``--model`` accepts, for help texts and error messages."""
@@ -91,9 +88,8 @@ def make_model(name: str, in_channels: int = 1, num_classes: int = 10, image_siz
     if not is_import_path(name):
         return build_model(name, in_channels, num_classes, image_size)
     factory = load_factory(name)
-    values = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
     try:
-        model = factory(**_factory_kwargs(factory, values))
+        model = factory(**_factory_kwargs(factory, model_kwargs(in_channels, num_classes, image_size)))
     except Exception as exc:  # user code: report, do not crash with a traceback
         raise ConfigError(f"model '{name}': the factory raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
