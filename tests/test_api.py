@@ -204,3 +204,13 @@ def test_example_own_cnn(capsys: pytest.CaptureFixture[str]) -> None:
     stats = main(images=64, epochs=1)
     assert stats.conversions > 0
     assert "images/s" in capsys.readouterr().out
+
+
+def test_the_lazy_public_names_are_the_api_names() -> None:
+    """``forms.__all__`` lists exactly the lazily imported names, and they cover ``forms.api``'s."""
+    import forms.api
+
+    lazy = set(forms._LAZY)
+    assert set(forms.__all__) - {"__version__"} == lazy
+    assert set(forms.api.__all__) <= lazy
+    assert all(getattr(forms, name) is not None for name in lazy)

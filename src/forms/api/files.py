@@ -11,12 +11,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from forms.compress.export import CheckReport, check_npz, layer_arrays
+from forms.compress.export import CheckReport, check_npz, write_npz
 from forms.config import CrossbarSpec
 from forms.intweights import IntegerLayer
-from forms.io import atomic_write
 
 
 def export(layers: Sequence[IntegerLayer], out: str | Path, crossbar: CrossbarSpec) -> Path:
@@ -33,16 +30,13 @@ def export(layers: Sequence[IntegerLayer], out: str | Path, crossbar: CrossbarSp
     >>> forms.check(path).ok
     True
     """
-    arrays: dict[str, np.ndarray] = {
-        "fragment_size": np.asarray(crossbar.fragment_size, dtype=np.int64),
-        "weight_bits": np.asarray(max(layer.weight_bits for layer in layers), dtype=np.int64),
-        "crossbar_rows": np.asarray(crossbar.rows, dtype=np.int64),
-        "crossbar_cols": np.asarray(crossbar.cols, dtype=np.int64),
-        "layers": np.asarray([layer.name for layer in layers]),
+    meta = {
+        "fragment_size": crossbar.fragment_size,
+        "weight_bits": max(layer.weight_bits for layer in layers),
+        "crossbar_rows": crossbar.rows,
+        "crossbar_cols": crossbar.cols,
     }
-    for layer in layers:
-        arrays.update(layer_arrays(layer))
-    return atomic_write(out, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+    return write_npz(layers, meta, out)
 
 
 def check(target: str | Path | Sequence[IntegerLayer], crossbar: CrossbarSpec | None = None) -> CheckReport:

@@ -44,10 +44,6 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("inf") if a else 1.0
 
 
-def _count(rows: int, cols: int, groups: int, encoding: Encoding, bits: int, xbar: CrossbarSpec) -> int:
-    return encoding.crossbar_count(rows, cols, groups, bits, xbar)
-
-
 def compact_shapes(weight_int: Tensor) -> list[tuple[int, int]]:
     """(rows, cols) per group after dropping all-zero rows and all-zero columns."""
     nz = weight_int != 0
@@ -62,9 +58,12 @@ def crossbar_report(layers: dict[str, Tensor], weight_bits: int, crossbar: Cross
     for name, w in layers.items():
         groups, rows, cols = w.shape
         shapes = compact_shapes(w)
-        d = _count(rows, cols, groups, BASELINE_ENCODING, BASELINE_BITS, crossbar)
-        p = sum(_count(r, c, 1, BASELINE_ENCODING, BASELINE_BITS, crossbar) for r, c in shapes)
-        f = {e.value: sum(_count(r, c, 1, e, weight_bits, crossbar) for r, c in shapes) for e in ENCODINGS}
+        d = BASELINE_ENCODING.crossbar_count(rows, cols, groups, BASELINE_BITS, crossbar)
+        p = sum(BASELINE_ENCODING.crossbar_count(r, c, 1, BASELINE_BITS, crossbar) for r, c in shapes)
+        f = {
+            e.value: sum(e.crossbar_count(r, c, 1, weight_bits, crossbar) for r, c in shapes)
+            for e in ENCODINGS
+        }
         dense += d
         pruned += p
         for e in final:

@@ -22,6 +22,7 @@ error, an object array) is a violation.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ LAYER_KEYS = ("weight_int", "scale", "fragment_size", "weight_shape")
 """The per-layer entries, each stored as ``<layer>.<key>``."""
 
 
-def layer_arrays(layer: IntegerLayer) -> dict[str, np.ndarray]:
+def _layer_arrays(layer: IntegerLayer) -> dict[str, np.ndarray]:
     """The ``.npz`` entries of one integer layer (see the module docstring)."""
     w = layer.weight_int.numpy().astype(np.int32)
     scale = layer.scale.numpy().astype(np.float32)
@@ -51,6 +52,20 @@ def layer_arrays(layer: IntegerLayer) -> dict[str, np.ndarray]:
         f"{layer.name}.fragment_size": np.asarray(layer.fragment_size, dtype=np.int64),
         f"{layer.name}.weight_shape": np.asarray(layer.weight_shape, dtype=np.int64),
     }
+
+
+def write_npz(layers: Sequence[IntegerLayer], meta: dict[str, int], out: str | Path) -> Path:
+    """Write ``layers`` and the metadata scalars ``meta`` to the ``.npz`` ``out`` atomically; return its path.
+
+    ``meta`` holds every :data:`META_KEYS` entry but ``layers`` (the names, taken from ``layers``).
+    """
+    from forms.io import atomic_write
+
+    arrays: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.int64) for k, v in meta.items()}
+    arrays["layers"] = np.asarray([layer.name for layer in layers])
+    for layer in layers:
+        arrays.update(_layer_arrays(layer))
+    return atomic_write(out, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
 
 def _refuse_to_replace_checkpoint(checkpoint: Path, target: Path) -> None:
@@ -69,7 +84,6 @@ def export_npz(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     Refuses (before writing) an ``out`` that is the checkpoint itself, a checkpoint that is not
     compressed, and integer layers that do not fit the checkpoint's model.
     """
-    from forms.io import atomic_write
     from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
 
     target = Path(out)
@@ -92,11 +106,7 @@ def export_npz(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
         }
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"{checkpoint}: no compression settings recorded ({exc})") from None
-    arrays: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.int64) for k, v in meta.items()}
-    arrays["layers"] = np.asarray([layer.name for layer in layers])
-    for layer in layers:
-        arrays.update(layer_arrays(layer))
-    atomic_write(target, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+    write_npz(layers, meta, target)
     return {"path": str(target), "layers": [layer.name for layer in layers], **meta}
 
 

@@ -6,6 +6,7 @@ cell carries the summary.json path of the field it was read from.
 from __future__ import annotations
 
 from forms.compress.result import CompressResult
+from forms.config import CROSSBAR_COLS, CROSSBAR_ROWS
 from forms.report import plots
 from forms.report.model import (
     Cell,
@@ -82,11 +83,13 @@ def crossbar_section(
     for arch, est in summary.estimate.items():
         used = field_cell(est, join_path("estimate", arch), "crossbars_used", "int")
         counts.add([label(f"{arch}: crossbars used by the cost model"), used])
+    geometry = compress.crossbar_geometry if compress is not None else {}
+    size = f"{geometry.get('rows', CROSSBAR_ROWS)}x{geometry.get('cols', CROSSBAR_COLS)}"
     section = Section(
         "crossbars",
         "Crossbars and reduction factors",
         paragraphs=[
-            "Crossbars of 128x128 cells needed by the dense 32-bit model, the pruned model and the final "
+            f"Crossbars of {size} cells needed by the dense 32-bit model, the pruned model and the final "
             "model under each encoding, and the factors (pruning x quantization x polarization) whose "
             "product is the total reduction, as the compression stage counted them.",
             'Two counts (docs/design.md, "Two reduction counts"): physical, in whole crossbars per layer '
