@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -139,6 +140,14 @@ class SweepTiming:
     """Including results.csv, the Pareto plots and the report."""
     load: tuple[float, float]
     """1-minute load average before and after."""
+    cpu_s: float
+    """CPU seconds (user + system) of this process and its workers over the whole run."""
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished (waited-for) child processes."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def time_sweep(jobs: int) -> SweepTiming:
@@ -147,12 +156,12 @@ def time_sweep(jobs: int) -> SweepTiming:
     last = [0.0]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
+        cpu0, t0 = _cpu_seconds(), time.perf_counter()
         result = run_sweep(
             spec, out, jobs=jobs, progress=False, on_point=lambda _: last.__setitem__(0, time.perf_counter())
         )
-        total = time.perf_counter() - t0
-    return SweepTiming(jobs, result.points, last[0] - t0, total, (load_before, os.getloadavg()[0]))
+        total, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    return SweepTiming(jobs, result.points, last[0] - t0, total, (load_before, os.getloadavg()[0]), cpu)
 
 
 def sweep_section() -> str:
@@ -167,15 +176,21 @@ def sweep_section() -> str:
         "x zero_skip.default_skip_fraction 0..0.9 x read_time_ns [50, 100] x input_bits [8, 16] x adc.flip "
         "[true, false] = 10,000 points, each written to its own JSON. Points/s counts from the call to the "
         "last point (planning, spawning workers, building the layer shapes once per worker, every point); "
-        "the total adds results.csv, the Pareto plots and the report. Target: 150 points/s on 2 cores.",
+        "the total adds results.csv, the Pareto plots and the report. Target: 150 points/s on 2 cores. "
+        "CPU s is the user + system time of the sweep's process and its workers over the whole run (with the "
+        "report): unlike wall time it hardly depends on the other jobs, so points per CPU second x the cores "
+        "a sweep keeps busy (jobs, at most 2) bounds what an idle 2-core machine reaches (a derived figure, "
+        "not a measurement; file-system waits are not CPU time).",
         "",
-        "| jobs | points | to last point s | points/s | total s | points/s with report | load before/after |",
-        "|---|---|---|---|---|---|---|",
+        "| jobs | points | to last point s | points/s | total s | points/s with report | load before/after "
+        "| CPU s | points per CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in timings:
         lines.append(
             f"| {t.jobs} | {t.points} | {t.points_s:.1f} | {t.points / t.points_s:.0f} | {t.total_s:.1f} | "
-            f"{t.points / t.total_s:.0f} | {t.load[0]:.1f} / {t.load[1]:.1f} |"
+            f"{t.points / t.total_s:.0f} | {t.load[0]:.1f} / {t.load[1]:.1f} | {t.cpu_s:.1f} | "
+            f"{t.points / t.cpu_s:.0f} |"
         )
     return "\n".join(lines)
 
@@ -194,14 +209,17 @@ def main() -> None:
 
 def perf_section() -> None:
     """The ``perf`` section: the model's speed (first, in a fresh process) and the zoo comparisons."""
+    load_before = os.getloadavg()[0]
     speed = speed_section()  # first, so the "fresh process" timing really is one
+    load_after = os.getloadavg()[0]
     tables, notes = compare_section()
     body = "\n".join(
         [
             "## Cost model (`benchmarks/bench_perf.py`)",
             "",
             f"Measured {stamp()} on {machine_line()}; the machine is shared with other jobs, so "
-            "timings are upper bounds. Command: `.venv/bin/python benchmarks/bench_perf.py` "
+            f"timings are upper bounds (1-minute load average {load_before:.1f} before the timings, "
+            f"{load_after:.1f} after). Command: `.venv/bin/python benchmarks/bench_perf.py` "
             "(the same figures as `forms compare --archs isaac-opt,prime,forms-8,forms-16 --model <m> "
             "--input-shape <s>`). Dense zoo models (no checkpoint), no measured activity: FORMS' "
             "zero-skip saves nothing here (default skip fraction 0).",

@@ -1,7 +1,7 @@
 """Read noise on LeNet-5: sparse conversion errors against the ideal path and the dense draws; writes the
 ``sim-read-noise`` section of docs/benchmarks.md.
 
-LeNet-5 with random weights quantized to 8 bits and polarized (R = 8) by ``tests/_simhelpers``, 16-bit
+LeNet-5 with random weights quantized to 8 bits and polarized (R = 8) by ``forms.project``, 16-bit
 inputs, 2-bit cells, 1-bit DAC, lossless ADCs, read noise sigma 0.02 (as ``forms simulate --read-noise
 0.02``), on MNIST test images. Three models in one process, timed alternately (medians): ideal cells;
 read noise as sparse errors (:mod:`forms.sim.noise_events`, the default); read noise with a Gaussian

@@ -1,10 +1,11 @@
 """Simulator speed and memory benchmarks; writes the ``sim`` section of docs/benchmarks.md.
 
 Models are LeNet-5 / ResNet-18 with randomly initialized weights quantized to 8 bits and polarized
-with R = 8 by the test helper ``tests/_simhelpers.fake_compress`` (speed does not depend on training);
+with R = 8 by ``forms.project`` (one-shot projection; speed does not depend on training);
 inputs are real MNIST test images (so activation sparsity is realistic) or random CIFAR-shaped tensors.
 
     .venv/bin/python benchmarks/bench_sim.py [--images 1000] [--lenet-images 10000] [--threads 2]
+    .venv/bin/python benchmarks/bench_sim.py --workload-only [--workload-threads 1,2]
 
 Figures:
 1. ideal lossless mode (exact fast path + zero-skip statistics) vs the plain integer reference;
@@ -13,7 +14,8 @@ Figures:
    for the GEMM engine (the one read noise uses);
 3. LeNet-5 through the full bit-level path (4-bit ADC, polarized) on MNIST test images, and with read
    noise (GEMM engine) on a subset;
-4. peak resident memory (ru_maxrss of a fresh subprocess) of ResNet-18 on CIFAR shapes, batch 64.
+4. peak resident memory (ru_maxrss of a fresh subprocess) of ResNet-18 on CIFAR shapes, batch 64;
+5. issue 20's bit-level workload against its GEMM floor (``benchmarks/_bit_level.py``, its own section).
 
 OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE unless set): on a machine shared with other
 jobs, spinning threads of a 2-thread run slow every parallel op down by 10-100x.
@@ -35,16 +37,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import forms  # noqa: E402
+from _bit_level import run_workload  # noqa: E402
+from _bit_level import write_section as write_workload  # noqa: E402
 from _report import machine_line, stamp, update_section  # noqa: E402
-from _simhelpers import fake_compress  # noqa: E402
 from forms.nn.models import build_model  # noqa: E402
 from forms.sim.crossbar import DEFAULT_TABLE_LIMIT  # noqa: E402
 from forms.sim.quant_inputs import calibrate_inputs  # noqa: E402
 from forms.sim.simnet import build_simulated_model, program_chip, set_mode, simulated_layers  # noqa: E402
 from forms.sim.spec import SimSpec  # noqa: E402
+
+PROJECTION = {"crossbar": {"fragment_size": 8}, "quant": {"weight_bits": 8}, "polarize": {"enabled": True}}
+"""One-shot projection of the benchmark models: 8-bit weights polarized in fragments of 8 rows."""
 
 
 def timed(fn, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]
@@ -64,7 +70,7 @@ def load_average() -> float:
 
 def simulated(model_name: str, spec: SimSpec, calib: torch.Tensor, **kwargs: int) -> torch.nn.Module:
     model = build_model(model_name, **kwargs).eval()
-    layers = fake_compress(model, weight_bits=8, fragment_size=8)
+    layers = forms.project(model, forms.CompressSpec.model_validate(PROJECTION))
     quant = calibrate_inputs(model, [layer.name for layer in layers], [calib], spec.input_bits)
     return build_simulated_model(model, layers, quant, spec)
 
@@ -185,15 +191,14 @@ def bench_lenet_full(images: torch.Tensor, noise_images: int) -> dict[str, Any]:
 
 MEMORY_CHILD = """
 import resource, sys, torch
-sys.path.insert(0, {tests!r})
 torch.set_num_threads({threads})
-from _simhelpers import fake_compress
+import forms
 from forms.sim.quant_inputs import calibrate_inputs
 from forms.sim.spec import SimSpec
 from forms.sim.simnet import build_simulated_model
 from forms.nn.models import build_model
 model = build_model("resnet18", in_channels=3, num_classes=10, image_size=32).eval()
-layers = fake_compress(model, weight_bits=8, fragment_size=8)
+layers = forms.project(model, forms.CompressSpec.model_validate({projection!r}))
 x = torch.randn({batch}, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 quant = calibrate_inputs(model, [l.name for l in layers], [x[:16]], 16)
 spec = SimSpec.from_dict({spec})
@@ -206,7 +211,7 @@ print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def bench_memory(threads: int, batch: int, spec: dict[str, object]) -> dict[str, float]:
-    code = MEMORY_CHILD.format(tests=str(ROOT / "tests"), threads=threads, batch=batch, spec=repr(spec))
+    code = MEMORY_CHILD.format(threads=threads, batch=batch, spec=repr(spec), projection=PROJECTION)
     t = time.perf_counter()
     # glibc gives each thread its own malloc arena, which can hold on to freed chunk-sized blocks;
     # cap the arenas so that peak RSS reflects the simulator's tensors more closely.
@@ -236,7 +241,17 @@ def main() -> None:
         help="ResNet-18 batch for the bit-level memory figure (batch 64 takes about half an hour on 2 cores)",
     )
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--workload-only",
+        action="store_true",
+        help="only issue 20's bit-level workload (_bit_level.py)",
+    )
+    parser.add_argument("--workload-threads", default="1,2", help="thread counts for the bit-level workload")
+    parser.add_argument("--workload-repeat", type=int, default=3, help="alternating runs per workload case")
     args = parser.parse_args()
+    if args.workload_only:
+        bench_workload(args)
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # the random LeNet-5 / ResNet-18 weights
     load = f"{load_average():.1f}"
@@ -255,6 +270,18 @@ def main() -> None:
         )
         print(json.dumps(res["memory_bit_level"]), flush=True)
     write(res, args, load)
+    bench_workload(args)
+
+
+def bench_workload(args: argparse.Namespace) -> None:
+    """Issue 20's bit-level workload at each thread count; writes the ``sim-bit-level`` section."""
+    command = (
+        ".venv/bin/python benchmarks/bench_sim.py --workload-only "
+        f"--workload-threads {args.workload_threads} --workload-repeat {args.workload_repeat}"
+    )
+    threads = [int(n) for n in args.workload_threads.split(",")]
+    write_workload(run_workload(threads, args.workload_repeat), command)
+    torch.set_num_threads(args.threads)
 
 
 def write(res: dict[str, Any], args: argparse.Namespace, load: str) -> None:

@@ -185,7 +185,7 @@ def test_import_forms_stays_light() -> None:
         forms.nonexistent  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["project", "crossbars", "cost", "files"])
+@pytest.mark.parametrize("module", ["project", "crossbars", "cost", "files", "compression", "batchnorm"])
 def test_docstring_examples_run(module: str) -> None:
     mod = __import__(f"forms.api.{module}", fromlist=["_"])
     failures, tried = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
@@ -203,7 +203,8 @@ def test_example_own_cnn(capsys: pytest.CaptureFixture[str]) -> None:
     main = runpy.run_path(str(EXAMPLES / "own_cnn.py"))["main"]
     stats = main(images=64, epochs=1)
     assert stats.conversions > 0
-    assert "images/s" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "compressed; 0 of" in out and "fragments hold both signs" in out and "images/s" in out
 
 
 def test_the_lazy_public_names_are_the_api_names() -> None:

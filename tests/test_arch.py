@@ -31,9 +31,33 @@ def test_all_presets_load_with_notes() -> None:
         assert arch.notes, f"{name} must list its assumptions"
 
 
-def test_forms_adc_resolution_is_lossless_per_fragment() -> None:
-    assert [load_arch(f"forms-{r}").adc_bits for r in (4, 8, 16, 32)] == [4, 5, 6, 7]
-    assert load_arch("isaac-ce").adc_bits == 8
+def test_forms_presets_use_the_published_4_bit_adc() -> None:
+    # FORMS (ISCA 2021) publishes a 4-bit fragment ADC. R rows of 2-bit cells, 1-bit DAC: max sum 3R,
+    # lossless in ceil(log2(3R + 1)) bits, one less flipped: R = 4 -> 4; R = 8 -> 5, 4 flipped.
+    archs = {r: load_arch(f"forms-{r}") for r in (4, 8, 16, 32)}
+    assert [a.adc_bits for a in archs.values()] == [4, 4, 4, 4]
+    assert [a.adc.flip for a in archs.values()] == [False, True, True, True]
+    assert [a.lossless_adc_bits for a in archs.values()] == [4, 4, 5, 6]
+    for r in (16, 32):  # no flipping makes 16 or 32 rows lossless at 4 bits: they clip, and say so
+        assert archs[r].adc.allow_clipping
+        assert any("clip rate" in note and "forms simulate" in note for note in archs[r].notes)
+    assert not archs[4].adc.allow_clipping and not archs[8].adc.allow_clipping
+    assert load_arch("isaac-ce").adc_bits == 8 == load_arch("isaac-ce").lossless_adc_bits
+
+
+def test_flipping_saves_one_bit_in_every_preset_that_flips() -> None:
+    for name in list_presets():
+        arch = load_arch(name)
+        unflipped = arch.replace(adc=arch.adc.replace(flip=False, bits=None, allow_clipping=False))
+        assert arch.lossless_adc_bits == unflipped.lossless_adc_bits - int(arch.adc.flip)
+
+
+def test_forms_presets_state_what_zero_skipping_saves() -> None:
+    for r in (4, 8, 16, 32):
+        zs = load_arch(f"forms-{r}").zero_skip
+        assert zs.saves == ["conversions", "reads"]
+        assert zs.default_skip_fraction == 0 == zs.default_read_skip_fraction
+        assert any("saves" in note and "drivers" in note.lower() for note in load_arch(f"forms-{r}").notes)
 
 
 def test_cells_per_weight() -> None:
@@ -107,7 +131,7 @@ def test_user_yaml_round_trips(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (lambda d: d.update(colour="red"), "unknown key 'colour'"),
-        (lambda d: d["adc"].update(bits=3), "adc.bits = 3 is below the lossless 5"),
+        (lambda d: d["adc"].update(bits=3), "adc.bits = 3 is below the lossless 4"),
         (lambda d: d["crossbar"].update(fragment_size=12), "must divide the crossbar rows"),
         (lambda d: d["adc"].update(per_crossbar=0), "adc.per_crossbar"),
         (lambda d: d.update(encoding="offset"), "fragment_size must equal crossbar.rows"),

@@ -274,3 +274,10 @@ def test_compacted_risky_columns_match_direct_computation(seed: int, rows: int, 
     want, clipped = direct_polarized(x, w, wb, cb, r, bits, signed, adc_bits)
     assert torch.equal(arr(x), want)
     assert arr.stats.clipped == clipped
+    table = arr.pattern_table()  # the table covers only the column that can clip
+    assert arr.engine == "table" and table is not None and table.output_columns is not None
+    assert table.output_columns.tolist() == [2]
+    gemm = make_array(w, "polarized", wb, cb, 16, r, bits, signed, adc_bits=adc_bits)
+    gemm.set_table_limit(0)  # the GEMM engine on the same compacted columns
+    assert torch.equal(gemm(x), want) and gemm.engine == "gemm"
+    assert gemm.stats.clipped == clipped

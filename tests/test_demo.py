@@ -12,7 +12,7 @@ import pytest
 from forms.experiments.demo import DemoSpec, run_demo
 from forms.experiments.stages import load_done
 from forms.io import write_json_atomic
-from test_report import make_summary, sample_simulation
+from test_report import make_summary, sample_estimate, sample_simulation, sample_verdict
 
 CPU_CONFIG = Path(__file__).parents[1] / "configs" / "reproduce-cpu.yaml"
 
@@ -28,8 +28,10 @@ def _seed_finished_stages(out: Path, spec: DemoSpec) -> dict[str, Any]:
         path = out / "simulate" / setup.name / "metrics.json"
         write_json_atomic(sample_simulation((0.9 + 0.001 * len(written),), 0.0, 0.3).to_dict(), path)
         written[setup.name] = json.loads(path.read_text())
-    for arch, est in sample.estimate.items():
+    for arch in spec.archs:
+        est = sample.estimate.get(arch) or sample_estimate(arch, 1.1)
         write_json_atomic(est.to_dict(), out / "estimate" / arch / "estimate.json")
+    write_json_atomic(sample_verdict(), out / "verdict" / "verdict.json")
     return written
 
 
@@ -45,12 +47,18 @@ def test_demo_resumes_every_finished_stage_and_reports_their_outputs(tmp_path: P
     summary = json.loads(result.report.summary.read_text())
     assert set(summary["simulate"]) == set(sims)
     assert all(summary["simulate"][name]["metrics"] == m for name, m in sims.items())
-    assert summary["simulate"]["polarized-adc4"]["setup"]["adc_bits"] == 4  # lossless 5 for R = 8, minus 1
+    # R = 8 fragments flipped: lossless 4 bits (FORMS's ADC), the narrow run one bit fewer
+    assert summary["simulate"]["polarized-adc3"]["setup"]["adc_bits"] == 3
+    assert summary["simulate"]["polarized-ideal"]["setup"]["flipped"] is True
     assert summary["simulate"]["offset-ideal"]["setup"]["flipped"] is True
     assert summary["train"] == json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert set(summary["estimate"]) == set(spec.archs)
     assert summary["derived"]["estimate_ratios"]["isaac-opt"]["fps"] == pytest.approx(1.0)
-    assert result.report.html.is_file() and "Assumptions and parameters" in result.report.html.read_text()
+    assert summary["verdict"] == {"lenet5 (mnist)": sample_verdict()}
+    html = result.report.html.read_text()
+    assert "Assumptions and parameters" in html
+    assert html.index('id="verdict"') < html.index('id="what-decides"') < html.index('id="overview"')
+    assert html.index('id="assumptions"') < html.index('id="stage-times"')
     assert any("variation" in a for a in summary["assumptions"])
 
 
@@ -59,7 +67,7 @@ def test_demo_defaults_state_their_budget() -> None:
     text = " ".join(spec.assumptions())
     assert f"{spec.train_epochs} epochs" in text and f"{spec.variation_runs} chips" in text
     assert spec.fragment_size == 8 and spec.weight_bits == 8 and spec.prune_granularity == "filter"
-    assert spec.archs == ["isaac-opt", "prime", "forms-8"]
+    assert spec.archs == ["isaac-opt", "isaac-ce", "prime", "forms-8"]
 
 
 @pytest.mark.slow
@@ -85,6 +93,13 @@ def test_reproduce_quick_runs_end_to_end(tmp_path: Path) -> None:
     ]
     for row in exp["d"]["rows"]:
         assert 0.0 <= row["variation_mean"] <= 1.0
+    spec = ReproduceSpec.quick()
+    assert list(summary["verdict"]) == [w.label for w in spec.workloads]
+    lenet = summary["verdict"][spec.workloads[0].label]
+    assert "measured" in lenet["skip"]["source"] and lenet["break_even"][0]["measured_skip"] is not None
+    html = result.report.html.read_text()
+    assert html.index('id="verdict"') < html.index('id="what-decides"') < html.index('id="overview"')
+    assert html.index('id="assumptions"') < html.index('id="stage-times"')
 
 
 def test_reproduce_compressions_inherit_the_runs_subset_and_schedule_overrides() -> None:

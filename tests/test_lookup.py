@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from forms.sim.adc import Adc
 from forms.sim.bitplanes import fragment_int_view, fragment_patterns, int_codes
 from forms.sim.crossbar import CrossbarArray
 from forms.sim.encodings import encode
+from forms.sim.integer_gemm import integer_matmul
 from forms.sim.quant_inputs import digit_plan
 from forms.sim.spec import DeviceSpec
 from forms.sim.zeroskip import count_subarray_steps
@@ -191,3 +193,21 @@ def test_read_noise_from_gathered_sigmas_matches_gemm_engine() -> None:
     y1, y2 = looked(x), gemm(x)
     assert float((y1 - y2).abs().max()) <= 1e-3 * float(y2.abs().max())
     assert not torch.equal(looked(x), y1)  # a fresh draw per read
+
+
+@pytest.mark.parametrize("bits", [8, 12])
+def test_table_split_by_row_groups_equals_gemm_engine(bits: int) -> None:
+    # 8-bit weights over many fragments: one bag per vector would pass 2^24, so the table sums ranges of
+    # fragments (every step at once) or of steps in separate float32 bags; outputs stay exact
+    gen = torch.Generator().manual_seed(bits)
+    rows, r = 800, 8
+    sign = torch.randint(0, 2, (1, rows // r, 6), generator=gen) * 2 - 1
+    w = torch.randint(100, 128, (1, rows, 6), generator=gen) * sign.repeat_interleave(r, 1)
+    x = torch.randint(0, 1 << bits, (9, 1, rows), generator=gen).to(torch.float64)
+    table, gemm = arrays(w, "polarized", 8, 2, 128, r, bits, False, 1, 5)
+    assert torch.equal(table(x), gemm(x)) and torch.equal(table(x), integer_matmul(x, w))
+    layer_table = table.pattern_table()
+    assert layer_table is not None
+    groups = layer_table.table.step_groups
+    by_row_groups = any(grp.first_row_group > 0 for grp in groups)
+    assert len(groups) > 1 and by_row_groups == (bits == 8)  # 12 bits: step ranges need fewer groups

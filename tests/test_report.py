@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import re
@@ -33,7 +34,7 @@ from forms.sim.mapping import MappingTable
 from forms.sim.result import LayerRecord, LayerSetup, LayerZeroSkip, RunsSummary, SimulationResult
 from forms.sim.spec import SimSpec
 
-SECTION_IDS = [
+STAGE_SECTION_IDS = [
     "overview",
     "accuracy",
     "crossbars",
@@ -43,6 +44,9 @@ SECTION_IDS = [
     "breakdown",
     "assumptions",
 ]
+"""Sections of a report without a verdict, in order."""
+SECTION_IDS = ["verdict", "what-decides", *STAGE_SECTION_IDS]
+"""Sections of a report with a verdict: the verdict opens it."""
 LAYERS = ["conv1", "conv2", "fc1", "fc2", "fc3"]
 
 
@@ -183,8 +187,27 @@ def sample_estimate(arch: str, scale: float) -> Estimate:
     )
 
 
+@functools.cache
+def sample_verdict() -> dict[str, Any]:
+    """A real verdict (the packaged ranges) on LeNet-5's dense layer shapes, as summary.json holds it."""
+    from forms.cost.arch import load_arch
+    from forms.cost.layer_shapes import zoo_workload
+    from forms.experiments.verdict import Costing, compute_verdict
+    from forms.experiments.verdict_ranges import load_verdict_ranges
+
+    baselines = [load_arch(name) for name in ("isaac-opt", "isaac-ce", "prime")]
+    verdict = compute_verdict(
+        "lenet5 (mnist)",
+        Costing(zoo_workload("lenet5")),
+        load_arch("forms-8"),
+        baselines,
+        load_verdict_ranges(),
+    )
+    return json.loads(json.dumps(verdict.to_dict()))
+
+
 def make_summary() -> Summary:
-    """A complete summary of hand-made typed stage results."""
+    """A complete summary of hand-made typed stage results, and a real verdict."""
     return Summary(
         title="FORMS demo: LeNet-5 on MNIST (test sample)",
         meta=RunMeta.now("pytest"),
@@ -213,6 +236,7 @@ def make_summary() -> Summary:
             arch: sample_estimate(arch, scale)
             for arch, scale in (("isaac-opt", 1.0), ("prime", 1.6), ("forms-8", 0.55))
         },
+        extra={"verdict": {"lenet5 (mnist)": sample_verdict()}},
     )
 
 
@@ -376,7 +400,7 @@ def test_empty_summary_still_renders(tmp_path: Path) -> None:
     files = write_report(stage_report(summary), tmp_path)
     parser = _Cells()
     parser.feed(files.html.read_text())
-    assert parser.sections == SECTION_IDS
+    assert parser.sections == STAGE_SECTION_IDS
     assert summary.to_dict()["derived"] == {"estimate_ratios": {}, "zero_skip": {}}
     assert summary.to_dict()["train"] == {} and summary.to_dict()["compress"] == {}
 

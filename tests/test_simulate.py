@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
-from _simhelpers import Block, fake_compress
+import forms
+from _simhelpers import Block, projection_spec
 from forms.cli.app import app
 from forms.errors import ConfigError, UnsupportedLayerError
 from forms.sim.quant_inputs import InputQuantizer
@@ -30,7 +32,7 @@ def tiny_net(seed: int = 0) -> tuple[nn.Module, list]:
     with torch.no_grad():
         net.bn.running_mean.uniform_(-0.1, 0.1)
         net.bn.running_var.uniform_(0.5, 1.5)
-    return net, fake_compress(net, weight_bits=6, fragment_size=4)
+    return net, forms.project(net, projection_spec(weight_bits=6, fragment_size=4))
 
 
 IMAGES = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -88,7 +90,9 @@ def test_narrow_adc_and_monte_carlo() -> None:
 def test_conv_geometry_equals_integer_conv(groups, k, stride, padding, dilation, size) -> None:
     torch.manual_seed(groups * 100 + k)
     conv = nn.Conv2d(2 * groups, 3 * groups, k, stride, padding, dilation, groups, bias=True)
-    (layer,) = fake_compress(nn.Sequential(conv), weight_bits=5, fragment_size=1)
+    (layer,) = forms.project(
+        nn.Sequential(conv), projection_spec(weight_bits=5, fragment_size=1, scale="layer")
+    )
     layer.name = "0"
     q = InputQuantizer(scale=0.25, bits=8, signed=True)
     spec = SimSpec.from_dict({"rows": 8, "input_bits": 8, "bit_level": True})
@@ -113,8 +117,7 @@ def test_unsupported_layer_is_named() -> None:
 def test_bad_specs() -> None:
     with pytest.raises(ConfigError, match="adc_bits"):
         SimSpec.from_dict({"adc_bits": 0})
-    with pytest.raises(ConfigError, match="flipped"):
-        SimSpec.from_dict({"flipped": True, "encoding": "polarized"})
+    assert SimSpec.from_dict({"flipped": True, "encoding": "polarized"}).flipped  # every encoding flips
     with pytest.raises(ConfigError, match="must divide"):
         SimSpec.from_dict({"fragment_size": 3})
 
@@ -122,7 +125,8 @@ def test_bad_specs() -> None:
 def test_polarized_refuses_an_unpolarized_checkpoint() -> None:
     torch.manual_seed(0)
     net = Block().eval()
-    layers = fake_compress(net, weight_bits=6, fragment_size=4, polarize=False)
+    mixed = forms.project(net, projection_spec(weight_bits=6, fragment_size=4, polarize=False))
+    layers = [dataclasses.replace(layer, fragment_size=4) for layer in mixed]  # claims R=4, holds both signs
     spec = SimSpec.from_dict({"encoding": "polarized", "rows": 32})
     with pytest.raises(ConfigError, match="encoding the checkpoint cannot provide"):
         simulate_model(spec, net, layers, IMAGES, LABELS, IMAGES[:8], device="cpu")
@@ -150,7 +154,7 @@ def fake_checkpoint(path: Path) -> None:
 
     torch.manual_seed(0)
     model = build_model("lenet5")
-    layers = fake_compress(model, weight_bits=8, fragment_size=8)
+    layers = forms.project(model, projection_spec(weight_bits=8, fragment_size=8))
     save_checkpoint(
         {
             "stage": "compressed",

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
-from forms.sim.quant_inputs import DigitPlan, digit_plan
-from forms.sim.zeroskip import count_subarray_steps
+import forms
+from _simhelpers import Block, projection_spec
+from forms.errors import ConfigError
+from forms.sim import zeroskip
+from forms.sim.quant_inputs import DigitPlan, calibrate_inputs, digit_plan
+from forms.sim.result import LayerZeroSkip, SimulationResult
+from forms.sim.simnet import build_simulated_model, simulated_layers
+from forms.sim.simulate import simulate_model
+from forms.sim.spec import SimSpec
+from forms.sim.zeroskip import ZeroSkipCounts, count_subarray_steps
 
 
 def counts(values: list[list[int]], bits: int, r: int, signed: bool = False, dac: int = 1) -> tuple[int, ...]:
@@ -116,3 +126,171 @@ def test_word_folded_counts_match_reference(
     codes = x.to(torch.int32) if as_int else x.to(torch.float64)
     c = count_subarray_steps(codes, plan, r, chunk_elements=1 + rows * 3)  # chunks of a few vectors
     assert (c.rounds_total, c.rounds_needed_leading, c.rounds_needed_bitplane) == reference_counts(x, plan, r)
+
+
+def reference_activity(x: torch.Tensor, plan: DigitPlan, tile: int, per_tile: int) -> tuple[int, ...]:
+    """Per-tile, per-step reads and per-(row, step) digits counted one by one from the digit masks."""
+    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
+    reads = leading = bitplane = digits = nonzero = 0
+    for vec in x.to(torch.int64).tolist():
+        for row in vec:
+            digits += len(row) * plan.steps
+            nonzero += sum(bool(v & m) for v in row for m in masks)
+            for t0 in range(0, len(row), tile):
+                needed = [any(v & m for v in row[t0 : t0 + tile]) for m in masks]
+                reads += plan.steps * per_tile
+                bitplane += sum(needed) * per_tile
+                leading += max((s + 1 for s, n in enumerate(needed) if n), default=0) * per_tile
+    return reads, leading, bitplane, digits, nonzero
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    rows=st.integers(1, 70),
+    r=st.sampled_from([1, 2, 4, 8, 16]),
+    per_tile_fragments=st.integers(1, 5),
+    crossbars=st.integers(1, 3),
+    bits=st.integers(1, 20),
+    dac=st.integers(1, 3),
+    signed=st.booleans(),
+    sparsity=st.floats(0.0, 0.99),
+)
+def test_reads_and_digits_match_reference(
+    seed: int,
+    rows: int,
+    r: int,
+    per_tile_fragments: int,
+    crossbars: int,
+    bits: int,
+    dac: int,
+    signed: bool,
+    sparsity: float,
+) -> None:
+    """Crossbar reads (tile OR of the sub-array ORs) and non-zero digits (SWAR popcount over packed
+    lanes) equal a plain count, for 8-, 16- and 32-bit lanes, multi-bit DACs and signed codes."""
+    if signed and bits < 2:
+        bits = 2
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    x = torch.randint(lo, hi, (5, 2, rows), generator=gen)
+    x[torch.rand(x.shape, generator=gen) < sparsity] = 0
+    plan = digit_plan(bits, dac, signed)
+    tile = r * per_tile_fragments
+    c = count_subarray_steps(
+        x.to(torch.int32), plan, r, chunk_elements=1 + rows * 3, tile_rows=tile, crossbars_per_tile=crossbars
+    )
+    got = (c.reads_total, c.reads_needed_leading, c.reads_needed_bitplane, c.digits_total, c.digits_nonzero)
+    assert got == reference_activity(x, plan, tile, crossbars)
+    assert (c.rounds_total, c.rounds_needed_leading, c.rounds_needed_bitplane) == reference_counts(x, plan, r)
+
+
+def test_a_crossbar_saves_a_read_only_when_every_fragment_is_idle() -> None:
+    """Hand count: 4-bit unsigned inputs, R = 2, crossbars of 4 rows (2 fragments), 3 crossbars per
+    row tile (column tiles x sets).
+
+    Crossbar A = [1, 0 | 2, 0]: at bits 2 and 3 every row's digit is zero, so both rules skip those two
+    reads. Crossbar B = [15, 0 | 0, 0]: its second fragment is idle at every bit (4 conversion rounds
+    skipped) but the first needs every bit, so B skips no read under either rule.
+    """
+    plan = digit_plan(4, 1, False)
+    codes = torch.tensor([[[1, 0, 2, 0, 15, 0, 0, 0]]])
+    c = count_subarray_steps(codes, plan, 2, tile_rows=4, crossbars_per_tile=3)
+    assert c.reads_total == 2 * 4 * 3
+    assert c.reads_needed_leading == c.reads_needed_bitplane == (2 + 4) * 3
+    # sub-arrays: [1,0] needs bit 0 (leading 1, bitplane 1); [2,0] bit 1 (2, 1); [15,0] (4, 4); [0,0] none
+    assert (c.rounds_total, c.rounds_needed_leading, c.rounds_needed_bitplane) == (16, 7, 6)
+    # digits: 8 rows x 4 bits; non-zero: 1 and 2 have one set bit, 15 four
+    assert (c.digits_total, c.digits_nonzero) == (32, 6)
+
+
+def _simulated(net: nn.Module, layers: list, spec: SimSpec, images: torch.Tensor) -> nn.Module:
+    names = [layer.name for layer in layers]
+    quantizers = calibrate_inputs(
+        net, names, [images], spec.input_bits, significant_bits=spec.input_significant_bits
+    )
+    return build_simulated_model(net, layers, quantizers, spec)
+
+
+def _layer_counts(model: nn.Module) -> dict[str, tuple[ZeroSkipCounts, bool]]:
+    return {
+        layer.name: (layer.array.stats.zero_skip, layer.quantizer.signed) for layer in simulated_layers(model)
+    }
+
+
+@pytest.mark.parametrize("adc_bits", [None, 3])
+def test_eight_significant_bits_on_a_sixteen_bit_datapath(adc_bits: int | None) -> None:
+    """Activations quantized to 8 bits and streamed 16 wide give the 8-bit run's codes and outputs
+    (lossless or clipping ADC); on unsigned layers the leading rule skips at least the upper 8 steps,
+    exactly the steps the 8-bit run does not stream."""
+    torch.manual_seed(0)
+    net = Block().eval()
+    layers = forms.project(net, projection_spec(weight_bits=6, fragment_size=4))
+    images = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    base = {"rows": 32, "cols": 32, "adc_bits": adc_bits}
+    narrow = _simulated(net, layers, SimSpec.from_dict({**base, "input_bits": 8}), images)
+    wide = _simulated(
+        net, layers, SimSpec.from_dict({**base, "input_bits": 16, "input_significant_bits": 8}), images
+    )
+    with torch.no_grad():
+        assert torch.equal(narrow(images), wide(images))
+    for name, (counts16, signed) in _layer_counts(wide).items():
+        counts8, _ = _layer_counts(narrow)[name]
+        assert counts16.rounds_total == 2 * counts8.rounds_total
+        assert counts16.digits_total == 2 * counts8.digits_total
+        if not signed:
+            assert counts16.rounds_needed_leading == counts8.rounds_needed_leading
+            assert counts16.rounds_needed_bitplane == counts8.rounds_needed_bitplane
+            assert counts16.reads_needed_leading == counts8.reads_needed_leading
+            assert counts16.digits_nonzero == counts8.digits_nonzero
+            assert counts16.rounds_total - counts16.rounds_needed_leading >= counts16.rounds_total // 2
+
+
+def test_significant_bits_cannot_exceed_the_datapath() -> None:
+    with pytest.raises(ConfigError, match="input_significant_bits=9 exceeds input_bits=8"):
+        SimSpec.from_dict({"input_bits": 8, "input_significant_bits": 9})
+
+
+def test_layer_record_of_counts_and_records_without_reads() -> None:
+    """Skipped = total - needed for reads as for conversions; records written before reads and digits
+    were measured still load (None) and write back without them."""
+    counts = ZeroSkipCounts(16, 7, 6, 24, 18, 18, 32, 6)
+    z = LayerZeroSkip.from_counts(counts, columns=5, steps=4, fragment_size=2)
+    assert (z.conversions_total, z.conversions_skipped_leading, z.conversions_skipped_bitplane) == (
+        80,
+        45,
+        50,
+    )
+    assert (z.reads_total, z.reads_skipped_leading, z.reads_skipped_bitplane) == (24, 6, 6)
+    assert (z.input_digits_total, z.input_digits_nonzero) == (32, 6)
+    assert LayerZeroSkip.from_dict(z.to_dict()) == z
+    old = {k: v for k, v in z.to_dict().items() if not k.startswith(("reads", "input_digits"))}
+    assert LayerZeroSkip.from_dict(old).reads_total is None
+    assert LayerZeroSkip.from_dict(old).to_dict() == old
+
+
+def test_simulation_records_reads_and_digits_per_layer_and_in_total() -> None:
+    torch.manual_seed(0)
+    net = Block().eval()
+    layers = forms.project(net, projection_spec(weight_bits=6, fragment_size=4))
+    images = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(6, dtype=torch.int64)
+    spec = SimSpec.from_dict({"rows": 16, "cols": 16, "input_bits": 8})
+    result = simulate_model(spec, net, layers, images, labels, images, device="cpu")
+    totals = result.zero_skip_totals
+    for z in result.zero_skip.values():
+        assert z.reads_total is not None and z.input_digits_total is not None
+        assert 0 <= z.reads_skipped_leading <= z.reads_skipped_bitplane <= z.reads_total  # type: ignore[operator]
+        assert 0 <= z.input_digits_nonzero <= z.input_digits_total  # type: ignore[operator]
+    assert totals["reads_total"] == sum(z.reads_total or 0 for z in result.zero_skip.values())
+    assert SimulationResult.from_dict(result.to_dict()).to_dict() == result.to_dict()
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000), n=st.integers(0, 300))
+def test_both_popcounts_count_every_set_bit(seed: int, n: int) -> None:
+    """The CPU popcount (numpy) and the byte-histogram one (other devices) agree with Python's."""
+    gen = torch.Generator().manual_seed(seed)
+    words = torch.randint(-(1 << 62), 1 << 62, (n,), generator=gen) * torch.randint(1, 4, (n,), generator=gen)
+    want = sum(bin(w & ((1 << 64) - 1)).count("1") for w in words.tolist())
+    assert zeroskip._popcount(words) == zeroskip._popcount_bytes(words) == want

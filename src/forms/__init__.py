@@ -9,7 +9,8 @@ and ``cli`` on top. Shared definitions: :mod:`forms.config`, :mod:`forms.geometr
 The in-memory Python API (:mod:`forms.api`) is available here, imported on first use so that
 ``import forms`` (and ``forms --help``) stays light::
 
-    layers = forms.project(model, forms.CompressSpec())
+    done = forms.compress(model, train_loader, forms.CompressSpec(), val_loader)  # ADMM, in memory
+    layers = forms.project(model, forms.CompressSpec())  # or one-shot, without training
     chip = forms.to_crossbars(model, forms.SimSpec(adc_bits=6), calibration=images, layers=layers)
     est = forms.estimate(model, "forms-8", (3, 32, 32), activity=chip.stats(), layers=layers)
 """
@@ -23,12 +24,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 __version__ = "0.1.0"
 
 _LAZY = {
+    "compress": "forms.compress",
+    "Compressed": "forms.api",
     "project": "forms.api",
     "to_crossbars": "forms.api",
     "to_digital": "forms.api",
     "estimate": "forms.api",
     "export": "forms.api",
     "check": "forms.api",
+    "fold_batchnorm": "forms.api",
     "CrossbarModel": "forms.api",
     "CrossbarStats": "forms.api",
     "CompressSpec": "forms.compress.spec",
@@ -36,10 +40,16 @@ _LAZY = {
     "DeviceSpec": "forms.sim.spec",
     "SimSpec": "forms.sim.spec",
 }
-"""Public names of :mod:`forms` and the module each is imported from on first use."""
+"""Public names of :mod:`forms` and the module each is imported from on first use.
+
+``compress`` is the subpackage :mod:`forms.compress` itself, which is callable (its docstring says
+why): Python binds an imported subpackage as an attribute of ``forms``, so no function could keep the
+name.
+"""
 
 __all__ = [
     "CompressSpec",
+    "Compressed",
     "CrossbarModel",
     "CrossbarSpec",
     "CrossbarStats",
@@ -47,8 +57,10 @@ __all__ = [
     "SimSpec",
     "__version__",
     "check",
+    "compress",
     "estimate",
     "export",
+    "fold_batchnorm",
     "project",
     "to_crossbars",
     "to_digital",
@@ -56,11 +68,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from forms.api import (
+        Compressed,
         CrossbarModel,
         CrossbarStats,
         check,
+        compress,
         estimate,
         export,
+        fold_batchnorm,
         project,
         to_crossbars,
         to_digital,
@@ -75,7 +90,8 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'forms' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"forms.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 

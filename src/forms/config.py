@@ -47,8 +47,10 @@ class Spec(BaseModel):
     @classmethod
     def _boolean_only_where_boolean(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse a boolean for a field that is not boolean (pydantic would read ``true`` as 1)."""
+        if not isinstance(value, bool):  # the common case first: model_fields is slow to reach
+            return value
         field = cls.model_fields.get(info.field_name or "")
-        if isinstance(value, bool) and field is not None and not _admits_bool(field.annotation):
+        if field is not None and not _admits_bool(field.annotation):
             raise ValueError(f"a boolean ({str(value).lower()}) is not a value of this field")
         return value
 

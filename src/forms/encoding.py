@@ -5,10 +5,11 @@ The same signed integer weights (``|w| <= 2^weight_bits - 1``) are laid on cross
 - ``polarized`` (FORMS): magnitudes in the cells, one sign bit per fragment of R rows, held
   digitally; every fragment converts on its own, so one conversion sums R rows.
 - ``offset`` (ISAAC): ``w + 2^weight_bits`` in ``weight_bits + 1`` bits of cells; a unit column per
-  crossbar measures the bias to subtract; a whole column (the crossbar's rows) converts at once;
-  columns may be stored *flipped* to save one ADC bit.
+  crossbar measures the bias to subtract; a whole column (the crossbar's rows) converts at once.
 - ``differential`` (PRIME): the positive and the negative parts on two crossbar sets; a whole column
   converts at once.
+
+Under every encoding a converted column may be stored *flipped* (ISAAC's trick) to save one ADC bit.
 
 Mapping, simulator, cost model, sweep and reports ask :class:`Encoding` (cells per weight, crossbar
 sets, crossbar counts, rows per conversion, lossless ADC width, width and flipping rules) instead of
@@ -71,10 +72,12 @@ class Encoding(StrEnum):
 
     @property
     def supports_flipping(self) -> bool:
-        """Offset only, in the simulator: a column may store 2^cell_bits - 1 - c to keep its sum in the
-        lower half (ISAAC). The cost model lets any architecture assume flipping (``adc.flip``), as the
-        PRIME preset does; the simulator implements it for offset only."""
-        return self is Encoding.OFFSET
+        """True for every encoding: a converted column may store 2^cell_bits - 1 - c to keep its sum in
+        the lower half (ISAAC, Shafiee et al., ISCA 2016, Sec. 4), its reading corrected digitally through
+        the step's input digit sum. Each converted column holds magnitudes under one digital coefficient
+        (the offset place value, the polarized fragment sign, the differential set sign), so the same
+        rule serves all three, in the simulator and the cost model (``adc.flip``) alike."""
+        return True
 
     @property
     def signs_per_fragment(self) -> bool:
@@ -138,14 +141,6 @@ class Encoding(StrEnum):
                 f"cell_bits={cell_bits} is wider than the {stored} bits a weight needs under '{self}' "
                 f"(weight_bits={weight_bits}); one cell would hold less than a weight: "
                 f"use cell_bits <= {stored}"
-            )
-
-    def check_flipping(self, flipped: bool) -> None:
-        """Refuse flipped columns for an encoding without them (ConfigError naming the fix)."""
-        if flipped and not self.supports_flipping:
-            raise ConfigError(
-                f"flipped columns are ISAAC's trick for the offset encoding, not '{self}'; "
-                "drop flipped or use encoding offset"
             )
 
 

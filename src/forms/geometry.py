@@ -16,15 +16,17 @@ How many crossbars a matrix takes depends on the encoding: see :mod:`forms.encod
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from forms.config import check_fragment_size
-from forms.errors import ConfigError, UnsupportedLayerError
+from forms.errors import UnsupportedLayerError
+
+# Re-exported (``as``): the torch-free shape facts live in forms.geometry_shapes for the cost model.
+from forms.geometry_shapes import LayerGeometry as LayerGeometry
+from forms.geometry_shapes import num_row_fragments as num_row_fragments
 
 MAPPED_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
 """Layer types placed on crossbars."""
@@ -101,14 +103,6 @@ def matrix_to_weight(matrix: Tensor, weight_shape: torch.Size | tuple[int, ...])
     return matrix.transpose(1, 2).reshape(weight_shape).contiguous()
 
 
-def num_row_fragments(rows: int, fragment_size: int) -> int:
-    """Fragments per column: ceil(rows / R); ConfigError for R below 1. (That R also divides the
-    crossbar rows is checked where the crossbar is known: :func:`forms.config.check_fragment_size`.)"""
-    if fragment_size < 1:
-        raise ConfigError(f"fragment size R={fragment_size}: a fragment holds at least 1 row")
-    return math.ceil(rows / fragment_size)
-
-
 def fragment_view(matrix: Tensor, fragment_size: int) -> Tensor:
     """Matrices (..., rows, cols) as (..., fragments, R, cols), the last fragment zero-padded."""
     rows = matrix.shape[-2]
@@ -141,35 +135,6 @@ def fragment_signs(matrix: Tensor, fragment_size: int) -> FragmentSigns:
     has_pos = (frags > 0).any(dim=-2)
     signs = torch.where(has_neg, -1, 1).to(torch.int8)
     return FragmentSigns(signs=signs, mixed=has_neg & has_pos)
-
-
-@dataclass(frozen=True)
-class LayerGeometry:
-    """Shape facts of one mapped layer, independent of any encoding."""
-
-    name: str
-    kind: str
-    """'conv' or 'linear'."""
-    weight_shape: tuple[int, ...]
-    groups: int
-    rows: int
-    """Crossbar rows (inputs) per group: Cin/g*kh*kw or in_features."""
-    cols: int
-    """Crossbar columns (outputs) per group: Cout/g or out_features."""
-
-    def row_tiles(self, crossbar_rows: int) -> int:
-        """Row tiles per group: ceil(rows / crossbar rows)."""
-        return math.ceil(self.rows / crossbar_rows)
-
-    def col_tiles(self, crossbar_cols: int, columns_per_weight: int = 1) -> int:
-        """Column tiles per group when each weight takes ``columns_per_weight`` physical columns."""
-        return math.ceil(self.cols * columns_per_weight / crossbar_cols)
-
-    def fragments(self, fragment_size: int, crossbar_rows: int | None = None) -> int:
-        """Fragments of the whole layer (all groups, all columns)."""
-        if crossbar_rows is not None:
-            check_fragment_size(fragment_size, crossbar_rows)
-        return self.groups * num_row_fragments(self.rows, fragment_size) * self.cols
 
 
 def layer_geometry(name: str, module: nn.Module) -> LayerGeometry:

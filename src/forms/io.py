@@ -38,8 +38,12 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it onto ``path``."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object], durable: bool = True) -> Path:
+    """Call ``write(fh)`` on a temp file next to ``path``, fsync it, then ``os.replace`` it onto ``path``.
+
+    ``durable=False`` skips the fsync: the file still appears whole or not at all to other processes,
+    but a power loss may leave it empty; only for caches whose reader checks and recomputes a bad file
+    (a sweep's point records)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = TEMP_PREFIX.format(name=target.name)
@@ -48,7 +52,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, target)
     except BaseException:
@@ -77,14 +82,14 @@ def remove_orphan_temp_files(folder: str | Path, names: Iterable[str]) -> list[P
     return removed
 
 
-def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda handle: handle.write(data))
+def write_bytes_atomic(data: bytes, path: str | Path, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (``durable``: see :func:`atomic_write`)."""
+    return atomic_write(path, lambda handle: handle.write(data), durable)
 
 
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return write_bytes_atomic(text.encode("utf-8"), path)
+def write_text_atomic(text: str, path: str | Path, durable: bool = True) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (``durable``: see :func:`atomic_write`)."""
+    return write_bytes_atomic(text.encode("utf-8"), path, durable)
 
 
 def json_safe(obj: Any) -> Any:

@@ -16,20 +16,23 @@ from forms.cost.layer_shapes import Workload, apply_sparsity, layer_shapes
 from forms.intweights import IntegerLayer
 
 
-def _activity(activity: Activity | CrossbarStats | None, arch: ArchSpec) -> Activity | None:
-    """Measured skip fractions under ``arch``'s zero-skip rule (None on an arch without skip logic)."""
+def _skip(activity: Activity | CrossbarStats | SkipFractions | None, arch: ArchSpec) -> SkipFractions:
+    """The skip figures ``activity`` gives under ``arch``'s zero-skip rule (none on an arch without skip
+    logic)."""
+    if isinstance(activity, SkipFractions):
+        return activity
     if activity is None or arch.zero_skip.rule == "none":
-        return None
+        return SkipFractions()
     if isinstance(activity, CrossbarStats):
-        return activity.activity(arch.zero_skip.rule)
-    return activity
+        return SkipFractions(activity.activity(arch.zero_skip.rule))
+    return SkipFractions(activity)
 
 
 def estimate(
     model: nn.Module,
     arch: str | Path | ArchSpec,
     input_shape: Sequence[int],
-    activity: Activity | CrossbarStats | None = None,
+    activity: Activity | CrossbarStats | SkipFractions | None = None,
     layers: Sequence[IntegerLayer] | None = None,
 ) -> Estimate:
     """Area, power, energy, throughput and efficiency of ``model`` on ``arch`` for one image of
@@ -37,9 +40,11 @@ def estimate(
 
     ``arch`` is a preset name (``forms-8``, ``isaac-ce``, ``prime``...), a YAML file or an
     :class:`~forms.cost.arch.ArchSpec`. ``activity`` gives measured zero-skip fractions, e.g. the
-    :meth:`~forms.api.CrossbarModel.stats` of a model run on crossbars (without it, the arch's
-    default fraction applies). With the model's integer ``layers`` each layer is costed at its rows and
-    columns holding a non-zero weight (pruned ones compacted away); without them it is costed dense.
+    :meth:`~forms.api.CrossbarModel.stats` of a model run on crossbars, or whole
+    :class:`~forms.cost.activity.SkipFractions` (e.g. :func:`forms.cost.measured_activity.measured_skip`
+    of a packaged measurement); without it, the arch's default fractions apply. With the model's
+    integer ``layers`` each layer is costed at its rows and columns holding a non-zero weight (pruned
+    ones compacted away); without them it is costed dense.
 
     >>> import forms
     >>> from torch import nn
@@ -57,4 +62,4 @@ def estimate(
         shapes, sparsity_notes = apply_sparsity(shapes, layers)
         notes += ["layers costed at the non-zero rows and columns of the integer layers", *sparsity_notes]
     workload = Workload(shapes, type(model).__name__, tuple(notes))
-    return estimate_workload(spec, workload, SkipFractions(_activity(activity, spec)))
+    return estimate_workload(spec, workload, _skip(activity, spec))

@@ -161,7 +161,14 @@ def to_crossbars(
     device = _device(model)
     names = [layer.name for layer in layers]
     batches = calibration_batches(calibration, spec, device)
-    quantizers = calibrate_inputs(model, names, batches, spec.input_bits, spec.input_percentile)
+    quantizers = calibrate_inputs(
+        model,
+        names,
+        batches,
+        spec.input_bits,
+        spec.input_percentile,
+        significant_bits=spec.input_significant_bits,
+    )
     simulated = build_simulated_model(model, list(layers), quantizers, spec).to(device)
     chip = CrossbarModel(simulated, copy.deepcopy(model))
     chip.program(spec.seed)

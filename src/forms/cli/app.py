@@ -6,22 +6,78 @@ status and, for a failure, one paragraph on stderr without a traceback: a
 argument, a value of the wrong type); an operating-system error (disk full, permission denied) exits
 1; Ctrl-C exits 130 saying "interrupted"; a command's own ``typer.Exit(code)`` exits ``code``. Any
 other exception is a bug and keeps its traceback.
+
+Commands are registered lazily: :data:`COMMANDS` names every command and the module that defines it
+(with ``@app.command("name")`` on :data:`app`, or ``app.add_typer(..., name="name")``); a module is
+imported only when one of its commands runs or a help page lists it. So ``forms estimate`` imports
+the estimate module and not the training one. ``forms --help`` imports every command module to read
+its help, so a module imports the heavy library (torch) inside its commands, not at its top.
+To add a command: define it in its module, add one line to :data:`COMMANDS`.
+(``tests/test_startup.py`` checks that the table and the modules agree and what start-up imports.)
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from forms.errors import INTERRUPTED_STATUS, FormsError, exit_interrupted
+
+if TYPE_CHECKING:
+    from typer._click import Command, Context  # the click that typer bundles
+
+COMMANDS: dict[str, str] = {
+    "data": "forms.cli.data",
+    "train": "forms.cli.train",
+    "compress": "forms.cli.compress",
+    "export": "forms.cli.compress",
+    "check": "forms.cli.compress",
+    "simulate": "forms.cli.simulate",
+    "estimate": "forms.cli.estimate",
+    "compare": "forms.cli.estimate",
+    "optimize": "forms.cli.optimize",
+    "search": "forms.cli.search",
+    "sweep": "forms.cli.jobs",
+    "demo": "forms.cli.jobs",
+    "reproduce": "forms.cli.jobs",
+}
+"""Every ``forms`` command, in the order ``forms --help`` lists them, and the module that defines it."""
+
+
+class LazyCommandGroup(TyperGroup):
+    """The root group: lists :data:`COMMANDS` and imports a command's module when it is looked up."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        """Every command name of :data:`COMMANDS` (nothing imported)."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        """The command ``cmd_name``, importing its module on first use; None for an unknown name."""
+        module = COMMANDS.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(module)  # registers its commands on `app`
+            self.commands.update(typer.main.get_group(app).commands)
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+        """As click does; an unknown name first loads every command, so that typer suggests the closest."""
+        if args and args[0] not in COMMANDS:
+            for name in COMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="forms",
     help="FORMS: polarized-weight DNN compression, ReRAM crossbar simulation and cost model "
     "(FORMS vs ISAAC vs PRIME).",
+    cls=LazyCommandGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -14,7 +14,7 @@ from forms.errors import ConfigError
 from forms.io import check_output_folder
 
 if TYPE_CHECKING:
-    from forms.cost.activity import Activity
+    from forms.cost.activity import SkipFractions
     from forms.cost.layer_shapes import Workload
 
 _out = Console()
@@ -28,31 +28,37 @@ SHAPE_HELP = "Input C,H,W (default: 1,28,28 for lenet5/mlp, 3,224,224 for *-imag
 INPUT_SHAPE_OPTION = typer.Option(None, "--input-shape", help=SHAPE_HELP)
 NUM_CLASSES_OPTION = typer.Option(None, "--num-classes", help="Classes (default 1000 at 224x224, else 10).")
 CHECKPOINT_OPTION = typer.Option(None, "--checkpoint", help="Compressed checkpoint: cost its pruned shapes.")
-ACTIVITY_OPTION = typer.Option(None, "--activity", help="metrics.json of `forms simulate` (zero-skip).")
+ACTIVITY_OPTION = typer.Option(
+    None,
+    "--activity",
+    help="Zero-skip activity: a metrics.json of `forms simulate`, or measured[:MODE] for the packaged "
+    "measurement of the model (MODE in16-calibrated (default), in16-8bit or in8; networks without one, "
+    "e.g. ImageNet shapes, use their nearest measured network's network-wide figures).",
+)
 SKIP_FRACTION_OPTION = typer.Option(
     None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
 )
 
 
-def _workload(
+def workload_from_options(
     model: str | None, input_shape: str | None, num_classes: int | None, checkpoint: Path | None
 ) -> Workload:
+    """The network ``--model``/``--input-shape``/``--num-classes``/``--checkpoint`` name (shared options)."""
     from forms.cost.layer_shapes import parse_input_shape, zoo_workload
 
     shape = parse_input_shape(input_shape) if input_shape else None
     return zoo_workload(model, shape, num_classes, str(checkpoint) if checkpoint else None)
 
 
-def _activity(path: Path | None, rule: str | None, arch_rule: str) -> Activity | None:
-    """Activity measured in ``path`` (None without one) for ``rule`` (default: the arch's, else leading)."""
-    from forms.cost.activity import check_skip_rule, load_activity
+def skip_figures(
+    activity: str | None, rule: str | None, arch_rule: str, model: str, default: float | None
+) -> SkipFractions:
+    """The skip figures ``--activity``, ``--skip-rule`` and ``--skip-fraction`` ask for (the rule
+    defaults to the arch's, else leading)."""
+    from forms.cost.measured_activity import skip_from_option
 
-    if rule is not None:
-        check_skip_rule(rule)
-    if path is None:
-        return None
     chosen = rule or (arch_rule if arch_rule != "none" else "leading")
-    return load_activity(path, chosen)
+    return skip_from_option(activity, model, chosen, default)
 
 
 def _fmt(value: float) -> str:
@@ -67,7 +73,7 @@ def estimate(
     input_shape: str | None = INPUT_SHAPE_OPTION,
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
-    activity: Path | None = ACTIVITY_OPTION,
+    activity: str | None = ACTIVITY_OPTION,
     skip_rule: str | None = typer.Option(
         None, "--skip-rule", help="leading or bitplane (default: the arch's)."
     ),
@@ -75,15 +81,14 @@ def estimate(
 ) -> None:
     """Area, power, energy, FPS, latency and GOPs/(s*mm2), GOPs/W of one network on one architecture."""
     check_output_folder(out, "--out folder")
-    from forms.cost.activity import SkipFractions
     from forms.cost.arch import load_arch
     from forms.cost.estimate import estimate as run_estimate
     from forms.cost.files import save_estimate
 
     spec = load_arch(arch)
-    act = _activity(activity, skip_rule, spec.zero_skip.rule)
-    workload = _workload(model, input_shape, num_classes, checkpoint)
-    est = run_estimate(spec, workload, SkipFractions(act, skip_fraction))
+    workload = workload_from_options(model, input_shape, num_classes, checkpoint)
+    skip = skip_figures(activity, skip_rule, spec.zero_skip.rule, workload.name, skip_fraction)
+    est = run_estimate(spec, workload, skip)
     paths = save_estimate(est, out)
     table = Table(title=f"{est.arch} running {est.model} ({'x'.join(map(str, est.input_shape))})")
     table.add_column("figure")
@@ -119,13 +124,12 @@ def compare(
     input_shape: str | None = INPUT_SHAPE_OPTION,
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
-    activity: Path | None = ACTIVITY_OPTION,
+    activity: str | None = ACTIVITY_OPTION,
     skip_rule: str | None = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading)."),
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Several architectures side by side on one network, with ratios to the first."""
     check_output_folder(out, "--out folder")
-    from forms.cost.activity import SkipFractions
     from forms.cost.arch import load_arch
     from forms.cost.compare import COMPARE_FIELDS
     from forms.cost.compare import compare as run_compare
@@ -135,9 +139,10 @@ def compare(
     if not names:
         raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
     specs = [load_arch(n) for n in names]
-    act = _activity(activity, skip_rule, "leading")
-    workload = _workload(model, input_shape, num_classes, checkpoint)
-    cmp = run_compare(specs, workload, SkipFractions(act, skip_fraction))
+    workload = workload_from_options(model, input_shape, num_classes, checkpoint)
+    cmp = run_compare(
+        specs, workload, skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction)
+    )
     paths = save_comparison(cmp, out)
     table = Table(title=f"{workload.name}: ratios to {specs[0].name}")
     table.add_column("figure")

@@ -24,12 +24,20 @@ def simulate_cmd(
     encoding: str | None = typer.Option(None, "--encoding", help="polarized, offset or differential."),
     adc_bits: int | None = typer.Option(None, "--adc-bits", help="ADC bits (default: lossless width)."),
     adc_step: float | None = typer.Option(None, "--adc-step", help="Partial-sum units per ADC code."),
-    flipped: bool | None = typer.Option(None, "--flipped/--no-flipped", help="ISAAC flipped columns."),
+    flipped: bool | None = typer.Option(
+        None, "--flipped/--no-flipped", help="Flipped columns (ISAAC's trick, any encoding)."
+    ),
     cell_bits: int | None = typer.Option(None, "--cell-bits", help="Bits per cell (default 2)."),
     rows: int | None = typer.Option(None, "--rows", help="Crossbar rows (default 128)."),
     cols: int | None = typer.Option(None, "--cols", help="Crossbar columns (default 128)."),
     fragment_size: int | None = typer.Option(None, "--fragment-size", help="R (default: checkpoint's)."),
     input_bits: int | None = typer.Option(None, "--input-bits", help="Activation bits (default 16)."),
+    input_significant_bits: int | None = typer.Option(
+        None,
+        "--input-significant-bits",
+        help="Quantize activations to this many bits, held in the low bits of --input-bits "
+        "(default: all of them).",
+    ),
     dac_bits: int | None = typer.Option(None, "--dac-bits", help="Bits per analog step (default 1)."),
     variation: float | None = typer.Option(None, "--variation", help="Log-normal conductance sigma."),
     read_noise: float | None = typer.Option(None, "--read-noise", help="Relative per-read noise sigma."),
@@ -62,6 +70,7 @@ def simulate_cmd(
         "cols": cols,
         "fragment_size": fragment_size,
         "input_bits": input_bits,
+        "input_significant_bits": input_significant_bits,
         "dac_bits": dac_bits,
         "runs": runs,
         "seed": seed,

@@ -8,16 +8,18 @@
   epoch of best validation accuracy is kept.
 
 Each phase saves the run's state after every round or epoch through :attr:`PhaseContext.save`, so an
-interrupted run resumes where it stopped. A loss or weight that becomes NaN or infinite stops the run
-before that save (:func:`forms.nn.epoch.check_finite`), naming the round or epoch.
+interrupted run of ``forms compress`` resumes where it stopped (in memory, :func:`forms.compress`, it
+saves nothing). :func:`forms.compress.core.run_phases` runs them in order. A loss or weight that
+becomes NaN or infinite stops the run before that save (:func:`forms.nn.epoch.check_finite`), naming
+the round or epoch.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from rich.progress import Progress, TaskID
@@ -30,10 +32,26 @@ from forms.compress.spec import CompressSpec
 from forms.compress.state import projection_state, projections_from_state
 from forms.nn import distributed as D
 from forms.nn.epoch import check_finite, evaluate, train_epoch
-from forms.nn.loader import EpochLoader
 
 Criterion = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``criterion(logits, inputs, labels)``: a loss replacing the cross-entropy (distillation)."""
+
+
+class TrainingBatches(Protocol):
+    """The training data of the phases: (images, labels) batches, their count, and the epoch to draw.
+
+    :class:`forms.nn.loader.EpochLoader` is one; :class:`forms.api.compression.LoaderEpochs` makes one
+    of a user's DataLoader.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of the selected epoch."""
 
 
 def accuracy(model: nn.Module, dataset: Any, spec: CompressSpec, device: torch.device) -> float:
@@ -65,7 +83,7 @@ class PhaseContext:
     model: nn.Module
     constraints: list[LayerConstraint]
     spec: CompressSpec
-    loader: EpochLoader
+    loader: TrainingBatches
     test_set: Any
     val_set: Any | None
     device: torch.device

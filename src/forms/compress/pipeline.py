@@ -1,9 +1,11 @@
-"""Library entry point of compression: :func:`compress` (float checkpoint -> compressed checkpoint).
+"""Compression of a checkpoint (``forms compress``): :func:`compress`, float -> compressed checkpoint.
 
-Stages (:mod:`forms.compress.phases`): evaluate the float model; ADMM rounds; hard projection;
-masked retraining (with ``validation_images`` the epoch of best accuracy on held-out training
-images is kept); bake (integer weights, plain weights = scale * integer). Writes, atomically,
-``out/checkpoint.pt`` (stage "compressed") and ``out/metrics.json`` (:class:`CompressResult`).
+A thin wrapper over the in-memory core (:func:`forms.compress.core.run_phases`, which
+:func:`forms.compress` on a user's model also runs): it adds the checkpoint, the datasets, the run
+folder and resuming. Stages (:mod:`forms.compress.phases`): evaluate the float model; ADMM rounds;
+hard projection; masked retraining (with ``validation_images`` the epoch of best accuracy on held-out
+training images is kept); bake (integer weights, plain weights = scale * integer). Writes,
+atomically, ``out/checkpoint.pt`` (stage "compressed") and ``out/metrics.json`` (:class:`CompressResult`).
 
 Resumable (:mod:`forms.compress.state`): after every ADMM round and every retraining epoch the whole
 state is saved to ``out/compress_state.pt``; ``resume=True`` continues from it, and returns the
@@ -23,28 +25,11 @@ from torch import nn
 
 from forms.compress.admm import ADMMState, init_state
 from forms.compress.constraints import layer_constraints
+from forms.compress.core import PhaseResults, run_phases
 from forms.compress.distill import distillation_criterion
-from forms.compress.phases import (
-    Criterion,
-    PhaseContext,
-    accuracy,
-    project,
-    restore_projection,
-    run_admm,
-    run_retrain,
-)
+from forms.compress.phases import Criterion, PhaseContext, accuracy
 from forms.compress.projections import LayerConstraint
-from forms.compress.propagation import propagate_pruning
-from forms.compress.result import (
-    CHECKPOINT_NAME,
-    METRICS_NAME,
-    AdmmSummary,
-    CompressResult,
-    RetrainSummary,
-    RunOutcome,
-    build_result,
-)
-from forms.compress.retrain import bake
+from forms.compress.result import CHECKPOINT_NAME, METRICS_NAME, CompressResult, build_result
 from forms.compress.spec import CompressSpec
 from forms.compress.state import (
     STATE_NAME,
@@ -200,22 +185,8 @@ def compress(
             bar=bar,
             save=writer.save,
         )
-        retrain_state = _admm_and_projection(ctx, admm, saved)
-        run_retrain(ctx, retrain_state, saved, _distillation(job))
-    return _finish(job, admm, retrain_state, before)
-
-
-def _admm_and_projection(ctx: PhaseContext, admm: ADMMState, saved: dict[str, Any] | None) -> dict[str, Any]:
-    """ADMM and the hard projection, or, for a run saved in retraining, its restored projection.
-
-    Returns the retraining state.
-    """
-    if saved is not None and saved["phase"] != "admm":
-        return restore_projection(ctx, saved)
-    if saved:
-        ctx.model.load_state_dict(saved["state_dict"])
-    run_admm(ctx, admm, saved)
-    return project(ctx)
+        phases = run_phases(ctx, admm, before, saved, _distillation(job))
+    return _finish(job, admm, phases, before)
 
 
 def _distillation(job: CompressJob) -> Criterion | None:
@@ -230,34 +201,19 @@ def _distillation(job: CompressJob) -> Criterion | None:
 
 
 def _finish(
-    job: CompressJob, admm: ADMMState, retrain_state: dict[str, Any], accuracy_before: float
+    job: CompressJob, admm: ADMMState, phases: PhaseResults, accuracy_before: float
 ) -> CompressResult:
-    """Bake the kept weights to integers, measure them, write checkpoint and metrics; the result."""
-    spec, model = job.spec, job.model
-    best = retrain_state.get("best")
-    if best is not None:
-        model.load_state_dict(best["state_dict"])
-    accuracy_admm = admm.history[-1]["accuracy"] if admm.history else accuracy_before
-    layers = bake(model, job.constraints)
-    if spec.prune.propagate:
-        layers = propagate_pruning(model, layers)
-    outcome = RunOutcome(
+    """Write the baked model's checkpoint and its metrics (rank 0); the run's result."""
+    outcome = phases.outcome(
         model=job.src["model"]["name"],
         dataset=job.src["data"]["dataset"],
-        source_checkpoint=job.checkpoint,
+        source=job.checkpoint,
         world_size=D.world_size(),
         accuracy_before=accuracy_before,
-        accuracy_admm=accuracy_admm,
-        accuracy_projected=retrain_state["accuracy_projected"],
-        accuracy_after=accuracy(model, job.data.test, spec, job.device),
-        test_images=len(job.data.test),
-        bn_recalibrated=retrain_state["bn_recalibrated"],
-        admm=AdmmSummary.from_state(admm),
-        retrain=RetrainSummary.from_state(retrain_state, spec.validation_images),
     )
-    result = build_result(spec, job.constraints, layers, outcome)
+    result = build_result(job.spec, job.constraints, phases.layers, outcome)
     if D.is_main():
-        save_checkpoint(_compressed_checkpoint(job, layers, admm), job.paths.checkpoint)
+        save_checkpoint(_compressed_checkpoint(job, phases.layers, admm), job.paths.checkpoint)
         write_json_atomic(result.to_dict(), job.paths.metrics)
         job.paths.state.unlink(missing_ok=True)
     D.barrier()

@@ -9,6 +9,7 @@ list of every assumption not in the paper. Presets live in ``forms/presets/arch/
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -90,6 +91,13 @@ class OrganizationSpec(Spec):
         return self.tiles * self.imas_per_tile * self.crossbars_per_ima
 
 
+Saving = Literal["conversions", "reads", "drivers"]
+"""What a zero-skip can save: ADC conversions, crossbar read cycles, row-driver (DAC) activations."""
+
+SAVINGS: tuple[Saving, ...] = ("conversions", "reads", "drivers")
+"""Every saving, in the order the cost model applies them."""
+
+
 class ZeroSkipSpec(Spec):
     """Input zero-skipping (FORMS): which rule, what its logic costs, what to assume without measurements."""
 
@@ -109,6 +117,14 @@ class ZeroSkipSpec(Spec):
         description="Area of the skip logic per crossbar, mm^2. Unknown, FORMS publishes no figure: "
         "an assumption (each preset's notes say which); default 0 = no logic.",
     )
+    saves: list[Saving] = Field(
+        default_factory=lambda: list[Saving](["conversions"]),
+        description="What a skip saves in this design's hardware: 'conversions' (an idle fragment is not "
+        "converted), 'reads' (a crossbar whose every fragment is idle at an input step is not read: no "
+        "read cycle, no crossbar, input- or output-register energy), 'drivers' (a zero input digit "
+        "leaves its row driver idle: DAC energy scales with the non-zero digits). Default "
+        "['conversions']: FORMS' published mechanism; each preset's notes say which it takes and why.",
+    )
     default_skip_fraction: float = Field(
         0.0,
         ge=0,
@@ -117,6 +133,30 @@ class ZeroSkipSpec(Spec):
         "a simulation: an assumption, a parameter that benchmarks/bench_perf.py sweeps from 0 to 0.8; "
         "default 0 = nothing skipped.",
     )
+    default_read_skip_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Fraction of crossbar read cycles skipped (every fragment of the crossbar idle) when no "
+        "measured activity is given; used only when 'reads' is saved, and a skipped read skips all its "
+        "conversions. Unknown without a simulation: an assumption; default 0 = every read happens.",
+    )
+
+
+@lru_cache(maxsize=64)
+def _check_components(names: tuple[str, ...]) -> None:
+    """ValueError unless every name is a row of the component table and each data-moving role's rows
+    agree on width_bits (cached: a sweep validates thousands of specs with the same components)."""
+    lib = load_library()
+    known = {c.name for c in lib.components}
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        raise ValueError(f"components {unknown} are not in the component table; known: {sorted(known)}")
+    rows = [lib.component(name) for name in names]
+    for role in sorted(TRANSFER_ROLES):
+        widths = sorted({row.width_bits for row in rows if row.role == role and row.width_bits})
+        if len(widths) > 1:
+            raise ValueError(f"the '{role}' components disagree on width_bits: {widths}")
 
 
 class ArchSpec(Spec):
@@ -196,17 +236,8 @@ class ArchSpec(Spec):
                 f"{xb.fragment_size} rows of {xb.cell_bits}-bit cells (flip={self.adc.flip}); raise it, "
                 "set it to null, or set adc.allow_clipping: true"
             )
-        lib = load_library()
-        lib.adc_anchor(self.adc.anchor)
-        known = {c.name for c in lib.components}
-        unknown = [c for c in self.components if c not in known]
-        if unknown:
-            raise ValueError(f"components {unknown} are not in the component table; known: {sorted(known)}")
-        rows = [lib.component(name) for name in self.components]
-        for role in sorted(TRANSFER_ROLES):
-            widths = sorted({row.width_bits for row in rows if row.role == role and row.width_bits})
-            if len(widths) > 1:
-                raise ValueError(f"the '{role}' components disagree on width_bits: {widths}")
+        load_library().adc_anchor(self.adc.anchor)
+        _check_components(tuple(self.components))
         return self
 
     def transfer_widths(self) -> dict[str, int]:

@@ -137,7 +137,9 @@ class ComponentLibrary(Spec):
         raise ConfigError(f"unknown ADC '{name}'; choose one of {', '.join(a.name for a in self.adcs)}")
 
 
+@lru_cache(maxsize=1)
 def _default_library_path() -> Path:
+    """The packaged ``presets/components.yaml`` (resolved once: every ArchSpec validation asks for it)."""
     return Path(str(resources.files("forms") / "presets" / "components.yaml"))
 
 

@@ -1,12 +1,14 @@
-"""Files of the cost model: estimate.json/.csv and compare.json/.csv, written atomically (forms.io)."""
+"""Files of the cost model: estimate, compare and optimize .json/.csv, written atomically (forms.io)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from forms.cost.compare import Comparison
 from forms.cost.estimate import Estimate
+from forms.cost.optimize import Optimum
 from forms.io import write_csv_atomic, write_json_atomic
 
 LAYER_CSV_FIELDS: tuple[str, ...] = (
@@ -25,6 +27,8 @@ LAYER_CSV_FIELDS: tuple[str, ...] = (
     "mvms",
     "conversions",
     "skip_fraction",
+    "read_skip_fraction",
+    "driver_activity",
     "step_time_ns",
     "bound",
     "layer_time_s",
@@ -54,4 +58,25 @@ def save_comparison(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     rows = cmp.rows()
     write_json_atomic(cmp.to_dict(), paths["json"])
     write_csv_atomic(list(rows[0]), rows, paths["csv"])
+    return paths
+
+
+def save_optima(optima: Sequence[Optimum], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``optimize.json`` (every optimum in full) and ``optimize.csv`` (one row per architecture)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "optimize.json", "csv": out / "optimize.csv"}
+    records = [o.to_dict() for o in optima]
+    write_json_atomic({"optima": records}, paths["json"])
+    rows = [
+        {
+            **{k: r[k] for k in ("arch", "model", "objective", "value", "preset_value", "gain_over_preset")},
+            "constraint": r["constraint"]["text"],
+            **r["choice"],
+            "adc_bits": r["adc_bits"],
+        }
+        for r in records
+    ]
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    write_csv_atomic(fields, rows, paths["csv"])
     return paths

@@ -2,8 +2,10 @@
 
 Per layer (docs/design.md, "Cost model"): the crossbars it needs
 (:meth:`forms.encoding.Encoding.crossbar_count`), MVMs per image (output positions x row tiles),
-conversions per input-bit step after zero-skipping, and the step time max(crossbar read, busiest
-crossbar's conversions / its ADC throughput). Actions count what each component role does per image;
+conversions per input-bit step after zero-skipping, and the step time max((1 - read skip) x crossbar
+read, (1 - conversion skip) x busiest crossbar's conversions / its ADC throughput), averaged over the
+input steps of an MVM. Actions count what each component role does per image (crossbar reads and their
+registers scaled by the reads that happen, row drives by the driver activity);
 data movement (eDRAM accesses, bus transfers, router flits) is the bits moved divided by the width of
 the architecture's component of that role (``width_bits`` in the component table).
 """
@@ -52,10 +54,15 @@ class LayerCost:
     conversions: float
     """ADC conversions per image after zero-skipping."""
     skip_fraction: float
+    """Fraction of conversions skipped."""
+    read_skip_fraction: float
+    """Fraction of crossbar read cycles skipped (every fragment of the crossbar idle)."""
+    driver_activity: float
+    """Fraction of row-driver activations that happen (non-zero digits, when drivers are saved)."""
     skip_source: str
     step_time_ns: float
     bound: str
-    """'read' or 'adc': what limits one input-bit step."""
+    """'read' or 'adc': what limits the layer's input-bit steps."""
     layer_time_s: float
     """Time of one image on one copy of the layer."""
     stage_time_s: float
@@ -94,9 +101,10 @@ class PricedArch:
         unit = int(spec.encoding.has_unit_column)
         return math.ceil(min(rows, xb.rows) / group_rows) * (min(cells, xb.cols) + unit)
 
-    def step_times_s(self, busiest: int, skip: float) -> tuple[float, float]:
-        """(crossbar read, ADC time) of one input-bit step with ``busiest`` conversions, ``skip`` skipped."""
-        read_s = self.spec.read_time_ns * 1e-9
+    def step_times_s(self, busiest: int, skip: float, read_skip: float = 0.0) -> tuple[float, float]:
+        """(crossbar read, ADC time) of an average input-bit step: ``busiest`` conversions of which
+        ``skip`` are skipped, ``read_skip`` of the read cycles skipped."""
+        read_s = (1.0 - read_skip) * self.spec.read_time_ns * 1e-9
         adc_s = (1.0 - skip) * busiest / (self.spec.adc.per_crossbar * self.adc.rate_hz)
         return read_s, adc_s
 
@@ -111,25 +119,27 @@ class _LayerWork:
     row_tiles: int
     col_tiles: int
     conversions: float
+    reads: float
+    """Crossbar read cycles per image that happen (after read skipping)."""
+    driver_activity: float
 
 
 def _action_counts(arch: PricedArch, layer: LayerShape, work: _LayerWork) -> dict[str, float]:
     """Actions of each component role per image of ``layer``."""
     spec = arch.spec
     rows, cols, groups = layer.rows_used, layer.cols_used, layer.geometry.groups
-    reads = work.crossbars * work.steps
     in_bits = layer.positions * groups * rows * spec.input_bits
     out_bits = layer.out_activations * spec.input_bits
     moved_bits = {"edram": in_bits + out_bits, "bus": in_bits, "router": out_bits}
     return {
-        "crossbar": float(reads),
-        "dac": float(work.steps * groups * spec.sets * work.col_tiles * rows),
+        "crossbar": work.reads,
+        "dac": work.steps * groups * spec.sets * work.col_tiles * rows * work.driver_activity,
         "sample_hold": work.conversions,
         "adc_mux": work.conversions,
         "adc": work.conversions,
         "ima_shift_add": work.conversions,
-        "input_register": float(reads),
-        "output_register": float(reads),
+        "input_register": work.reads,
+        "output_register": work.reads,
         **{
             role: bits / arch.transfer_widths[role]
             for role, bits in moved_bits.items()
@@ -141,8 +151,8 @@ def _action_counts(arch: PricedArch, layer: LayerShape, work: _LayerWork) -> dic
     }
 
 
-def _layer_work(arch: PricedArch, layer: LayerShape, skip: float) -> _LayerWork:
-    """Steps, crossbars, tiles and conversions of ``layer`` per image after skipping ``skip``."""
+def _layer_work(arch: PricedArch, layer: LayerShape, skip: LayerSkip) -> _LayerWork:
+    """Steps, crossbars, tiles, conversions and reads of ``layer`` per image after ``skip``."""
     spec, xb = arch.spec, arch.spec.crossbar
     rows, cols, groups = layer.rows_used, layer.cols_used, layer.geometry.groups
     group_rows = spec.encoding.rows_per_conversion(xb.rows, xb.fragment_size)
@@ -151,21 +161,24 @@ def _layer_work(arch: PricedArch, layer: LayerShape, skip: float) -> _LayerWork:
     groups_per_col = math.ceil(rows / group_rows)  # conversions per column per step
     conv_per_step = groups * spec.sets * (groups_per_col * cols * spec.slices + unit * row_tiles * col_tiles)
     steps = layer.positions * spec.input_steps
+    crossbars = spec.encoding.crossbar_count(rows, cols, groups, spec.weight_bits, xb)
     return _LayerWork(
         steps=steps,
-        crossbars=spec.encoding.crossbar_count(rows, cols, groups, spec.weight_bits, xb),
+        crossbars=crossbars,
         row_tiles=row_tiles,
         col_tiles=col_tiles,
-        conversions=conv_per_step * steps * (1.0 - skip),
+        conversions=conv_per_step * steps * (1.0 - skip.fraction),
+        reads=crossbars * steps * (1.0 - skip.read_fraction),
+        driver_activity=skip.driver_activity,
     )
 
 
 def layer_cost(arch: PricedArch, layer: LayerShape, skip: LayerSkip) -> LayerCost:
-    """Cost of one image of ``layer`` on ``arch`` with ``skip`` of its conversions skipped (one copy)."""
+    """Cost of one image of ``layer`` on ``arch`` after the savings ``skip`` (one copy)."""
     g = layer.geometry
-    work = _layer_work(arch, layer, skip.fraction)
+    work = _layer_work(arch, layer, skip)
     busiest = arch.busiest_conversions(layer.rows_used, layer.cols_used * arch.spec.slices)
-    read_s, adc_s = arch.step_times_s(busiest, skip.fraction)
+    read_s, adc_s = arch.step_times_s(busiest, skip.fraction, skip.read_fraction)
     step_s = max(read_s, adc_s)
     return LayerCost(
         name=layer.name,
@@ -183,6 +196,8 @@ def layer_cost(arch: PricedArch, layer: LayerShape, skip: LayerSkip) -> LayerCos
         mvms=layer.positions * work.row_tiles * g.groups * arch.spec.sets,
         conversions=work.conversions,
         skip_fraction=skip.fraction,
+        read_skip_fraction=skip.read_fraction,
+        driver_activity=skip.driver_activity,
         skip_source=skip.source,
         step_time_ns=step_s * 1e9,
         bound="adc" if adc_s > read_s else "read",

@@ -1,9 +1,13 @@
 """Per-layer workload shapes of a model on one input: output positions, activations, pooling.
 
 Computed once per (model, input shape) by a forward pass on *meta* tensors (shape arithmetic only,
-no real convolution, the model's own parameters untouched) and reused across design points.
+no real convolution, the model's own parameters untouched) and reused across design points. For a
+zoo model on a common input the shapes come from a packaged table of exactly those forward passes
+(:mod:`forms.cost.zoo_shape_table`), so that ``forms estimate`` needs neither the model nor torch.
 Crossbar geometry comes from :func:`forms.geometry.model_geometry`; compressed checkpoints shrink
 each layer to its rows and columns that are not all zero (:func:`apply_sparsity`).
+
+torch is imported inside the functions that need a model: importing this module stays light.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any
 
 from forms.errors import ConfigError
-from forms.geometry import LayerGeometry, mapped_layers, model_geometry
-from forms.intweights import IntegerLayer
+from forms.geometry_shapes import LayerGeometry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from forms.intweights import IntegerLayer
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,12 @@ class LayerShape:
         d["geometry"]["weight_shape"] = list(self.geometry.weight_shape)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerShape:
+        """Inverse of :meth:`to_dict`."""
+        geometry = LayerGeometry(**{**d["geometry"], "weight_shape": tuple(d["geometry"]["weight_shape"])})
+        return cls(geometry, **{k: int(v) for k, v in d.items() if k != "geometry"})
+
 
 @dataclass(frozen=True)
 class ModelShapes:
@@ -76,6 +87,12 @@ class ModelShapes:
             "layers": [layer.to_dict() for layer in self.layers],
             "pool_comparisons": self.pool_comparisons,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelShapes:
+        """Inverse of :meth:`to_dict`."""
+        layers = tuple(LayerShape.from_dict(layer) for layer in d["layers"])
+        return cls(tuple(int(x) for x in d["input_shape"]), layers, int(d["pool_comparisons"]))
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,7 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 
 def _kernel_area(module: nn.Module) -> int:
+    """Window size of a pooling module (kernel_size squared when given as one int)."""
     k = getattr(module, "kernel_size", 1)
     return int(math.prod(k)) if isinstance(k, tuple) else int(k) ** 2
 
@@ -108,10 +126,16 @@ def _kernel_area(module: nn.Module) -> int:
 def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> ModelShapes:
     """Shapes of every mapped layer of ``model`` for one image of ``input_shape`` (no batch dim).
 
-    Runs ``model`` once on meta tensors via :func:`torch.func.functional_call`, so it costs shape
-    arithmetic only and leaves the model (weights, buffers, BatchNorm statistics) untouched.
+    Runs ``model`` once in eval mode on meta tensors via :func:`torch.func.functional_call`, so it
+    costs shape arithmetic only and leaves the model (weights, buffers, BatchNorm statistics, each
+    module's training flag) untouched.
     A module called several times accumulates its positions.
     """
+    import torch
+    from torch import Tensor, nn
+
+    from forms.geometry import mapped_layers, model_geometry
+
     geoms = {g.name: g for g in model_geometry(model)}
     mapped = dict(mapped_layers(model))
     positions = dict.fromkeys(geoms, 0)
@@ -142,7 +166,9 @@ def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> ModelShapes:
             handles.append(module.register_forward_hook(pool_hook))
     state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
     x = torch.empty((1, *input_shape), device="meta")
+    modes = {m: m.training for m in model.modules()}
     try:
+        model.eval()  # inference shapes; a training-mode BatchNorm refuses a 1x1 map of a single image
         with torch.no_grad():
             torch.func.functional_call(model, state, (x,))
     except RuntimeError as exc:
@@ -153,6 +179,8 @@ def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> ModelShapes:
     finally:
         for h in handles:
             h.remove()
+        for m, training in modes.items():
+            m.training = training
     missing = [n for n, p in positions.items() if p == 0]
     if missing:
         raise ConfigError(f"layers {missing} were never called in a forward pass; they cannot be costed")
@@ -202,6 +230,66 @@ def default_input_shape(model_name: str) -> tuple[int, ...]:
     return (3, 32, 32)
 
 
+def default_num_classes(input_shape: Sequence[int]) -> int:
+    """Classes assumed for a model without a count: 1000 (ImageNet) for 224-pixel inputs, else 10."""
+    return 1000 if input_shape[1] >= 224 else 10
+
+
+def built_model_shapes(model_name: str, input_shape: Sequence[int], num_classes: int) -> ModelShapes:
+    """Shapes of model ``model_name`` (zoo name or import path), built on the meta device and run once.
+
+    :func:`forms.nn.user_model.make_model` builds it for ``input_shape`` (C, H, W) and ``num_classes``
+    (ConfigError for an unknown name or an input the model does not accept); no weight is allocated.
+    """
+    import torch
+
+    from forms.nn.user_model import make_model
+
+    c, h = input_shape[0], input_shape[1]
+    with torch.device("meta"):  # shapes only: no weights allocated, whatever the input size
+        model = make_model(model_name, in_channels=c, num_classes=num_classes, image_size=h)
+    return layer_shapes(model, input_shape)
+
+
+def model_shapes(model_name: str, input_shape: Sequence[int], num_classes: int) -> ModelShapes:
+    """:func:`built_model_shapes`, read from the packaged zoo table when it holds them for the zoo in use.
+
+    The table (:mod:`forms.cost.zoo_shape_table`) answers only for a zoo model, input shape and class
+    count it was computed for, and only while the zoo's source is the one it was computed from.
+    """
+    from forms.cost.zoo_shape_table import table_shapes
+
+    shapes = table_shapes(model_name, input_shape, num_classes)
+    return shapes if shapes is not None else built_model_shapes(model_name, input_shape, num_classes)
+
+
+def _checkpoint_workload(
+    model_name: str | None, input_shape: Sequence[int] | None, checkpoint: str
+) -> Workload:
+    """The compacted workload of a compressed checkpoint's model (see :func:`zoo_workload`)."""
+    from forms.intweights import integer_layers_from_checkpoint
+    from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    name = str(ckpt.get("model", {}).get("name", model_name or "model"))
+    if model_name and model_name != name:
+        raise ConfigError(
+            f"checkpoint {checkpoint} holds model '{name}', not '{model_name}'; drop --model or match it"
+        )
+    kwargs = ckpt.get("model", {}).get("kwargs", {})
+    shape = (
+        tuple(input_shape)
+        if input_shape
+        else (int(kwargs["in_channels"]), *(2 * [int(kwargs["image_size"])]))
+    )
+    model = model_from_checkpoint(ckpt, source=checkpoint)
+    shapes, sparse_notes = apply_sparsity(
+        layer_shapes(model, shape), integer_layers_from_checkpoint(ckpt, source=checkpoint)
+    )
+    notes = [f"weights from compressed checkpoint {checkpoint}: all-zero rows/columns compacted away"]
+    return Workload(shapes, name, (*notes, *sparse_notes))
+
+
 def zoo_workload(
     model_name: str | None,
     input_shape: Sequence[int] | None = None,
@@ -211,36 +299,12 @@ def zoo_workload(
     """Shapes of a zoo model (or of a compressed checkpoint's model, compacted), its name, and notes.
 
     With ``checkpoint`` the model is rebuilt from the checkpoint's own record and its all-zero rows
-    and columns are compacted away (:func:`apply_sparsity`); otherwise
-    :func:`forms.nn.user_model.make_model` builds ``model_name`` (zoo name or import path) for
-    ``input_shape`` (default :func:`default_input_shape`) and ``num_classes``
-    (default 1000 for 224x224 inputs, else 10).
+    and columns are compacted away (:func:`apply_sparsity`); otherwise :func:`model_shapes` gives the
+    shapes of ``model_name`` (zoo name or import path) for ``input_shape`` (default
+    :func:`default_input_shape`) and ``num_classes`` (default :func:`default_num_classes`).
     """
-    from forms.intweights import integer_layers_from_checkpoint
-    from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint
-    from forms.nn.user_model import make_model
-
-    notes: list[str] = []
     if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        name = str(ckpt.get("model", {}).get("name", model_name or "model"))
-        if model_name and model_name != name:
-            raise ConfigError(
-                f"checkpoint {checkpoint} holds model '{name}', not '{model_name}'; drop --model or match it"
-            )
-        kwargs = ckpt.get("model", {}).get("kwargs", {})
-        shape = (
-            tuple(input_shape)
-            if input_shape
-            else (int(kwargs["in_channels"]), *(2 * [int(kwargs["image_size"])]))
-        )
-        model = model_from_checkpoint(ckpt, source=checkpoint)
-        shapes, sparse_notes = apply_sparsity(
-            layer_shapes(model, shape), integer_layers_from_checkpoint(ckpt, source=checkpoint)
-        )
-        notes.append(f"weights from compressed checkpoint {checkpoint}: all-zero rows/columns compacted away")
-        notes.extend(sparse_notes)
-        return Workload(shapes, name, tuple(notes))
+        return _checkpoint_workload(model_name, input_shape, checkpoint)
     if not model_name:
         raise ConfigError(
             "give --model <zoo name or package.module:factory> or --checkpoint <compressed checkpoint>"
@@ -248,10 +312,6 @@ def zoo_workload(
     shape = tuple(input_shape) if input_shape else default_input_shape(model_name)
     if len(shape) != 3:
         raise ConfigError(f"input shape must be C,H,W, got {','.join(map(str, shape))}")
-    classes = num_classes if num_classes is not None else (1000 if shape[1] >= 224 else 10)
-    with torch.device("meta"):  # shapes only: no weights allocated, whatever the input size
-        model = make_model(model_name, in_channels=shape[0], num_classes=classes, image_size=shape[1])
-    notes.append(
-        f"model {model_name} ({classes} classes) on input {'x'.join(map(str, shape))}, dense weights"
-    )
-    return Workload(layer_shapes(model, shape), model_name, tuple(notes))
+    classes = num_classes if num_classes is not None else default_num_classes(shape)
+    note = f"model {model_name} ({classes} classes) on input {'x'.join(map(str, shape))}, dense weights"
+    return Workload(model_shapes(model_name, shape, classes), model_name, (note,))

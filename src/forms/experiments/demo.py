@@ -7,9 +7,10 @@ Stages (each in its own subfolder of the output directory, skipped when its outp
    masked retraining;
 3. ``simulate/<run>/``: the compressed model on crossbars under the polarized, offset and differential
    encodings: ideal (lossless ADC), an ADC one bit narrower, and log-normal variation over several chips;
-4. ``estimate/<arch>/``: isaac-opt, prime and forms-8 cost-model estimates of the compressed network,
-   FORMS' zero-skipping taken from the measured activity of the polarized ideal run;
-5. ``report/``: report.html, report.md, summary.json, tables/*.csv, figures/*.png.
+4. ``estimate/<arch>/``: isaac-opt, isaac-ce, prime and forms-8 cost-model estimates of the compressed
+   network, FORMS' zero-skipping taken from the measured activity of the polarized ideal run;
+5. ``verdict/``: FORMS against each baseline, and what decides it (:mod:`forms.experiments.verdict`);
+6. ``report/``: report.html, report.md, summary.json, tables/*.csv, figures/*.png.
 
 The defaults fit a budget of 10 minutes on 2 CPU cores from nothing (see README for the measured time);
 the report states every epoch count and image limit used.
@@ -37,7 +38,9 @@ from forms.experiments.pipeline import (
     standard_setups,
     train_float,
 )
+from forms.experiments.stages import VERDICT, verdict_stage
 from forms.report import RunMeta, Summary, stage_report, write_report
+from forms.report.verdict_sections import VERDICT_KEY
 from forms.report.writers import ReportFiles
 
 
@@ -71,9 +74,12 @@ class DemoSpec(Spec):
     variation_runs: int = Field(4, ge=1, description="Monte Carlo chips (the paper uses 50).")
     variation_limit: int | None = Field(250, ge=1, description="Test images per variation chip.")
     archs: list[str] = Field(
-        default_factory=lambda: ["isaac-opt", "prime", "forms-8"], description="Architectures estimated."
+        default_factory=lambda: ["isaac-opt", "isaac-ce", "prime", "forms-8"],
+        description="Architectures estimated; the first polarized one is FORMS in the verdict.",
     )
-    baseline: str = Field("isaac-opt", description="Architecture the cost ratios divide by.")
+    baseline: str = Field(
+        "isaac-opt", description="Architecture the cost ratios divide by (the verdict's tornado baseline)."
+    )
 
     def train_spec(self) -> dict[str, Any]:
         """TrainSpec fields of the float stage."""
@@ -133,7 +139,7 @@ class DemoSpec(Spec):
             f"{self.narrow_limit} test images",
             f"variation: log-normal sigma {self.variation_sigma}, {self.variation_runs} chips (the "
             f"paper uses 50), first {self.variation_limit} test images per chip",
-            "offset (ISAAC) runs use column flipping, as the isaac-opt preset does",
+            "every encoding's runs store columns flipped, as the forms-8, isaac-opt and prime presets assume",
             "cost model: each architecture runs the same compressed network (the non-zero rows and "
             "columns of the checkpoint); FORMS' zero-skip fractions are measured in the polarized ideal run",
         ]
@@ -172,13 +178,22 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
     activity_run = next(
         (s.name for s in setups if s.setup.encoding.signs_per_fragment and s.setup.mode == "ideal"), None
     )
+    activity = simulate[activity_run].metrics.to_dict() if activity_run else None
     estimate = estimate_all(
         out / "estimate",
         spec.archs,
         spec.model,
         clock,
         checkpoint=checkpoint,
-        activity=simulate[activity_run].metrics.to_dict() if activity_run else None,
+        activity=activity,
+    )
+    network = f"{spec.model} ({spec.dataset})"
+    verdict = clock.run(
+        out / "verdict",
+        lambda: verdict_stage(
+            out / "verdict", network, spec.archs, spec.baseline, checkpoint=checkpoint, activity=activity
+        ),
+        done_file=VERDICT,
     )
     summary = Summary(
         title=f"FORMS demo: {spec.model} on {spec.dataset}",
@@ -190,6 +205,7 @@ def run_demo(out_dir: str | Path, spec: DemoSpec | None = None, progress: bool =
         compress=compress,
         simulate=simulate,
         estimate=estimate,
+        extra={VERDICT_KEY: {network: verdict.to_dict()}},
     )
     intro = [
         f"{spec.model} trained on {spec.dataset}, compressed with ADMM so that every fragment of "

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from forms.compress.result import CompressResult
 from forms.config import CrossbarSpec
+from forms.cost.activity import SkipFractions
 from forms.cost.estimate import Estimate
 from forms.encoding import Encoding
 from forms.experiments.stages import compress_stage, estimate_stage, load_done, simulate_stage, train_stage
@@ -144,8 +145,10 @@ class SetupPlan:
         ]
 
     def setup(self, mode: str, encoding: Encoding) -> SimSetup:
-        """The run of ``encoding`` in ``mode``; offset uses ISAAC's flipping (as the isaac-opt preset)."""
-        flipped = encoding.supports_flipping
+        """The run of ``encoding`` in ``mode``, its columns flipped as every preset's ADC assumes (ISAAC's
+        and PRIME's 8 bits for 128-row columns, FORMS's 4 bits for R = 8 fragments): the lossless and
+        narrow widths are those of flipped columns."""
+        flipped = True
         bits = lossless_bits(encoding, self.crossbar, flipped)
         if mode == "ideal":
             ideal = RunSetup(encoding, mode, bits, flipped, limit=self.ideal_limit, seed=self.seed)
@@ -185,7 +188,7 @@ def estimate_all(
     model: str,
     clock: StageClock,
     checkpoint: Path | None = None,
-    activity: Mapping[str, Any] | None = None,
+    activity: Mapping[str, Any] | SkipFractions | None = None,
     input_shape: Sequence[int] | None = None,
     extra_assumptions: Sequence[str] = (),
 ) -> dict[str, Estimate]:

@@ -3,8 +3,10 @@
 (a) accuracy vs fragment size R for LeNet-5/MNIST and a deeper CNN on Fashion-MNIST;
 (b) crossbar reduction of LeNet-5/MNIST broken into pruning x quantization x polarization;
 (c) FORMS vs optimized ISAAC vs original ISAAC vs PRIME: GOPs/(s·mm²), GOPs/W and FPS on LeNet-5,
-    ResNet-18, VGG-16 (CIFAR and ImageNet shapes) and ResNet-50; measured zero-skip activity for LeNet-5,
-    the presets' stated default elsewhere;
+    ResNet-18, VGG-16 (CIFAR and ImageNet shapes) and ResNet-50; zero-skip activity measured here for
+    LeNet-5, the packaged measurements (or the nearest measured network's) elsewhere; and the verdict
+    on each network (headline, tornado, break-even: :mod:`forms.experiments.verdict`), which opens the
+    report;
 (d) accuracy under log-normal variation for the float-equivalent (8-bit quantized, unpolarized, on the
     differential encoding), polarized-only and fully compressed models.
 
@@ -19,11 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from forms.compress.result import CompressResult
 from forms.config import CROSSBAR_ROWS, CrossbarSpec
+from forms.cost.activity import SkipFractions
 from forms.cost.estimate import Estimate
 from forms.encoding import Encoding
 from forms.experiments.demo import JobResult
@@ -39,9 +43,13 @@ from forms.experiments.pipeline import (
 )
 from forms.experiments.reproduce_report import reproduce_report
 from forms.experiments.reproduce_spec import ReproduceSpec, TrainRun, Workload
+from forms.experiments.stages import VERDICT, verdict_stage
+from forms.experiments.verdict import packaged_skip, split_archs
+from forms.experiments.verdict_result import Verdict
 from forms.nn.train_result import TrainResult
 from forms.report import RunMeta, RunSetup, SimulationRun, Summary
 from forms.report.derived import ratio
+from forms.report.verdict_sections import VERDICT_KEY
 from forms.report.writers import write_report
 
 
@@ -127,15 +135,16 @@ def experiment_b(ctx: ExperimentContext) -> dict[str, Any]:
 
 
 def _cost_rows(
-    workload: Workload, measured: bool, ests: Mapping[str, Estimate], baseline: str
+    workload: Workload, activity: str, ests: Mapping[str, Estimate], baseline: str
 ) -> list[dict[str, Any]]:
-    """Rows of (c) for one workload: each architecture's figures and their ratios to ``baseline``."""
+    """Rows of (c) for one workload: each architecture's figures and their ratios to ``baseline``;
+    ``activity`` says where FORMS' zero-skip figures come from."""
     base = ests.get(baseline)
     return [
         {
             "workload": workload.label,
             "arch": arch,
-            "activity": "measured (simulator)" if measured else "preset default (stated)",
+            "activity": activity,
             **{k: getattr(est, k) for k in ("gops_per_s_mm2", "gops_per_w", "fps", "chips")},
             **{
                 f"{k}_ratio": ratio(getattr(est, k), getattr(base, k, None))
@@ -153,26 +162,68 @@ def _without_layers(est: Estimate) -> dict[str, Any]:
     return record
 
 
+@dataclass(frozen=True)
+class CostedNetwork:
+    """How (c) costs one workload: its weights (a compressed checkpoint or dense) and FORMS' skip figures."""
+
+    checkpoint: Path | None
+    """The compressed checkpoint whose non-zero rows and columns are costed; None: the dense zoo model."""
+    activity: Mapping[str, Any] | SkipFractions | None
+    """This run's simulate metrics, packaged measured figures, or None (each preset's stated default)."""
+    source: str
+    """Where the skip figures come from, in words."""
+
+
+def _costed_network(ctx: ExperimentContext, w: Workload, simulated: Mapping[str, Any]) -> CostedNetwork:
+    """LeNet-5/MNIST: (b)'s compressed checkpoint and simulated activity. Any other network: dense, with
+    :func:`forms.experiments.verdict.packaged_skip`."""
+    spec = ctx.spec
+    if w.model == spec.mnist.model and w.input_shape[0] == 1:
+        return CostedNetwork(
+            ctx.root / "b" / "compress" / CHECKPOINT, simulated, "measured (simulator, this run)"
+        )
+    skip, source = packaged_skip(w.model, split_archs(spec.archs, spec.baseline)[0].zero_skip.rule)
+    return CostedNetwork(None, skip, source)
+
+
 def experiment_c(ctx: ExperimentContext, b: Mapping[str, Any]) -> dict[str, Any]:
-    """Cost of every workload on every architecture, with ratios to the baseline; ``b`` is (b)'s result."""
-    spec, out, b_dir = ctx.spec, ctx.root / "c", ctx.root / "b"
+    """Cost of every workload on every architecture, with ratios to the baseline, and the verdict on each
+    (:func:`forms.experiments.stages.verdict_stage`); ``b`` is (b)'s result."""
+    spec, out = ctx.spec, ctx.root / "c"
     estimates: dict[str, Any] = {}
+    verdicts: dict[str, Verdict] = {}
     rows = []
-    activity = b["simulate"]["polarized-ideal"].metrics.to_dict()
+    simulated = b["simulate"]["polarized-ideal"].metrics.to_dict()
     for w in spec.workloads:
-        measured = w.model == spec.mnist.model and w.input_shape[0] == 1
+        net = _costed_network(ctx, w, simulated)
         ests = estimate_all(
             out / w.model,
             spec.archs,
             w.model,
             ctx.clock,
-            checkpoint=b_dir / "compress" / CHECKPOINT if measured else None,
-            activity=activity if measured else None,
+            checkpoint=net.checkpoint,
+            activity=net.activity,
             input_shape=w.input_shape,
         )
         estimates[w.model] = {arch: _without_layers(est) for arch, est in ests.items()}
-        rows.extend(_cost_rows(w, measured, ests, spec.baseline))
-    return {"estimates": estimates, "rows": rows}
+        rows.extend(_cost_rows(w, net.source, ests, spec.baseline))
+        verdict_dir = out / w.model / "verdict"
+        verdicts[w.label] = ctx.clock.run(
+            verdict_dir,
+            partial(
+                verdict_stage,
+                verdict_dir,
+                w.label,
+                spec.archs,
+                spec.baseline,
+                model=w.model,
+                checkpoint=net.checkpoint,
+                activity=net.activity,
+                input_shape=None if net.checkpoint else w.input_shape,
+            ),
+            done_file=VERDICT,
+        )
+    return {"estimates": estimates, "rows": rows, "verdicts": verdicts}
 
 
 def _ideal_and_varied_setups(spec: ReproduceSpec, encoding: Encoding, fragment_size: int) -> list[SimSetup]:
@@ -258,7 +309,10 @@ def run_reproduce(
         baseline=spec.baseline,
         train=a["float"].get(spec.mnist.key),
         compress=b["compress"],
-        extra={"experiments": _plain_data({"a": a, "b": b, "c": c, "d": d})},
+        extra={
+            "experiments": _plain_data({"a": a, "b": b, "c": c, "d": d}),
+            VERDICT_KEY: {label: v.to_dict() for label, v in c.pop("verdicts").items()},
+        },
     )
     files = write_report(reproduce_report(summary, spec), out / "report")
     return JobResult(out, files, time.perf_counter() - start, clock)

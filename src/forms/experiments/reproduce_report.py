@@ -16,8 +16,9 @@ from forms.experiments.reproduce_spec import ReproduceSpec
 from forms.report import plots
 from forms.report.cost_sections import assumptions_section
 from forms.report.model import Figure, Report, Section, Table, join_path, ref
-from forms.report.sections import crossbar_section, overview_section
+from forms.report.sections import crossbar_section, overview_section, stage_times_section
 from forms.report.summary import Summary
+from forms.report.verdict_sections import verdict_sections
 
 # (row key, column header, cell format) of each experiment's table
 ACCURACY_COLUMNS = [
@@ -241,14 +242,16 @@ def _intro(spec: ReproduceSpec) -> list[str]:
 
 
 def reproduce_report(summary: Summary, spec: ReproduceSpec) -> Report:
-    """The report of experiments (a)-(d)."""
+    """The report of experiments (a)-(d): the verdict first, the parameters and stage times last."""
     sections = [
+        *verdict_sections(summary),
         overview_section(summary, _intro(spec)),
         accuracy_vs_r_section(summary, spec),
         crossbar_reduction_section(summary),
         architecture_comparison_section(summary, spec),
         device_variation_section(summary, spec),
         assumptions_section(summary),
+        *stage_times_section(summary),
     ]
     return Report(summary.title, summary.meta.created, sections, summary)
 

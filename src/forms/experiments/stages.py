@@ -2,8 +2,9 @@
 
 Each function calls the owning subsystem's library entry point and returns its typed result
 (:class:`~forms.nn.train_result.TrainResult`, :class:`~forms.compress.result.CompressResult`,
-:class:`~forms.sim.result.SimulationResult`, :class:`~forms.cost.estimate.Estimate`); a finished stage's
-result is read back from the ``metrics.json`` / ``estimate.json`` it wrote.
+:class:`~forms.sim.result.SimulationResult`, :class:`~forms.cost.estimate.Estimate`,
+:class:`~forms.experiments.verdict.Verdict`); a finished stage's result is read back from the
+``metrics.json`` / ``estimate.json`` / ``verdict.json`` it wrote.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from forms.io import write_json_atomic
 
 if TYPE_CHECKING:
     from forms.compress.result import CompressResult
+    from forms.cost.activity import SkipFractions
+    from forms.cost.arch import ArchSpec
     from forms.cost.estimate import Estimate
+    from forms.experiments.verdict_result import Verdict
     from forms.nn.train_result import TrainResult
     from forms.sim.result import SimulationResult
 
@@ -129,17 +133,16 @@ def estimate_workload(
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
     checkpoint: str | Path | Mapping[str, Any] | None = None,
-    activity: Mapping[str, Any] | None = None,
+    activity: Mapping[str, Any] | SkipFractions | None = None,
     extra_assumptions: Sequence[str] = (),
 ) -> Estimate:
     """The estimate of ``model`` on ``arch`` (preset name, YAML path or ArchSpec) via forms.cost.estimate.
 
     ``checkpoint`` (a compressed checkpoint path or dict) shrinks each layer to its non-zero rows and
-    columns; ``activity`` (a simulate metrics dict) supplies measured zero-skip fractions for the
-    arch's skip rule. Without them the layers are costed dense and the arch's default skip fraction
-    applies, which the estimate's assumptions say.
+    columns; ``activity`` (see :func:`skip_figures`) supplies measured zero-skip figures. Without them
+    the layers are costed dense and the arch's default skip fraction applies, which the estimate's
+    assumptions say.
     """
-    from forms.cost.activity import SkipFractions, activity_from_metrics
     from forms.cost.arch import ArchSpec, load_arch
     from forms.cost.estimate import estimate
     from forms.cost.layer_shapes import Workload, apply_sparsity, layer_shapes
@@ -168,10 +171,19 @@ def estimate_workload(
             "layers costed at the non-zero rows and columns of the compressed checkpoint",
             *sparsity_notes,
         ]
-    act = None
-    if activity is not None and spec.zero_skip.rule != "none":
-        act = activity_from_metrics(activity, spec.zero_skip.rule, "simulation metrics")
-    return estimate(spec, Workload(shapes, model, tuple(notes)), SkipFractions(act))
+    return estimate(spec, Workload(shapes, model, tuple(notes)), skip_figures(activity, spec))
+
+
+def skip_figures(activity: Mapping[str, Any] | SkipFractions | None, arch: ArchSpec) -> SkipFractions:
+    """The zero-skip figures of ``arch``: a simulate metrics dict read under its rule, figures already
+    chosen (e.g. :func:`forms.cost.measured_activity.measured_skip`) as they are, else its defaults."""
+    from forms.cost.activity import SkipFractions, activity_from_metrics
+
+    if activity is None or arch.zero_skip.rule == "none":
+        return SkipFractions()
+    if isinstance(activity, SkipFractions):
+        return activity
+    return SkipFractions(activity_from_metrics(activity, arch.zero_skip.rule, "simulation metrics"))
 
 
 def _load_checkpoint(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -187,3 +199,39 @@ def estimate_stage(out_dir: str | Path, arch: Any, model: str, **kwargs: Any) ->
     from forms.cost.estimate import Estimate
 
     return run_once(out_dir, lambda: estimate_workload(arch, model, **kwargs), Estimate.from_dict, ESTIMATE)
+
+
+VERDICT = "verdict.json"
+
+
+def verdict_stage(
+    out_dir: str | Path,
+    network: str,
+    archs: Sequence[str],
+    baseline: str,
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
+    activity: Mapping[str, Any] | SkipFractions | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> Verdict:
+    """The verdict on a network (:func:`forms.experiments.verdict.compute_verdict`), in ``verdict.json``.
+
+    FORMS is the first polarized arch of ``archs``, the baselines ``baseline`` then the others. The
+    layer shapes come from ``checkpoint`` (compacted to its non-zero rows and columns) or the zoo
+    ``model`` (dense, at ``input_shape``); ``activity`` gives FORMS' skip figures (:func:`skip_figures`).
+    Skipped when that file exists.
+    """
+    from forms.cost.layer_shapes import zoo_workload
+    from forms.experiments.verdict import Costing, compute_verdict, split_archs
+    from forms.experiments.verdict_ranges import load_verdict_ranges
+    from forms.experiments.verdict_result import Verdict
+
+    def run() -> Verdict:
+        forms, baselines = split_archs(archs, baseline)
+        workload = zoo_workload(
+            model, input_shape, checkpoint=None if checkpoint is None else str(checkpoint)
+        )
+        costing = Costing(workload, skip_figures(activity, forms))
+        return compute_verdict(network, costing, forms, baselines, load_verdict_ranges())
+
+    return run_once(out_dir, run, Verdict.from_dict, VERDICT)

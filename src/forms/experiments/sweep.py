@@ -174,11 +174,19 @@ def _evaluate(point: Point, arch_data: dict[str, Any], spec: SweepSpec, job: Swe
         "simulate": metrics.to_dict() if metrics else None,
         "seconds": time.perf_counter() - start,
     }
-    # Compact JSON (C encoder): indenting thousands of point records would dominate a fast sweep.
-    write_text_atomic(
-        json.dumps(json_safe(record), allow_nan=False) + "\n", _point_path(Path(job.out), point)
-    )
+    # Compact JSON (C encoder) and no fsync: indenting or syncing thousands of point records would
+    # dominate a fast sweep; a record torn by a power loss fails finished_point's check and is recomputed.
+    write_text_atomic(_point_json(record), _point_path(Path(job.out), point), durable=False)
     return record
+
+
+def _point_json(record: dict[str, Any]) -> str:
+    """``record`` as one line of JSON; NaN/inf become null (json_safe) only when the record holds any."""
+    try:
+        text = json.dumps(record, allow_nan=False)
+    except (ValueError, TypeError):
+        text = json.dumps(json_safe(record), allow_nan=False)
+    return text + "\n"
 
 
 def run_points(batch: Sequence[tuple[dict[str, Any], dict[str, Any]]], job: SweepJob) -> list[dict[str, Any]]:

@@ -42,10 +42,18 @@ def _arch_for(
         data["adc"]["bits"] = values["adc_bits"]
     if allow_clipping:
         data["adc"]["allow_clipping"] = True
+    data["name"] = f"{data['name']}*" if values or fields else data["name"]
+    return with_arch_fields(type(base), data, fields, "sweep point")
+
+
+def with_arch_fields(
+    spec_type: Any, data: dict[str, Any], fields: Sequence[tuple[str, Any]], source: str
+) -> Any:
+    """``spec_type`` (ArchSpec) validated from its plain-dict form ``data`` with each dotted field path
+    of ``fields`` set to its value (``data`` is changed in place)."""
     for path, value in fields:
         set_arch_field(data, path, value)
-    data["name"] = f"{data['name']}*" if values or fields else data["name"]
-    return type(base).from_dict(data, source="sweep point")
+    return spec_type.from_dict(data, source=source)
 
 
 def _impossible(key: str, value: Any, point: dict[str, Any], why: str) -> ConfigError:

@@ -77,7 +77,7 @@ def place_model(model: nn.Module, device: torch.device, channels_last: bool = Fa
 
 def train_epoch(
     model: nn.Module,
-    loader: EpochLoader | DataLoader,
+    loader: Iterable[tuple[Tensor, Tensor]],
     optimizer: torch.optim.Optimizer,
     extra_loss: Callable[[nn.Module], Tensor] | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,

@@ -1,4 +1,5 @@
-"""Matplotlib (Agg) plots rendered to PNG bytes: grouped bars, stacked bars, lines, Pareto scatters.
+"""Matplotlib (Agg) plots rendered to PNG bytes: grouped bars, stacked bars, lines, Pareto scatters,
+tornado charts and break-even maps.
 
 Each function takes plain lists (read from summary.json by the caller) and returns PNG bytes, so a
 plot never computes a number the summary does not hold.
@@ -163,4 +164,67 @@ def pareto_scatter(
     ax.set_title(title)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def tornado(
+    labels: Sequence[str],
+    spans: Mapping[str, Sequence[tuple[float, float]]],
+    base: Mapping[str, float],
+    title: str,
+) -> bytes:
+    """A tornado chart per metric (panels side by side): each label's (low, high) span around the base
+    value (solid line), with the break-even ratio 1 dashed; the first label is drawn on top, and a span
+    of zero width shows as a tick."""
+    fig, axes = plt.subplots(
+        1, len(spans), figsize=(5.2 * len(spans) + 2.5, 0.45 * len(labels) + 1.6), sharey=True, squeeze=False
+    )
+    ys = list(range(len(labels)))[::-1]
+    for ax, (metric, metric_spans) in zip(axes[0], spans.items(), strict=True):
+        lows = [low for low, _ in metric_spans]
+        widths = [high - low for low, high in metric_spans]
+        ax.barh(ys, widths, left=lows, height=0.6, color="#4c78a8")
+        ax.plot(lows, ys, marker="|", markersize=12, linestyle="none", color="#4c78a8")  # zero-width bars too
+        ax.axvline(base[metric], color="black", linewidth=1.2, label="at the presets")
+        ax.axvline(1.0, color="#c0392b", linewidth=1.0, linestyle="--", label="break-even (1)")
+        ax.set_xlabel(f"{metric} ratio")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(ys)
+    axes[0][0].set_yticklabels(labels, fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def break_even_maps(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    grids: Mapping[str, Sequence[Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    marked_x: float | None = None,
+    marked_y: float | None = None,
+) -> bytes:
+    """A filled map of a ratio over (x, y) per metric (grids[metric][i][j] at ys[i], xs[j]), with its
+    ratio = 1 contour; ``marked_x`` (dotted) and ``marked_y`` (dashed) mark a preset and a measurement."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(5.4 * len(grids), 4.0), squeeze=False)
+    for ax, (metric, grid) in zip(axes[0], grids.items(), strict=True):
+        mesh = ax.contourf(list(xs), list(ys), [list(row) for row in grid], levels=12, cmap="viridis")
+        fig.colorbar(mesh, ax=ax, label=f"{metric} ratio")
+        values = [v for row in grid for v in row]
+        if min(values) < 1.0 < max(values):
+            ax.contour(list(xs), list(ys), [list(row) for row in grid], levels=[1.0], colors="white")
+        if marked_x is not None:
+            ax.axvline(marked_x, color="white", linestyle=":", linewidth=1.2, label=f"preset: {marked_x:g}")
+        if marked_y is not None:
+            ax.axhline(
+                marked_y, color="orange", linestyle="--", linewidth=1.2, label=f"measured: {marked_y:.3g}"
+            )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(metric, fontsize=9)
+        if marked_x is not None or marked_y is not None:
+            ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
     return _png(fig)

@@ -1,7 +1,8 @@
 """Report sections of one compressed network, read from the typed :class:`Summary`: overview,
-accuracy, zero-skip and ADC clipping (crossbars: :mod:`forms.report.crossbar_section`; cost,
-breakdown and assumptions: :mod:`forms.report.cost_sections`), and :func:`stage_report` that puts
-them in reading order. Every number cell carries the summary.json path of the field it was read from.
+accuracy, zero-skip, ADC clipping and stage times (the verdict: :mod:`forms.report.verdict_sections`;
+crossbars: :mod:`forms.report.crossbar_section`; cost, breakdown and assumptions:
+:mod:`forms.report.cost_sections`), and :func:`stage_report` that puts them in reading order. Every
+number cell carries the summary.json path of the field it was read from.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from forms.report.model import (
 )
 from forms.report.records import StageTimings
 from forms.report.summary import Summary
+from forms.report.verdict_sections import verdict_sections
 
 ACCURACY_STAGES: tuple[tuple[str, str, str, str], ...] = (
     ("float model (trained)", "float", "train", "test_accuracy"),
@@ -62,17 +64,24 @@ def _timing_rows(timings: StageTimings) -> list[list[Cell]]:
 
 
 def overview_section(summary: Summary, intro: Sequence[str] = ()) -> Section:
-    """Title facts: what was run, when, where, and the headline parameters."""
+    """Title facts: what was run, when, where (stage times: :func:`stage_times_section`)."""
     table = Table("overview", "Run", ["item", "value"])
     meta = summary.meta
     table.add([label("title"), field_cell(summary, "", "title", "text")])
     for name in ("created", "command", "machine"):
         table.add([label(name), field_cell(meta, "meta", name, "text")])
+    return Section("overview", "Overview", paragraphs=list(intro), tables=[table])
+
+
+def stage_times_section(summary: Summary) -> list[Section]:
+    """The job's wall time and each stage's seconds (at the end of a report), or none when not a job."""
+    meta = summary.meta
+    table = Table("stage-times", "Wall seconds", ["item", "value"])
     if meta.wall_seconds is not None:
         table.add([label("wall time of this run (s)"), field_cell(meta, "meta", "wall_seconds", "float")])
     for row in _timing_rows(meta.timings) if meta.timings is not None else []:
         table.add(row)
-    return Section("overview", "Overview", paragraphs=list(intro), tables=[table])
+    return [Section("stage-times", "Stage times", tables=[table])] if table.rows else []
 
 
 ACCURACY_COLUMNS = ["stage", "test images", "accuracy", "± std over runs", "float model on the same images"]
@@ -314,8 +323,10 @@ def adc_clip_section(summary: Summary) -> Section:
 
 
 def stage_report(summary: Summary, intro: Sequence[str] = ()) -> Report:
-    """The standard report of one compressed network: every section above, in reading order."""
+    """The standard report of one compressed network: the verdict first (when the job computed one),
+    every section above in reading order, the parameters, assumptions and stage times last."""
     sections = [
+        *verdict_sections(summary),
         overview_section(summary, intro),
         accuracy_section(summary),
         crossbar_section(summary),
@@ -324,6 +335,7 @@ def stage_report(summary: Summary, intro: Sequence[str] = ()) -> Report:
         cost_section(summary),
         breakdown_section(summary),
         assumptions_section(summary),
+        *stage_times_section(summary),
     ]
     subtitle = f"{summary.meta.created} · {summary.meta.machine}"
     return Report(summary.title, subtitle, sections, summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from forms.errors import ConfigError
@@ -75,6 +76,37 @@ class Adc:
             partial.round_()
         clipped = partial > self.max_code
         partial.clamp_(0, self.max_code)
+        if self.step != 1.0:
+            partial.mul_(self.step)
+        return clipped
+
+    def convert_counted_(self, partial: Tensor, integral: bool, max_sum: float | None = None) -> int:
+        """Convert ``partial`` IN PLACE like :meth:`convert_` and return how many conversions clipped.
+
+        ``max_sum`` bounds the partial sums when they are known to be non-negative integers (``integral``
+        and ideal levels): if the ADC is lossless for it every conversion is the identity and nothing
+        is touched; otherwise only the top of the range can clip (one counting pass, then the clamp
+        where something clipped). Without it one pass finds the range of the (rounded) codes; the clip
+        count and the clamp run only when some code lies outside ``[0, max_code]``.
+        """
+        if integral and max_sum is not None and self.step == 1.0:
+            if max_sum <= self.max_code:
+                return 0
+            clipped = int(torch.count_nonzero(partial > self.max_code))
+            if clipped:
+                partial.clamp_(max=self.max_code)
+            return clipped
+        if self.step != 1.0:
+            partial.div_(self.step)
+        if not integral or self.step != 1.0:
+            partial.round_()
+        clipped = 0
+        if partial.numel():
+            low, high = (float(v) for v in torch.aminmax(partial))
+            if high > self.max_code:
+                clipped = int(torch.count_nonzero(partial > self.max_code))
+            if low < 0 or high > self.max_code:
+                partial.clamp_(0, self.max_code)
         if self.step != 1.0:
             partial.mul_(self.step)
         return clipped

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from forms.sim.quant_inputs import DigitPlan, code_dtype
+from forms.sim.workspace import Workspace
 
 MAX_PATTERN_BITS = 16
 """Widest input pattern (DAC bits x rows of one row group) packed into int16 lanes and looked up
@@ -49,6 +50,27 @@ def fragment_int_view(u: Tensor, fragment_size: int) -> Tensor:
     out = u.new_zeros(v, g, frags * fragment_size)
     out[..., :rows] = u
     return out.view(v, g, frags, fragment_size)
+
+
+def digit_planes(
+    codes: Tensor, plan: DigitPlan, group_rows: int, dtype: torch.dtype, workspace: Workspace | None = None
+) -> Tensor:
+    """Digits (G*F, steps*V, Rg) in ``dtype`` of integer codes (V, G, rows), rows zero-padded to F
+    row groups of ``group_rows``: row ``b*V + v`` of matrix ``g*F + f`` holds step ``b``'s digits of
+    vector ``v`` on row group ``f`` (the GEMM engine's batched-GEMM operand), all steps at once.
+    With a ``workspace`` the result and its integer scratch are views of its buffers."""
+    u = fragment_int_view(int_codes(codes, plan), group_rows)  # (V, G, F, Rg)
+    v, g, f, rg = u.shape
+    ws = workspace or Workspace()
+    device, steps = u.device, plan.steps
+    shifts = torch.tensor(plan.shifts, dtype=u.dtype, device=device).view(-1, 1, 1)
+    masks = torch.tensor([(1 << w) - 1 for w in plan.widths], dtype=u.dtype, device=device).view(-1, 1, 1)
+    by_group = u.permute(1, 2, 0, 3).contiguous().unsqueeze(2)  # (G, F, 1, V, Rg)
+    ints = ws.take("digit_ints", (g, f, steps, v, rg), u.dtype, device)
+    torch.bitwise_right_shift(by_group, shifts, out=ints).bitwise_and_(masks)
+    digits = ws.take("digits", (g * f, steps * v, rg), dtype, device)
+    digits.view(g, f, steps, v, rg).copy_(ints)
+    return digits
 
 
 def pattern_bits(plan: DigitPlan, group_rows: int) -> int:

@@ -30,15 +30,16 @@ from forms.sim.boundary import check_code_shape, check_encoded_weights, layer_co
 from forms.sim.column_split import BitLevelColumns, ChipColumns, engine_layout, split_columns
 from forms.sim.devices import ProgrammedCells, program_cells
 from forms.sim.encodings import EncodedLayer
-from forms.sim.gemm_engine import GemmEngine, partial_sum_tables
+from forms.sim.gemm_engine import GemmEngine, packed_columns, partial_sum_tables
 from forms.sim.integer_gemm import exact_matmul
 from forms.sim.layer_stats import LayerStats
-from forms.sim.lookup import PartialSumTables, PatternTable
+from forms.sim.lookup import PartialSumTables
 from forms.sim.noise_events import MAX_EVENT_RATE, NoiseEvents
+from forms.sim.packed_fields import PackedColumns
 from forms.sim.quant_inputs import DigitPlan, code_dtype
 from forms.sim.spec import DeviceSpec
-from forms.sim.table_engine import TableEngine, build_pattern_table, pattern_table_applies
-from forms.sim.zeroskip import count_subarray_steps
+from forms.sim.table_engine import LayerTable, TableEngine, build_pattern_table, pattern_table_applies
+from forms.sim.zeroskip import count_layer_activity
 
 DEFAULT_TABLE_LIMIT = 1 << 24
 """Largest per-pattern table (entries) the bit-level path builds per layer (float32: 64 MiB)."""
@@ -93,10 +94,12 @@ class CrossbarArray(nn.Module):
         self.chunk_elements = chunk_elements
         self.force_bit_level = force_bit_level
         self.table_limit = table_limit
-        self._table: PatternTable | None = None
+        self._table: LayerTable | None = None
         self._table_checked = False
         self._partials: PartialSumTables | None = None
         self._partials_checked = False
+        self._packed: PackedColumns | None = None
+        self._packed_checked = False
         self.stats = LayerStats()
         g, f, _, c, q = encoded.cells.shape
         self.register_buffer("weight_int", weight_int)
@@ -111,8 +114,9 @@ class CrossbarArray(nn.Module):
             if encoded.flipped is not None
             else torch.zeros(g, f, q, c, dtype=torch.float64)
         )
-        # M * 2^(k*cell_bits) for a flipped column, 0 otherwise: its coefficient on U (encodings.py).
-        self.register_buffer("flip_weight", flip * encoded.cell_max * self.signed_place_value.abs())
+        # M times a flipped column's place value before the flip (fragment/set sign included), 0 for
+        # other columns: its coefficient on U (encodings.py).
+        self.register_buffer("flip_weight", -flip * encoded.cell_max * self.signed_place_value)
         self.register_buffer("cells", engine_layout(encoded.cells.to(torch.float32)))
         self.register_buffer("conductance_sq", torch.zeros(0))
         for name in ("exact_weight", "risky_cells", "risky_conductance_sq", "risky_signed_place_value"):
@@ -207,18 +211,23 @@ class CrossbarArray(nn.Module):
         events = NoiseEvents.build(self._chip_columns(), self.plan, self.adc, self.devices.read_noise)
         return events if events.max_rate <= MAX_EVENT_RATE else None
 
+    def _dense_columns(self) -> BitLevelColumns:
+        """Every converted column, in the dense layout."""
+        q, c = self.encoded.physical_columns, self.encoded.columns
+        return BitLevelColumns(
+            self.cells,
+            self.conductance_sq,
+            self.signed_place_value,
+            self.risky_columns,
+            self.flip_weight.sum(2),
+            q * c,
+            dense=True,
+        )
+
     def _bit_level_columns(self) -> BitLevelColumns:
         """The columns the bit-level engines convert (every column when dense)."""
         if self.dense:
-            return BitLevelColumns(
-                self.cells,
-                self.conductance_sq,
-                self.signed_place_value,
-                self.risky_columns,
-                self.risky_flip_correction,
-                self.risky_count,
-                dense=True,
-            )
+            return self._dense_columns()
         return BitLevelColumns(
             self.risky_cells,
             self.risky_conductance_sq,
@@ -259,7 +268,7 @@ class CrossbarArray(nn.Module):
         if self.lossless:
             self.stats.fast_calls += 1
             if stats is not None:
-                stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
+                stats.zero_skip.add(count_layer_activity(codes, self.plan, self.encoded))
             if self.noise_events is None:
                 return self._exact_sums(codes)
             errors, clipped = self.noise_events.errors(codes, self.generator)
@@ -273,10 +282,13 @@ class CrossbarArray(nn.Module):
         """Sums of integer ``codes`` through the table engine, or the GEMM engine plus the exact columns."""
         table = self.pattern_table()
         if table is not None:
-            return TableEngine(table, self.encoded, self.plan).run(codes, self.chunk_elements, stats)
-        if stats is not None:
-            stats.zero_skip.add(count_subarray_steps(codes, self.plan, self.fragment_size))
-        analog = self.gemm_engine().run(codes, self.chunk_elements, stats)
+            analog = TableEngine(table, self.encoded, self.plan).run(codes, self.chunk_elements, stats)
+            if table.folds_input_sum:
+                return analog
+        else:
+            if stats is not None:
+                stats.zero_skip.add(count_layer_activity(codes, self.plan, self.encoded))
+            analog = self.gemm_engine().run(codes, self.chunk_elements, stats)
         if self.dense and not self.encoded.input_sum_coefficient:
             return analog
         return analog + self._exact_sums(codes)
@@ -298,8 +310,10 @@ class CrossbarArray(nn.Module):
         self._table = None
         self._partials_checked = False
         self._partials = None
+        self._packed_checked = False
+        self._packed = None
 
-    def pattern_table(self) -> PatternTable | None:
+    def pattern_table(self) -> LayerTable | None:
         """The chip's per-pattern tables (:mod:`forms.sim.table_engine`), or None where they do not apply.
 
         They apply without read noise (every conversion is then a function of the step's digit
@@ -311,7 +325,12 @@ class CrossbarArray(nn.Module):
             self._table = None
             if pattern_table_applies(self.encoded, self.plan, self.devices.read_noise, self.table_limit):
                 self._table = build_pattern_table(
-                    self.encoded, self._chip_columns(), self.adc, self.plan, self.integral
+                    self.encoded,
+                    self._bit_level_columns(),
+                    self._dense_columns(),
+                    self.adc,
+                    self.plan,
+                    self.integral,
                 )
         return self._table
 
@@ -336,4 +355,15 @@ class CrossbarArray(nn.Module):
             self.integral,
             self.generator,
             self.partial_tables(),
+            self._packed_columns(),
         )
+
+    def _packed_columns(self) -> PackedColumns | None:
+        """The bit-level columns packed for the GEMM engine (:func:`packed_columns`), built once per
+        programmed chip."""
+        if not self._packed_checked:
+            self._packed_checked = True
+            self._packed = packed_columns(
+                self.encoded, self.plan, self._bit_level_columns(), self.devices.read_noise, self.integral
+            )
+        return self._packed

@@ -7,17 +7,24 @@ Layout of an encoded layer (``G`` groups, ``F`` row groups of ``Rg`` rows, ``C``
   column ``c`` are ordered (crossbar set, slice), slice ``k`` holding bits [k*cell_bits, (k+1)*cell_bits).
 - ``signed_place_value`` (G, F, C, Q): the digital weight of each converted column in the shift-and-add:
   2^(k*cell_bits), times the FRAGMENT SIGN (polarized: this is where the sign bit of each fragment is
-  applied), the set sign (differential: - for the negative crossbar) and -1 for a flipped column
-  (offset with flipping).
+  applied), the set sign (differential: - for the negative crossbar) and -1 for a flipped column.
 - ``flip_correction`` (G, F, C): coefficient of U, the sum of the step's input digits over the group's
-  rows, added back for flipped columns: sum over flipped slices of (2^cell_bits - 1) * 2^(k*cell_bits),
-  because a flipped column reads sum_r d_r (M - c_r) = M*U - sum_r d_r c_r.
+  rows, added back for flipped columns: sum over flipped columns of M * (their place value before the
+  flip: 2^(k*cell_bits) times the fragment or set sign), because a flipped column reads
+  sum_r d_r (M - c_r) = M*U - sum_r d_r c_r.
 - ``input_sum_coefficient``: -2^weight_bits for offset (ISAAC's unit column removes the bias
   2^weight_bits times the sum of the inputs), 0 otherwise.
 
 A row group is what one ADC conversion sums: a fragment of R rows for polarized (FORMS converts each
 fragment on its own), a whole row tile of ``rows`` rows for offset and differential (ISAAC and PRIME
 convert full crossbar columns). The last group of a matrix may be short; it is padded with zero rows.
+
+Flipping (ISAAC's trick, Shafiee et al., ISCA 2016, Sec. 4, applied here to every encoding): a converted
+column whose cells sum above half of ``Rg * M`` stores ``M - c`` instead, so no partial sum exceeds
+half the range and the lossless ADC is one bit narrower; the digital shift-and-add subtracts its
+reading and adds ``M * U`` back through ``flip_correction``. The same rule holds for every encoding
+because each converted column holds plain magnitudes with one digital coefficient (the offset value,
+the fragment sign or the crossbar set's sign): only that coefficient changes sign.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from forms.config import CrossbarSpec
 from forms.encoding import Encoding
 from forms.errors import ConfigError
 from forms.geometry import fragment_signs, fragment_view
@@ -42,7 +50,7 @@ class EncodedLayer:
     signed_place_value: Tensor
     flip_correction: Tensor | None
     flipped: Tensor | None
-    """(G, F, C, Q) bool: which physical columns are stored flipped (offset with flipping only)."""
+    """(G, F, C, Q) bool: which physical columns are stored flipped (None without flipping)."""
     input_sum_coefficient: float
     group_rows: int
     rows: int
@@ -56,6 +64,8 @@ class EncodedLayer:
     """Rows per crossbar."""
     fragment_size: int
     """R: rows per fragment (the polarized encoding's sign groups; zero-skip sub-arrays)."""
+    crossbar_cols: int
+    """Columns (bit lines) per crossbar."""
 
     @property
     def cell_max(self) -> int:
@@ -81,6 +91,19 @@ class EncodedLayer:
     def physical_columns(self) -> int:
         """Converted columns per weight column: slices x crossbar sets."""
         return int(self.cells.shape[4])
+
+    @property
+    def crossbars_per_row_tile(self) -> int:
+        """Crossbars one row tile of a matrix spans: column tiles x crossbar sets (each reads the tile's
+        input digits at once)."""
+        crossbar = CrossbarSpec(
+            rows=self.crossbar_rows,
+            cols=self.crossbar_cols,
+            cell_bits=self.cell_bits,
+            fragment_size=self.fragment_size,
+        )
+        column_tiles = self.encoding.tile_counts(self.rows, self.columns, self.weight_bits, crossbar)[1]
+        return column_tiles * self.sets
 
     def decoded_matrix(self) -> Tensor:
         """The signed integers the ideal cells represent (groups, rows, cols); equals the input integers."""
@@ -129,6 +152,19 @@ class _Cells:
     input_sum_coefficient: float = 0.0
 
 
+def _flip(cells: _Cells, layout: _Layout) -> _Cells:
+    """``cells`` with every converted column whose levels sum above half of ``Rg * M`` stored flipped
+    (M - c), its place value negated and M times its old place value added to the U coefficient."""
+    m = (1 << layout.cell_bits) - 1
+    flip = 2 * cells.cells.sum(2) > layout.group_rows * m  # (G, F, C, Q)
+    levels = torch.where(flip.unsqueeze(2), m - cells.cells, cells.cells)
+    place = cells.signed_place_value
+    flip_correction = (flip.to(torch.float64) * place * m).sum(-1)  # (G, F, C)
+    return _Cells(
+        levels, torch.where(flip, -place, place), flip_correction, flip, cells.input_sum_coefficient
+    )
+
+
 def _polarized(w: Tensor, fragment_size: int, layout: _Layout, name: str) -> _Cells:
     """Magnitudes in the cells, the fragment sign on each converted column's place value."""
     fs = fragment_signs(w, fragment_size)
@@ -151,8 +187,8 @@ def _differential(w: Tensor, layout: _Layout) -> _Cells:
     return _Cells(cells, torch.cat([sw, -sw]).expand(g, f, c, 2 * layout.slices).clone())
 
 
-def _offset(w: Tensor, weight_bits: int, layout: _Layout, flipped: bool) -> _Cells:
-    """``w + 2^weight_bits`` in the cells, the bias removed through the input sum; optionally flipped."""
+def _offset(w: Tensor, weight_bits: int, layout: _Layout) -> _Cells:
+    """``w + 2^weight_bits`` in the cells, the bias removed through the input sum."""
     real = fragment_view(torch.ones_like(w), layout.group_rows).bool()
     shifted = fragment_view(w + (1 << weight_bits), layout.group_rows)
     shifted = torch.where(real, shifted, torch.zeros_like(shifted))  # padding rows stay 0
@@ -160,15 +196,7 @@ def _offset(w: Tensor, weight_bits: int, layout: _Layout, flipped: bool) -> _Cel
     g, f, _, c, _ = cells.shape
     sw = layout.place_values(w.device)
     signed_place_value = sw.expand(g, f, c, layout.slices).clone()
-    input_coef = -float(1 << weight_bits)
-    if not flipped:
-        return _Cells(cells, signed_place_value, input_sum_coefficient=input_coef)
-    m = (1 << layout.cell_bits) - 1
-    flip = 2 * cells.sum(2) > layout.group_rows * m  # (G, F, C, S)
-    cells = torch.where(flip.unsqueeze(2), m - cells, cells)
-    signed_place_value = torch.where(flip, -signed_place_value, signed_place_value)
-    flip_correction = (flip.to(torch.float64) * sw * m).sum(-1)  # (G, F, C)
-    return _Cells(cells, signed_place_value, flip_correction, flip, input_coef)
+    return _Cells(cells, signed_place_value, input_sum_coefficient=-float(1 << weight_bits))
 
 
 def encode(
@@ -180,17 +208,19 @@ def encode(
     fragment_size: int,
     flipped: bool = False,
     name: str = "layer",
+    crossbar_cols: int | None = None,
 ) -> EncodedLayer:
     """Encode signed integers (groups, rows, cols) with |w| <= 2^weight_bits - 1 into cell levels.
 
     Raises :class:`ConfigError` for impossible widths, for a fragment size that does not divide the
     crossbar rows, for weights that are not finite integers within the width or not a (groups, rows,
-    cols) stack (:mod:`forms.sim.boundary`), for flipping outside the offset encoding, and for a
-    polarized encoding of integers whose fragments of ``fragment_size`` rows mix signs.
+    cols) stack (:mod:`forms.sim.boundary`), and for a polarized encoding of integers whose fragments
+    of ``fragment_size`` rows mix signs. ``flipped`` stores columns flipped (module docstring);
+    ``crossbar_cols`` (None: square crossbars of ``crossbar_rows``) only sets how many crossbars a row
+    tile spans (:attr:`EncodedLayer.crossbars_per_row_tile`).
     """
     encoding = Encoding.parse(encoding)
     encoding.check_widths(weight_bits, cell_bits)
-    encoding.check_flipping(flipped)
     check_fragments(crossbar_rows, fragment_size, name)
     w = integer_weights(weight_int, weight_bits, name)
     layout = _Layout(
@@ -203,7 +233,9 @@ def encode(
     elif encoding is Encoding.DIFFERENTIAL:
         coded = _differential(w, layout)
     else:
-        coded = _offset(w, weight_bits, layout, flipped)
+        coded = _offset(w, weight_bits, layout)
+    if flipped:
+        coded = _flip(coded, layout)
     return EncodedLayer(
         encoding=encoding,
         cells=coded.cells.contiguous(),
@@ -220,4 +252,5 @@ def encode(
         name=name,
         crossbar_rows=crossbar_rows,
         fragment_size=fragment_size,
+        crossbar_cols=crossbar_rows if crossbar_cols is None else crossbar_cols,
     )

@@ -21,6 +21,7 @@ from torch import Tensor
 from forms.sim.adc import Adc
 from forms.sim.bitplanes import (
     MAX_PATTERN_BITS,
+    digit_planes,
     fragment_int_view,
     fragment_patterns,
     int_codes,
@@ -33,7 +34,9 @@ from forms.sim.encodings import EncodedLayer
 from forms.sim.integer_gemm import exact_float_dtype
 from forms.sim.layer_stats import LayerStats
 from forms.sim.lookup import PartialSumTables
+from forms.sim.packed_fields import PackedColumns, pack_columns
 from forms.sim.quant_inputs import DigitPlan
+from forms.sim.workspace import Workspace
 
 
 def gemm_dtype(encoded: EncodedLayer, plan: DigitPlan) -> torch.dtype:
@@ -56,6 +59,16 @@ def partial_sum_tables(
     )
 
 
+def packed_columns(
+    encoded: EncodedLayer, plan: DigitPlan, columns: BitLevelColumns, read_noise: float, integral: bool
+) -> PackedColumns | None:
+    """``columns``' levels packed several to a float32 column (:mod:`forms.sim.packed_fields`), or None
+    where they cannot be: read noise, non-integral levels, or partial sums too wide for two fields."""
+    if read_noise > 0 or not integral or not columns.count:
+        return None
+    return pack_columns(columns.cells, plan.max_digit, encoded.columns if columns.dense else 1)
+
+
 @dataclass(frozen=True)
 class GemmEngine:
     """The GEMM engine of one programmed chip's bit-level columns."""
@@ -72,6 +85,8 @@ class GemmEngine:
     """The chip's generator, drawing read noise."""
     tables: PartialSumTables | None
     """Per-pattern partial sums (:func:`partial_sum_tables`), or None to compute them by GEMM."""
+    packed: PackedColumns | None
+    """The columns packed several to a float32 GEMM column (:func:`packed_columns`), or None."""
 
     def run(self, codes: Tensor, chunk_elements: int, stats: LayerStats | None) -> Tensor:
         """Bit-level sums (V, G, C) float64 of ``codes`` (V, G, rows) over the engine's columns.
@@ -81,49 +96,61 @@ class GemmEngine:
         """
         codes = layer_codes(codes, self.encoded, self.plan)
         enc, plan = self.encoded, self.plan
-        per_vector = plan.steps * enc.groups * (enc.row_groups * self.columns.count + enc.columns)
+        count = self.packed.columns if self.packed is not None else self.columns.count
+        per_vector = plan.steps * enc.groups * (enc.row_groups * count + enc.columns)
         chunk = max(1, chunk_elements // max(1, per_vector))
-        outs = [self._run_chunk(codes[s : s + chunk], stats) for s in range(0, codes.shape[0], chunk)]
+        ws = Workspace()
+        converted = torch.promote_types(gemm_dtype(enc, plan), self._converted_dtype())
+        cells = self.columns.cells
+        max_sum = float(cells.sum(1).max()) * plan.max_digit if cells.numel() else 0.0
+        outs = [
+            self._run_chunk(codes[s : s + chunk], stats, ws, (converted, max_sum))
+            for s in range(0, codes.shape[0], chunk)
+        ]
         if not outs:
             return codes.new_zeros((0, enc.groups, enc.columns), dtype=torch.float64)
         return torch.cat(outs)
 
-    def _run_chunk(self, codes: Tensor, stats: LayerStats | None) -> Tensor:
+    def _run_chunk(
+        self, codes: Tensor, stats: LayerStats | None, ws: Workspace, bounds: tuple[torch.dtype, float]
+    ) -> Tensor:
+        """Sums (V, G, C) of one chunk. ``bounds``: the dtype exact for the converted values and their
+        one-step shift-and-add, and the largest partial sum of the (integral) levels."""
         enc, plan = self.encoded, self.plan
         g, c, nd, v = enc.groups, enc.columns, plan.steps, codes.shape[0]
-        dtype = gemm_dtype(enc, plan)
-        partial, digit_sum = self._partial_sums(codes, dtype)
-        partial = partial.to(torch.promote_types(dtype, self._converted_dtype()))
-        clipped = self.adc.convert_(partial, integral=self.integral and self.read_noise == 0)
+        partial, digit_sum = self._partial_sums(codes, gemm_dtype(enc, plan), ws)
+        partial = partial.to(bounds[0])
+        clipped = self.adc.convert_counted_(partial, self.integral and self.read_noise == 0, bounds[1])
         if stats is not None:
-            stats.clipped += int(torch.count_nonzero(clipped))
-        del clipped
-        red = self._shift_and_add(partial)
+            stats.clipped += clipped
+        red = self._shift_and_add(partial, ws)
         del partial
-        if bool(self.columns.flip_correction.any()):
-            u = digit_sum.to(torch.float64)  # (G, F, nd*V)
-            red = red + torch.einsum("gfn,gfc->gnc", u, self.columns.flip_correction)
+        if digit_sum is not None:
+            flips = self.columns.flip_correction
+            red = red + torch.einsum("gfn,gfc->gnc", digit_sum.to(torch.float64), flips)
         weights = plan.digit_weights(device=red.device).view(1, nd, 1, 1)
         return (red.view(g, nd, v, c) * weights).sum(1).transpose(0, 1)  # (V, G, C)
 
-    def _partial_sums(self, codes: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Noisy analog partial sums (G*F, nd*V, K) and digit sums U (G, F, nd*V) of ``codes``."""
+    def _partial_sums(self, codes: Tensor, dtype: torch.dtype, ws: Workspace) -> tuple[Tensor, Tensor | None]:
+        """Noisy analog partial sums (G*F, nd*V, K) and, where flipped columns need them, the digit
+        sums U (G, F, nd*V) of ``codes``. K is :attr:`PackedColumns.columns` when packed (zero-level
+        columns appended)."""
         enc, plan = self.encoded, self.plan
+        flips = bool(self.columns.flip_correction.any())
         if self.tables is not None:  # partial sums and noise sigmas looked up per digit pattern
             patterns = fragment_patterns(fragment_int_view(int_codes(codes, plan), enc.group_rows), plan)
-            partial, sigma, digit_sum = self.tables.gather(patterns)
+            looked_up, sigma, pattern_sums = self.tables.gather(patterns)
             if sigma is not None:
-                add_read_noise_sigma_(partial, sigma, self.generator)
-            return partial, digit_sum
-        g, f, rg = enc.groups, enc.row_groups, enc.group_rows
-        nd, v = plan.steps, codes.shape[0]
-        digits = plan.digits(codes).to(dtype)  # (nd, V, G, rows)
-        pad = f * rg - enc.rows
-        if pad:
-            digits = torch.nn.functional.pad(digits, (0, pad))
-        digits = digits.reshape(nd, v, g, f, rg).permute(2, 3, 0, 1, 4).reshape(g * f, nd * v, rg)
-        digit_sum = digits.view(g, f, nd * v, rg).sum(-1)
-        partial = torch.bmm(digits, self.columns.cells.to(dtype))  # (G*F, nd*V, K)
+                add_read_noise_sigma_(looked_up, sigma, self.generator)
+            return looked_up, pattern_sums if flips else None
+        digits = digit_planes(codes, plan, enc.group_rows, dtype, ws)  # (G*F, nd*V, Rg)
+        digit_sum = digits.view(enc.groups, enc.row_groups, -1, enc.group_rows).sum(-1) if flips else None
+        n = digits.shape[:2]
+        if self.packed is not None:
+            packed = ws.take("packed", (*n, self.packed.levels.shape[-1]), dtype, digits.device)
+            return self.packed.unpack(torch.bmm(digits, self.packed.levels, out=packed), ws), digit_sum
+        partial = ws.take("partial", (*n, self.columns.count), dtype, digits.device)
+        torch.bmm(digits, self.columns.cells.to(dtype), out=partial)  # (G*F, nd*V, K)
         if self.read_noise > 0:
             variance = torch.bmm(digits.square(), self.columns.conductance_sq.to(dtype))
             add_read_noise_(partial, variance, self.read_noise, self.generator)
@@ -131,28 +158,42 @@ class GemmEngine:
 
     def _converted_dtype(self) -> torch.dtype:
         """Dtype exact for the converted values and one step's shift-and-add of them: multiples of the
-        ADC's grid up to F * max sum of |place values| * ADC full scale (:func:`exact_float_dtype`)."""
-        g, f = self.encoded.groups, self.encoded.row_groups
-        mult = self.columns.signed_place_value
-        bound = f * float(mult.abs().reshape(g, f, -1).sum(-1).max()) * self.adc.full_scale
+        ADC's grid up to the largest sum, over an output column's converted columns, of |place value|
+        times the ADC's full scale (:func:`exact_float_dtype`)."""
+        cols = self.columns
+        g, c = self.encoded.groups, self.encoded.columns
+        mult = cols.signed_place_value.abs()
+        if cols.dense:
+            per_output = mult.sum((1, 2))  # (G, C)
+        else:
+            per_output = mult.new_zeros(g, c).scatter_add_(
+                1, cols.output_columns.reshape(g, -1), mult.reshape(g, -1)
+            )
+        bound = float(per_output.max()) * self.adc.full_scale if per_output.numel() else 0.0
         return exact_float_dtype(bound, self.adc.grid)
 
-    def _shift_and_add(self, partial: Tensor) -> Tensor:
+    def _shift_and_add(self, partial: Tensor, ws: Workspace) -> Tensor:
         """Converted partial sums (G*F, nd*V, K) -> (G, nd*V, C) float64, weighted and summed over
-        row groups and slices/sets (IN PLACE on ``partial``)."""
+        row groups and slices/sets (IN PLACE on ``partial``). Columns beyond the engine's (packing
+        padding) carry zero levels and get a zero weight."""
         enc, cols = self.encoded, self.columns
-        g, f, c, n = enc.groups, enc.row_groups, enc.columns, partial.shape[1]
-        mult = cols.signed_place_value.to(partial.dtype)
-        if cols.dense:
-            q = enc.physical_columns
-            dense = partial.view(g, f, n, q, c)
-            dense.mul_(mult.view(g, f, 1, q, c))
-            return dense.sum(1).sum(2).to(torch.float64)  # outer-dimension sums are fast
-        k = cols.count
+        g, f, c, n, k = enc.groups, enc.row_groups, enc.columns, partial.shape[1], partial.shape[2]
+        mult = cols.signed_place_value.to(partial.dtype).reshape(g, f, -1)
+        mult = torch.nn.functional.pad(mult, (0, k - mult.shape[-1]))
+        if cols.dense:  # outer-dimension sums are fast
+            dense = partial.view(g, f, n, k // c, c)
+            by_slice = ws.take("by_slice", (g, n, k // c, c), dense.dtype, dense.device)
+            mult = mult.view(g, f, 1, k // c, c)
+            if bool((mult == mult[:, :1]).all()):  # same weights on every row group: sum, then weigh
+                torch.sum(dense, 1, out=by_slice).mul_(mult[:, 0])
+            else:
+                torch.sum(dense.mul_(mult), 1, out=by_slice)
+            return by_slice.sum(2).to(torch.float64)
         compact = partial.view(g, f, n, k)
         compact.mul_(mult.view(g, f, 1, k))
         # (row group, risky column) pairs side by side, then one scatter-add onto the C outputs
         flat = compact.permute(0, 2, 1, 3).reshape(g, n, f * k)
-        index = cols.output_columns.reshape(g, 1, f * k).expand(g, n, f * k)
+        columns = torch.nn.functional.pad(cols.output_columns, (0, k - cols.count))
+        index = columns.reshape(g, 1, f * k).expand(g, n, f * k)
         out = torch.zeros(g, n, c, dtype=partial.dtype, device=partial.device)
         return out.scatter_add_(2, index, flat).to(torch.float64)

@@ -19,7 +19,8 @@ class LayerStats:
     """Physical columns one sub-array round converts: weight columns x slices x sets of ONE group's
     matrix (the rounds already count every group)."""
     zero_skip: ZeroSkipCounts = field(default_factory=ZeroSkipCounts)
-    """Sub-array step counts with and without zero-skipping (:mod:`forms.sim.zeroskip`)."""
+    """Sub-array steps, crossbar reads and input digits, with and without zero-skipping
+    (:mod:`forms.sim.zeroskip`)."""
     bit_level_calls: int = 0
     """Calls that ran some columns through a bit-level engine (table or GEMM)."""
     fast_calls: int = 0

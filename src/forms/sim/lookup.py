@@ -16,9 +16,12 @@ the conversions that clip. Running a vector is then, per (step, row group), one 
     y[c] = sum_b coef_b 2^shift_b sum_f T[f, pattern(b, f), c].
 
 Each vector is one ``embedding_bag`` sum over its (row group, step) rows, the step weights given as
-per-sample weights. That sum runs in float32, exactly: the steps are split into groups whose weights,
-divided by the group's smallest (so powers of two), keep every bag sum below 2^24, and the groups'
-float32 results are combined in float64. Clip counts are summed by a second, one-column bag. Tables
+per-sample weights. That sum runs in float32, exactly: where one bag would pass 2^24 (bounded by the
+sum over row groups of each output's largest |entry|, times the step weights) the bags are split,
+either into ranges of row groups each summed over every step (preferred: a bag then reads each row
+group's table block for all its steps, which caches better) or into ranges of steps whose weights,
+divided by the range's smallest (so powers of two), keep every bag sum below 2^24; the bags' float32
+results are combined in float64. Clip counts are summed by a second, one-column bag. Tables
 hold only integers (an ADC step of 1); they have ``2^(dac_bits * Rg)`` rows per row group, so the path
 applies to FORMS fragments (R <= 16 with a 1-bit DAC), not to ISAAC and PRIME's 128-row columns.
 """
@@ -54,32 +57,80 @@ def pattern_digits(group_rows: int, dac_bits: int, device: torch.device | str) -
     return torch.bitwise_and(pat.unsqueeze(-1) >> shifts, (1 << dac_bits) - 1).to(torch.float64)
 
 
-def pattern_outputs(
-    cells: Tensor, signed_place_value: Tensor, u_coefficient: Tensor, adc: Adc, integral: bool, dac_bits: int
-) -> tuple[Tensor, Tensor]:
-    """Per-pattern contributions T (G*F, P, C) float64 and clip counts (G*F, P) int64.
+def pattern_partial_sums(levels: Tensor, dac_bits: int) -> Tensor:
+    """Partial sums (B, P, K) of every digit pattern on ``levels`` (B, Rg, K), in ``levels``' dtype.
 
-    ``cells`` (G, F, Rg, Q, C) are the programmed levels, ``signed_place_value`` (G, F, Q, C) each converted
-    column's shift-and-add weight, ``u_coefficient`` (G, F, C) the coefficient of the step's digit sum
-    (flip and offset corrections). ``integral`` says the levels are exact integers (the ADC then skips
-    rounding, as in the engine). Partial sums are formed in float64 (exact for integer levels).
+    Built row by row, each row's digit the most significant so far: the sums of patterns over rows
+    ``0..r`` are those over rows ``0..r-1`` plus ``d * level[r]`` for each digit ``d`` (pattern index
+    ``d << (r * dac_bits)`` higher), so every sum costs one addition instead of ``Rg``
+    multiply-adds (exact for integer levels, as the GEMM it replaces)."""
+    b, rg, k = levels.shape
+    digits = 1 << dac_bits
+    sums = levels.new_empty(b, digits**rg, k)
+    sums[:, :1] = 0
+    n = 1  # patterns of the rows so far
+    for r in range(rg):  # at most 16 rows
+        row = levels[:, r : r + 1]
+        for d in range(1, digits):
+            torch.add(sums[:, :n], row, alpha=d, out=sums[:, d * n : (d + 1) * n])
+        n *= digits
+    return sums
+
+
+def _build_dtype(
+    levels: Tensor, place_value: Tensor, u_coefficient: Tensor, adc: Adc, integral: bool, dac_bits: int
+) -> torch.dtype:
+    """float32 when integral levels keep every partial sum, converted value and table entry below
+    2^24 (bounded by sums of magnitudes), float64 otherwise."""
+    if not integral or adc.step != 1.0 or not levels.numel():
+        return torch.float64
+    rows = levels.shape[1]
+    partial = rows * float(levels.max()) * ((1 << dac_bits) - 1)
+    entry = float(place_value.abs().sum(-1).max()) * adc.full_scale
+    entry += rows * ((1 << dac_bits) - 1) * float(u_coefficient.abs().max())
+    return torch.float32 if max(partial, entry) < FLOAT32_EXACT else torch.float64
+
+
+def pattern_outputs(
+    levels: Tensor,
+    place_value: Tensor,
+    outputs: Tensor,
+    u_coefficient: Tensor,
+    adc: Adc,
+    integral: bool,
+    dac_bits: int,
+) -> tuple[Tensor, Tensor]:
+    """Per-pattern contributions T (B, P, C_t) and clip counts (B, P) int64.
+
+    ``levels`` (B, Rg, K) are the programmed levels of the K converted columns of each of the B
+    (group, row group) pairs, ``place_value`` (B, K) each column's shift-and-add weight, ``outputs``
+    (B, K) int64 the table column in ``[0, C_t)`` it adds to, ``u_coefficient`` (B, C_t) the coefficient
+    of the step's digit sum (flip and offset corrections). ``integral`` says the levels are exact
+    integers (the ADC then skips rounding, as in the engine). Everything is computed in float32 where
+    that is provably exact (integral levels, every sum below 2^24), else in float64.
     """
-    g, f, rg, q, c = cells.shape
+    b, rg, k = levels.shape
+    c = u_coefficient.shape[-1]
     p = 1 << (dac_bits * rg)
-    device = cells.device
-    digits = pattern_digits(rg, dac_bits, device)
-    u = digits.sum(-1)  # (P,) digit sum U of each pattern
-    levels = cells.reshape(g * f, rg, q * c).to(torch.float64)
-    mult = signed_place_value.reshape(g * f, q, c).to(torch.float64)
-    ucoef = u_coefficient.reshape(g * f, c).to(torch.float64)
-    values = torch.empty(g * f, p, c, dtype=torch.float64, device=device)
-    clips = torch.empty(g * f, p, dtype=torch.int64, device=device)
-    step = max(1, BUILD_ELEMENTS // max(1, p * q * c))
-    for s in range(0, g * f, step):
-        e = min(g * f, s + step)
-        partial = torch.matmul(digits, levels[s:e]).view(e - s, p, q, c)
-        clips[s:e] = adc.convert_(partial, integral=integral).sum((2, 3))
-        values[s:e] = torch.einsum("npqc,nqc->npc", partial, mult[s:e]) + u.view(1, p, 1) * ucoef[s:e, None]
+    device = levels.device
+    u = pattern_digits(rg, dac_bits, device).sum(-1)  # (P,) digit sum U of each pattern
+    dtype = _build_dtype(levels, place_value, u_coefficient, adc, integral, dac_bits)
+    levels, mult = levels.to(dtype), place_value.to(dtype)
+    ucoef = u_coefficient.to(dtype)
+    values = torch.empty(b, p, c, dtype=dtype, device=device)
+    clips = torch.zeros(b, p, dtype=torch.int64, device=device)
+    step = max(1, BUILD_ELEMENTS // max(1, p * k))
+    for s in range(0, b, step):
+        e = min(b, s + step)
+        partial = pattern_partial_sums(levels[s:e], dac_bits)  # (n, P, K)
+        if not (integral and adc.is_lossless_for(int(partial.max()))):  # else every conversion is exact
+            clipped = adc.convert_(partial, integral=integral)
+            if bool(clipped.any()):
+                clips[s:e] = torch.count_nonzero(clipped, dim=-1)
+        partial.mul_(mult[s:e, None])
+        index = outputs[s:e, None].expand(e - s, p, k)
+        torch.mul(u.to(dtype).view(1, p, 1), ucoef[s:e, None], out=values[s:e])
+        values[s:e].scatter_add_(2, index, partial)
     return values, clips
 
 
@@ -91,6 +142,52 @@ class _StepGroup:
     """Weight of the group's float32 sums in the output: |coef * 2^shift| of its first step."""
     weights: Tensor
     """(steps,) float32: each step's coef * 2^shift / scale (signed powers of two)."""
+    first_row_group: int = 0
+    last_row_group: int | None = None
+    """The row groups [first, last) this group sums (None: to the last)."""
+
+
+def _step_groups(bound: float, clip_bound: float, weights: list[float]) -> list[_StepGroup] | None:
+    """Consecutive steps whose weighted bag sums over every row group stay below 2^24 (``bound``:
+    one step's largest |sum|; ``clip_bound``: one step's largest clip count); None when one step's
+    alone would not."""
+    groups: list[_StepGroup] = []
+    start, steps = 0, len(weights)
+    while start < steps:
+        scale = abs(weights[start])
+        stop, total = start + 1, 1.0
+        while stop < steps and bound * (total + abs(weights[stop]) / scale) < FLOAT32_EXACT:
+            total += abs(weights[stop]) / scale
+            stop += 1
+        if bound * total >= FLOAT32_EXACT or steps * clip_bound >= FLOAT32_EXACT:
+            return None
+        w = torch.tensor([weights[b] / scale for b in range(start, stop)], dtype=torch.float32)
+        groups.append(_StepGroup(start, stop, scale, w))
+        start = stop
+    return groups
+
+
+def _bag_groups(peak: Tensor, clip_peak: float, weights: list[float]) -> list[_StepGroup] | None:
+    """The fewest bag groups whose float32 sums stay exact. ``peak`` (G, F, C): the largest |entry|
+    of each row group's table per output; ``clip_peak`` the largest clip count of an entry.
+
+    Step ranges over every row group (:func:`_step_groups`) are the fallback; every step over equal
+    ranges of row groups is preferred where it needs no more groups (a bag then reads each row group's
+    table block for all its steps at once, which caches better)."""
+    _, f, _ = peak.shape
+    by_steps = _step_groups(max(float(peak.sum(1).max()), 1.0), f * clip_peak, weights)
+    if by_steps is None:
+        return None
+    scale = abs(weights[0])
+    total = sum(abs(w) for w in weights) / scale
+    for parts in range(1, len(by_steps) + 1):  # as many groups at most
+        size = -(-f // parts)
+        ranges = [(a, min(f, a + size)) for a in range(0, f, size)]
+        bound = max(max(float(peak[:, a:b].sum(1).max()), 1.0) for a, b in ranges)
+        if bound * total < FLOAT32_EXACT and size * len(weights) * clip_peak < FLOAT32_EXACT:
+            w = torch.tensor([x / scale for x in weights], dtype=torch.float32)
+            return [_StepGroup(0, len(weights), scale, w, a, b) for a, b in ranges]
+    return by_steps
 
 
 @dataclass
@@ -109,37 +206,33 @@ class PatternTable:
     @classmethod
     def build(
         cls,
-        cells: Tensor,
-        signed_place_value: Tensor,
+        levels: Tensor,
+        place_value: Tensor,
+        outputs: Tensor,
         u_coefficient: Tensor,
         adc: Adc,
         integral: bool,
         plan: DigitPlan,
     ) -> PatternTable | None:
-        """Tables for cell ``levels`` (G, F, Rg, Q, C) (see :func:`pattern_outputs`); None when they
-        would not hold integers (an ADC step other than 1), which the float32 sums cannot keep exact."""
-        g, f, _, _, c = cells.shape
+        """Tables of converted columns (see :func:`pattern_outputs`; ``u_coefficient`` (G, F, C_t)
+        gives the groups and row groups); None when they would not hold integers (an ADC step other
+        than 1), which the float32 sums cannot keep exact."""
+        g, f, c = u_coefficient.shape
         values, clips = pattern_outputs(
-            cells, signed_place_value, u_coefficient, adc, integral, max(plan.widths)
+            levels, place_value, outputs, u_coefficient.reshape(g * f, c), adc, integral, max(plan.widths)
         )
-        if not bool(torch.equal(values, values.round())):
+        whole = integral and adc.step == 1.0  # integer levels, ADC outputs, place values: integers
+        if not whole and not bool(torch.equal(values, values.round())):
             return None
         p = values.shape[1]
-        bound = f * max(float(values.abs().max()) if values.numel() else 0.0, 1.0)
-        weights = plan.digit_weights().tolist()
-        groups: list[_StepGroup] = []
-        start = 0
-        while start < plan.steps:
-            scale = abs(weights[start])
-            stop, total = start + 1, 1.0
-            while stop < plan.steps and bound * (total + abs(weights[stop]) / scale) < FLOAT32_EXACT:
-                total += abs(weights[stop]) / scale
-                stop += 1
-            if bound * total >= FLOAT32_EXACT or f * plan.steps * float(clips.max()) >= FLOAT32_EXACT:
-                return None  # even one step's sum over the row groups is too large for float32
-            w = torch.tensor([weights[b] / scale for b in range(start, stop)], dtype=torch.float32)
-            groups.append(_StepGroup(start, stop, scale, w.to(values.device)))
-            start = stop
+        # one step's bag sum of an output is at most the sum over row groups of its largest |entry|
+        peak = values.abs().amax(1).view(g, f, c) if values.numel() else values.new_zeros(g, f, 1)
+        clip_peak = float(clips.max()) if clips.numel() else 0.0
+        groups = _bag_groups(peak.to(torch.float64), clip_peak, plan.digit_weights().tolist())
+        if groups is None:
+            return None  # even one step's sum over the row groups is too large for float32
+        for grp in groups:
+            grp.weights = grp.weights.to(values.device)
         offsets = torch.arange(g * f, dtype=torch.int32, device=values.device) * p
         return cls(
             values=values.reshape(g * f * p, c).to(torch.float32),
@@ -155,17 +248,18 @@ class PatternTable:
         Raises :class:`~forms.errors.ConfigError` when ``patterns`` is not shaped for these tables.
         """
         groups, row_groups, _ = self.offsets.shape
-        steps = self.step_groups[-1].stop
+        steps = max(grp.stop for grp in self.step_groups)
         check_shape(
             patterns, (None, groups, row_groups, steps), "patterns (vectors, groups, row groups, steps)"
         )
-        v, g, f, _ = patterns.shape
+        v, g, _, _ = patterns.shape
         y = torch.zeros(v * g, self.columns, dtype=torch.float64, device=patterns.device)
         clipped = 0
         for grp in self.step_groups:
-            n = grp.stop - grp.start
+            n, rows = grp.stop - grp.start, slice(grp.first_row_group, grp.last_row_group)
+            f = self.offsets[:, rows].shape[1]
             index = torch.empty(v, g, f, n, dtype=torch.int32, device=patterns.device)
-            torch.add(patterns[..., grp.start : grp.stop], self.offsets, out=index)
+            torch.add(patterns[:, :, rows, grp.start : grp.stop], self.offsets[:, rows], out=index)
             bags = index.view(v * g, f * n)
             psw = grp.weights.expand(v * g, f, n).reshape(v * g, f * n)
             sums = F.embedding_bag(bags, self.values, mode="sum", per_sample_weights=psw)  # (V*G, C)

@@ -11,6 +11,12 @@ batches of real images run through the (dequantized) float model:
 - the scale maps the ``percentile``-th percentile of |x| (100 = the maximum) to the largest code;
   larger inputs clip. Codes are ``clamp(round(x / scale))``.
 
+With ``significant_bits`` < ``bits`` the activations are quantized to ``significant_bits`` (the scale and
+the clamp of a ``significant_bits``-bit quantizer) but streamed through the ``bits``-wide datapath: the
+upper bits of an unsigned code are zero, those of a negative signed code the two's-complement sign
+extension. Every code and output equals the ``significant_bits``-bit run's; only the steps streamed
+(and what zero-skipping can save of them) differ.
+
 A :class:`DigitPlan` says how codes are streamed: each analog step applies one digit of
 ``dac_bits`` bits (the sign step one bit) and its result is weighted by ``coef * 2^shift``.
 """
@@ -105,30 +111,44 @@ class InputQuantizer:
 
     scale: float
     bits: int
+    """Width of the datapath the codes are streamed in (the crossbars' input_bits)."""
     signed: bool
+    significant_bits: int | None = None
+    """Bits the codes are quantized to, held in the low bits of ``bits`` (None: ``bits``)."""
+
+    @property
+    def code_bits(self) -> int:
+        """Bits the codes span: ``significant_bits``, else ``bits``."""
+        return self.bits if self.significant_bits is None else self.significant_bits
 
     @property
     def low(self) -> int:
         """Smallest code."""
-        return code_range(self.bits, self.signed)[0]
+        return code_range(self.code_bits, self.signed)[0]
 
     @property
     def high(self) -> int:
         """Largest code."""
-        return code_range(self.bits, self.signed)[1]
+        return code_range(self.code_bits, self.signed)[1]
 
     def codes(self, x: Tensor) -> Tensor:
         """Integer codes of ``x`` as a float64 tensor holding exact integers."""
         return torch.clamp(torch.round(x.to(torch.float64) / self.scale), self.low, self.high)
 
     @classmethod
-    def from_range(cls, max_abs: float, bits: int, signed: bool) -> InputQuantizer:
-        """The quantizer that maps ``max_abs`` to the largest code (a zero range gets scale 1)."""
-        if signed and bits < 2:
+    def from_range(
+        cls, max_abs: float, bits: int, signed: bool, significant_bits: int | None = None
+    ) -> InputQuantizer:
+        """The quantizer that maps ``max_abs`` to the largest code of ``significant_bits`` (None: ``bits``)
+        bits, streamed ``bits`` wide (a zero range gets scale 1)."""
+        code_bits = bits if significant_bits is None else significant_bits
+        if not 1 <= code_bits <= bits:
+            raise ValueError(f"significant_bits={code_bits} must lie in 1..bits={bits}")
+        if signed and code_bits < 2:
             raise ValueError("a signed input needs at least 2 bits")
-        top = code_range(bits, signed)[1]
+        top = code_range(code_bits, signed)[1]
         scale = max_abs / top if max_abs > 0 else 1.0
-        return cls(scale=float(scale), bits=bits, signed=signed)
+        return cls(scale=float(scale), bits=bits, signed=signed, significant_bits=significant_bits)
 
 
 @dataclass
@@ -144,8 +164,11 @@ def calibrate_inputs(
     bits: int,
     percentile: float = 100.0,
     max_samples: int = 1 << 20,
+    significant_bits: int | None = None,
 ) -> dict[str, InputQuantizer]:
     """Run ``batches`` through ``model`` and return one :class:`InputQuantizer` per named layer.
+
+    Codes are ``bits`` wide, quantized to ``significant_bits`` (None: ``bits``; module docstring).
 
     Each layer's |input| values are sub-sampled (at most ``max_samples`` per batch, deterministically
     strided) for the percentile; the maximum is exact. The model is run in eval mode under no_grad.
@@ -186,5 +209,5 @@ def calibrate_inputs(
         top = maxima[name]
         if percentile < 100.0 and obs.samples:
             top = float(torch.quantile(torch.cat(obs.samples)[: 1 << 24], percentile / 100.0))
-        out[name] = InputQuantizer.from_range(top, bits, obs.negative)
+        out[name] = InputQuantizer.from_range(top, bits, obs.negative, significant_bits)
     return out

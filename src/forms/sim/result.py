@@ -23,10 +23,24 @@ from forms.sim.zeroskip import ZeroSkipCounts
 ZERO_SKIP_TOTALS = ("conversions_total", "conversions_skipped_leading", "conversions_skipped_bitplane")
 """The zero-skip conversion counts summed over layers (``zero_skip_totals``)."""
 
+ACTIVITY_TOTALS = (
+    "reads_total",
+    "reads_skipped_leading",
+    "reads_skipped_bitplane",
+    "input_digits_total",
+    "input_digits_nonzero",
+)
+"""The read-cycle and row-driver counts summed over layers when every layer has them (metrics written
+before they were measured lack them)."""
+
 
 @dataclass(frozen=True)
 class LayerZeroSkip:
-    """Conversions of one layer with and without input zero-skipping (:mod:`forms.sim.zeroskip`)."""
+    """Conversions, crossbar reads and row-driver digits of one layer with and without input
+    zero-skipping (:mod:`forms.sim.zeroskip`, whose docstring says what multiplies what).
+
+    The read and digit counts are None in records written before they were measured.
+    """
 
     conversions_total: int
     """Conversions without skipping: sub-array rounds x columns."""
@@ -44,6 +58,17 @@ class LayerZeroSkip:
     """Rows per sub-array (R)."""
     fragment_size: int
     """R, the fragment size the sub-arrays follow."""
+    reads_total: int | None = None
+    """Crossbar read cycles without skipping: vectors x groups x row tiles x steps x column tiles x sets."""
+    reads_skipped_leading: int | None = None
+    """Read cycles the "leading" rule skips (every sub-array of the crossbar past its last non-zero
+    digit)."""
+    reads_skipped_bitplane: int | None = None
+    """Read cycles the "bitplane" rule skips (every input digit of the crossbar zero at that step)."""
+    input_digits_total: int | None = None
+    """Input digits the row drivers apply: vectors x groups x rows x steps."""
+    input_digits_nonzero: int | None = None
+    """Input digits that are non-zero (a zero digit leaves its row driver idle)."""
 
     @classmethod
     def from_counts(
@@ -59,15 +84,20 @@ class LayerZeroSkip:
             steps=steps,
             rows=fragment_size,
             fragment_size=fragment_size,
+            reads_total=counts.reads_total,
+            reads_skipped_leading=counts.reads_total - counts.reads_needed_leading,
+            reads_skipped_bitplane=counts.reads_total - counts.reads_needed_bitplane,
+            input_digits_total=counts.digits_total,
+            input_digits_nonzero=counts.digits_nonzero,
         )
 
     def to_dict(self) -> dict[str, int]:
-        """Plain-dict form for JSON."""
-        return asdict(self)
+        """Plain-dict form for JSON (counts not measured, None, are left out)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerZeroSkip:
-        """Read back :meth:`to_dict`."""
+        """Read back :meth:`to_dict`, also of records without the read and digit counts."""
         return cls(**data)
 
 
@@ -216,8 +246,13 @@ class SimulationResult:
 
     @property
     def zero_skip_totals(self) -> dict[str, int]:
-        """The zero-skip conversion counts (:data:`ZERO_SKIP_TOTALS`) summed over layers."""
-        return {key: sum(getattr(z, key) for z in self.zero_skip.values()) for key in ZERO_SKIP_TOTALS}
+        """The zero-skip conversion counts (:data:`ZERO_SKIP_TOTALS`) summed over layers, and the read
+        and digit counts (:data:`ACTIVITY_TOTALS`) where every layer has them."""
+        layers = self.zero_skip.values()
+        keys: tuple[str, ...] = ZERO_SKIP_TOTALS
+        if all(z.reads_total is not None for z in layers):
+            keys += ACTIVITY_TOTALS
+        return {key: sum(getattr(z, key) or 0 for z in layers) for key in keys}
 
     def to_dict(self) -> dict[str, Any]:
         """metrics.json (keys in the order of the module docstring)."""

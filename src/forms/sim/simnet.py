@@ -102,6 +102,7 @@ class SimulatedLayer(nn.Module):
             r,
             spec.flipped,
             name=layer.name,
+            crossbar_cols=spec.cols,
         )
         bits = spec.adc_bits or spec.encoding.lossless_adc_bits(xbar, spec.dac_bits, spec.flipped)
         if quantizer.bits != spec.input_bits:

@@ -87,7 +87,14 @@ def _simulated_model(
         calibration[s : s + spec.batch_size].to(device)
         for s in range(0, calibration.shape[0], spec.batch_size)
     ]
-    quantizers = calibrate_inputs(model, names, batches, spec.input_bits, spec.input_percentile)
+    quantizers = calibrate_inputs(
+        model,
+        names,
+        batches,
+        spec.input_bits,
+        spec.input_percentile,
+        significant_bits=spec.input_significant_bits,
+    )
     return build_simulated_model(model, layers, quantizers, spec).to(device)
 
 

@@ -1,8 +1,8 @@
 """Typed specification of one simulation: crossbar, converters, inputs, devices, Monte Carlo.
 
 Every field is validated on load (see :class:`forms.config.Spec`); combinations that cannot work
-(an ADC narrower than 1 bit, a flipped column encoding outside ISAAC's offset encoding, cells wider
-than the weights they hold) are refused here, before any run starts.
+(an ADC narrower than 1 bit, more significant input bits than the input width, cells wider than the
+weights they hold) are refused here, before any run starts.
 """
 
 from __future__ import annotations
@@ -89,6 +89,14 @@ class SimSpec(Spec):
     input_bits: int = Field(
         16, ge=1, le=24, description="Activation bits streamed bit-serially (16 in ISAAC and FORMS)."
     )
+    input_significant_bits: int | None = Field(
+        None,
+        ge=1,
+        le=24,
+        description="Bits the activations are quantized to, held in the low bits of the input_bits-wide "
+        "datapath (the upper bits zero, or the two's-complement sign extension of a signed layer), as when "
+        "an 8-bit-accurate network runs on a 16-bit datapath; None = input_bits.",
+    )
     dac_bits: int = Field(1, ge=1, le=8, description="Input bits applied per analog step (1 = bit-serial).")
     adc_bits: int | None = Field(
         None,
@@ -103,8 +111,8 @@ class SimSpec(Spec):
     )
     flipped: bool = Field(
         False,
-        description="ISAAC's flipped column encoding (offset only): a column whose cells sum above half "
-        "the range stores 2^cell_bits - 1 - c, saving one ADC bit.",
+        description="ISAAC's flipped columns (any encoding): a converted column whose cells sum above half "
+        "the range stores 2^cell_bits - 1 - c and is corrected digitally, saving one ADC bit.",
     )
     bit_level: bool = Field(
         False,
@@ -140,7 +148,11 @@ class SimSpec(Spec):
     def _combinations(self) -> SimSpec:
         if self.adc_bits is not None:
             check_adc_bits(self.adc_bits)
-        self.encoding.check_flipping(self.flipped)
+        if self.input_significant_bits is not None and self.input_significant_bits > self.input_bits:
+            raise ValueError(
+                f"input_significant_bits={self.input_significant_bits} exceeds input_bits={self.input_bits}: "
+                "the significant bits are held in the input datapath; lower it or widen input_bits"
+            )
         if self.fragment_size is not None:
             check_fragment_size(self.fragment_size, self.rows)
         return self

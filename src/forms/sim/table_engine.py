@@ -4,7 +4,9 @@ Without read noise every conversion of a step is a function of the row group's d
 ADC outputs and their shift-and-add are tabulated per pattern once per programmed chip
 (:class:`forms.sim.lookup.PatternTable`) and a vector costs one table row per (step, row group)
 (patterns from :mod:`forms.sim.bitplanes`). It applies when patterns have at most 16 bits (FORMS
-fragments; not ISAAC/PRIME's 128-row columns) and the tables fit the layer's entry limit.
+fragments; not ISAAC/PRIME's 128-row columns) and the tables fit the layer's entry limit. Where only
+some columns can clip, the table covers the layer columns they add to (:func:`build_pattern_table`)
+and the exact columns keep the exact GEMM.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from forms.sim.bitplanes import (
     pattern_bits,
 )
 from forms.sim.boundary import layer_codes
-from forms.sim.column_split import ChipColumns
+from forms.sim.column_split import BitLevelColumns
 from forms.sim.encodings import EncodedLayer
 from forms.sim.layer_stats import LayerStats
 from forms.sim.lookup import PatternTable, table_size
 from forms.sim.quant_inputs import DigitPlan
-from forms.sim.zeroskip import count_fragments
+from forms.sim.zeroskip import count_layer_activity
 
 
 def pattern_table_applies(encoded: EncodedLayer, plan: DigitPlan, read_noise: float, limit: int) -> bool:
@@ -40,22 +42,62 @@ def pattern_table_applies(encoded: EncodedLayer, plan: DigitPlan, read_noise: fl
     )
 
 
+@dataclass(frozen=True)
+class LayerTable:
+    """A chip's :class:`PatternTable` over the output columns its bit-level columns add to."""
+
+    table: PatternTable
+    output_columns: Tensor | None
+    """(C_t,) int64 layer column of each table column; None when the table covers every column."""
+    folds_input_sum: bool
+    """True when the table includes the offset encoding's input-sum term (dense layout), so the
+    exact columns' GEMM is not needed."""
+
+
 def build_pattern_table(
-    encoded: EncodedLayer, chip: ChipColumns, adc: Adc, plan: DigitPlan, integral: bool
-) -> PatternTable | None:
-    """The per-pattern tables of ``chip`` (None where they would not hold integers)."""
-    g, f, rg, c, q = encoded.cells.shape
-    u_coef = chip.flip_weight.sum(2) + encoded.input_sum_coefficient
-    return PatternTable.build(
-        chip.levels.view(g, f, rg, q, c), chip.signed_place_value, u_coef, adc, integral, plan
-    )
+    encoded: EncodedLayer,
+    columns: BitLevelColumns,
+    every_column: BitLevelColumns,
+    adc: Adc,
+    plan: DigitPlan,
+    integral: bool,
+) -> LayerTable | None:
+    """The per-pattern tables of the bit-level ``columns`` (None where they would not hold integers).
+
+    A table row is as wide as the layer columns it covers, so compacted risky columns
+    (:mod:`forms.sim.column_split`) get a table over just the layer columns they add to, the exact
+    columns left to the exact GEMM, when those are at most half the layer's; otherwise (and for
+    dense columns) the table covers ``every_column`` (the dense layout), the input-sum term folded
+    in, and no exact GEMM is needed.
+    """
+    g, f, c = encoded.groups, encoded.row_groups, encoded.columns
+    if not columns.dense:
+        place = columns.signed_place_value.reshape(g * f, -1)
+        flip = columns.flip_correction  # (G, F, C)
+        used = torch.zeros(c, dtype=torch.bool, device=flip.device)
+        used[columns.output_columns.reshape(g * f, -1)[place != 0]] = True
+        used |= (flip != 0).reshape(-1, c).any(0)
+        layer_columns = used.nonzero().view(-1)
+        if 2 * layer_columns.numel() <= c:
+            position = torch.zeros(c, dtype=torch.int64, device=flip.device)
+            position[layer_columns] = torch.arange(layer_columns.numel(), device=flip.device)
+            outputs = position[columns.output_columns.reshape(g * f, -1)]  # padding columns: weight 0
+            u_coef = flip[..., layer_columns]
+            table = PatternTable.build(columns.cells, place, outputs, u_coef, adc, integral, plan)
+            return LayerTable(table, layer_columns, False) if table is not None else None
+    k = every_column.cells.shape[-1]
+    outputs = (torch.arange(k, device=every_column.cells.device) % c).expand(g * f, k)
+    place = every_column.signed_place_value.reshape(g * f, k)
+    u_coef = every_column.flip_correction + encoded.input_sum_coefficient
+    table = PatternTable.build(every_column.cells, place, outputs, u_coef, adc, integral, plan)
+    return LayerTable(table, None, True) if table is not None else None
 
 
 @dataclass(frozen=True)
 class TableEngine:
-    """A layer's bit-level run through its chip's :class:`PatternTable`."""
+    """A layer's bit-level run through its chip's :class:`LayerTable`."""
 
-    table: PatternTable
+    layer_table: LayerTable
     encoded: EncodedLayer
     plan: DigitPlan
 
@@ -76,11 +118,16 @@ class TableEngine:
             u = int_codes(codes[s : s + chunk], self.plan)
             frags = fragment_int_view(u, rg)
             if stats is not None:
-                r = enc.fragment_size  # rows per zero-skip sub-array
-                sub = frags if r == rg else fragment_int_view(u, r)
-                stats.zero_skip.add(count_fragments(sub, self.plan))
-            y, clipped = self.table.run(fragment_patterns(frags, self.plan), stats is not None)
+                stats.zero_skip.add(count_layer_activity(u, self.plan, enc))
+            y, clipped = self.layer_table.table.run(fragment_patterns(frags, self.plan), stats is not None)
             if stats is not None:
                 stats.clipped += clipped
             outs.append(y)
-        return torch.cat(outs) if outs else codes.new_zeros((0, g, enc.columns), dtype=torch.float64)
+        width = self.layer_table.table.columns
+        y = torch.cat(outs) if outs else codes.new_zeros((0, g, width), dtype=torch.float64)
+        layer_columns = self.layer_table.output_columns
+        if layer_columns is None:
+            return y
+        out = y.new_zeros(v, g, enc.columns)
+        out[..., layer_columns] = y
+        return out

@@ -1,4 +1,4 @@
-"""Input zero-skipping statistics per sub-array (R rows x all columns of the layer's tiles).
+"""Input zero-skipping and row-driver activity per sub-array and per crossbar.
 
 Inputs stream as digits (one per analog step, see :class:`forms.sim.quant_inputs.DigitPlan`, LSB step
 first, the two's-complement sign step last). For one input vector and one sub-array of R rows:
@@ -15,6 +15,21 @@ columns x slices x crossbar sets (the unit column of the offset encoding is not 
     conversions_skipped_leading  = (rounds skipped by "leading") x columns,
     conversions_skipped_bitplane = (rounds skipped by "bitplane") x columns.
 
+A crossbar *read cycle* drives one step's digits into the ``tile_rows`` rows of one crossbar (a row
+tile: ``crossbar.rows`` consecutive rows of the layer's matrix) and reads all its columns. The crossbars
+sharing a row tile (its column tiles, on each crossbar set) receive the same digits, so
+
+    reads_total = vectors x groups x row tiles x steps x (column tiles x crossbar sets),
+
+and a read is skipped when EVERY sub-array of its row tile is idle at that step: under "leading", above
+the highest non-zero digit of all the tile's rows; under "bitplane", when all the tile's digits are zero
+(the same two rules applied to the OR of the tile's codes). A crossbar with only some sub-arrays idle
+still reads (its idle sub-arrays only skip their conversions).
+
+Row drivers (DACs) apply one digit per (row, step): ``digits_total`` = vectors x groups x rows x steps
+(real rows only, not the zero padding of a short tile), of which ``digits_nonzero`` are non-zero; a zero
+digit leaves its row driver idle.
+
 Sub-arrays of a short last tile are padded with zero inputs (they never add a needed step). Skipping
 never changes a result: a step whose inputs are all zero sums to exactly zero.
 """
@@ -22,13 +37,18 @@ never changes a result: a step whose inputs are all zero sums to exactly zero.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from forms.sim.bitplanes import int_codes
 from forms.sim.quant_inputs import DigitPlan
+
+if TYPE_CHECKING:
+    from forms.sim.encodings import EncodedLayer
 
 LOOKUP_BITS = 16
 """Codes up to this many bits count zero-skips with lookup tables of 2^bits entries."""
@@ -36,24 +56,50 @@ LOOKUP_BITS = 16
 
 @dataclass
 class ZeroSkipCounts:
-    """Sub-array step counts of one layer; multiply by the columns to get conversions."""
+    """Sub-array steps, crossbar reads and input digits of one layer (module docstring).
+
+    Multiply the sub-array rounds by the columns to get conversions; reads already count every
+    crossbar of a row tile.
+    """
 
     rounds_total: int = 0
     rounds_needed_leading: int = 0
     rounds_needed_bitplane: int = 0
+    reads_total: int = 0
+    """Crossbar read cycles without skipping."""
+    reads_needed_leading: int = 0
+    """Read cycles left under "leading" (the rest skip: every sub-array of the crossbar idle)."""
+    reads_needed_bitplane: int = 0
+    """Read cycles left under "bitplane"."""
+    digits_total: int = 0
+    """(row, step) input digits applied by the row drivers."""
+    digits_nonzero: int = 0
+    """Input digits that are non-zero (the rest leave their row driver idle)."""
 
     def add(self, other: ZeroSkipCounts) -> None:
         """Accumulate ``other`` into this record."""
-        self.rounds_total += other.rounds_total
-        self.rounds_needed_leading += other.rounds_needed_leading
-        self.rounds_needed_bitplane += other.rounds_needed_bitplane
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @functools.lru_cache(maxsize=32)
-def _needed_steps_tables(plan: DigitPlan, device: str) -> tuple[Tensor, Tensor]:
-    """Steps needed under "leading" and "bitplane" for every OR value of ``plan.bits`` bits (int64 each)."""
-    leading, bitplane = _steps_needed(torch.arange(1 << plan.bits, dtype=torch.int64), plan)
+def _needed_steps_tables(plan: DigitPlan, values: int, device: str) -> tuple[Tensor, Tensor]:
+    """Steps needed under "leading" and "bitplane" for every OR value below ``values`` (int64 each)."""
+    leading, bitplane = _steps_needed(torch.arange(values, dtype=torch.int64), plan)
     return leading.to(device), bitplane.to(device)
+
+
+def _histogram(ored: Tensor, plan: DigitPlan) -> Tensor | None:
+    """How often each OR value occurs (None for codes wider than ``LOOKUP_BITS``): byte lanes are
+    counted as they are (256 values, the bits above ``plan.bits`` ignored by the tables), wider codes
+    on their low ``plan.bits`` bits."""
+    flat = ored.reshape(-1)
+    if flat.dtype == torch.uint8:
+        return torch.bincount(flat, minlength=256)
+    if plan.bits > LOOKUP_BITS:
+        return None
+    low = torch.bitwise_and(flat.to(torch.int64), (1 << plan.bits) - 1)
+    return torch.bincount(low, minlength=1 << plan.bits)
 
 
 def _steps_needed(ored: Tensor, plan: DigitPlan) -> tuple[Tensor, Tensor]:
@@ -86,10 +132,9 @@ def count_ored(ored: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
     extension) are ignored.
     """
     counts = ZeroSkipCounts(rounds_total=int(ored.numel()) * plan.steps)
-    if plan.bits <= LOOKUP_BITS:
-        leading, bitplane = _needed_steps_tables(plan, str(ored.device))
-        flat = torch.bitwise_and(ored.reshape(-1).to(torch.int64), (1 << plan.bits) - 1)
-        histogram = torch.bincount(flat, minlength=1 << plan.bits)
+    histogram = _histogram(ored, plan)
+    if histogram is not None:
+        leading, bitplane = _needed_steps_tables(plan, histogram.numel(), str(ored.device))
         counts.rounds_needed_leading = int(torch.dot(histogram, leading))
         counts.rounds_needed_bitplane = int(torch.dot(histogram, bitplane))
         return counts
@@ -130,31 +175,132 @@ def _or_subarrays(u: Tensor, fragment_size: int) -> Tensor:
     return ored.view(u.dtype)
 
 
-def count_fragments(u: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
-    """Counts of int codes ``u`` (V, G, F, R) already split into zero-padded sub-arrays."""
-    return count_ored(_or_reduce(u), plan)
+@functools.lru_cache(maxsize=4)
+def _byte_popcounts(device: str) -> Tensor:
+    """Set bits of every byte value (256,) int64."""
+    return torch.tensor([bin(value).count("1") for value in range(256)], dtype=torch.int64, device=device)
+
+
+def _popcount_bytes(words: Tensor) -> int:
+    """Set bits of int64 ``words`` from a histogram of their bytes (any device)."""
+    histogram = torch.bincount(words.view(torch.uint8), minlength=256)
+    return int(torch.dot(histogram, _byte_popcounts(str(words.device))))
+
+
+def _popcount(words: Tensor) -> int:
+    """Set bits of int64 ``words``: numpy's ``bitwise_count`` on the CPU, else :func:`_popcount_bytes`."""
+    if words.device.type == "cpu":
+        return int(np.bitwise_count(words.numpy().view(np.uint64)).sum())
+    return _popcount_bytes(words)
+
+
+def _digit_lsb_masks(plan: DigitPlan, lane_bits: int) -> dict[int, int]:
+    """Per digit width w: a 64-bit word mask with a 1 at the LSB of every w-bit digit of every lane."""
+    masks: dict[int, int] = {}
+    for shift, width in zip(plan.shifts, plan.widths, strict=True):
+        for lane in range(0, 64, lane_bits):
+            masks[width] = masks.get(width, 0) | (1 << (lane + shift))
+    return {w: m - (1 << 64) if m >= 1 << 63 else m for w, m in masks.items()}  # as signed int64
+
+
+def _digit_flags(words: Tensor, plan: DigitPlan, lane_bits: int) -> Tensor:
+    """int64 ``words`` of packed codes (lanes of ``lane_bits`` bits) with exactly one set bit per
+    non-zero digit: each digit of width w is OR-ed down onto its least significant bit (shifts by
+    1..w-1 stay inside the digit) and only those bits are kept. 1-bit digits of codes without bits
+    above them (unsigned, or signed filling the lane) are the words themselves."""
+    if all(w == 1 for w in plan.widths) and (not plan.signed or plan.bits == lane_bits):
+        return words
+    flags = torch.zeros_like(words)
+    for width, mask in _digit_lsb_masks(plan, lane_bits).items():
+        ored = words
+        for k in range(1, width):
+            ored = ored | (words >> k)
+        flags |= ored & torch.tensor(mask, dtype=torch.int64, device=words.device)
+    return flags
+
+
+def _nonzero_digits(u: Tensor, plan: DigitPlan) -> int:
+    """Non-zero digits of integer codes ``u`` (lane dtype or int32/int64), over every element: the
+    popcount of the codes' digit flags, packed 8, 4, 2 or 1 to a 64-bit word (a code left over is
+    counted by the "bitplane" rule of that code alone)."""
+    flat = u.reshape(-1)
+    lanes = 8 // flat.element_size()
+    whole = flat.numel() // lanes * lanes
+    count = count_ored(flat[whole:], plan).rounds_needed_bitplane if whole < flat.numel() else 0
+    if whole:
+        words = flat[:whole].contiguous().view(torch.int64)
+        count += _popcount(_digit_flags(words, plan, 8 * flat.element_size()))
+    return count
+
+
+def _subarray_ors(u: Tensor, fragment_size: int) -> Tensor:
+    """OR of each sub-array of ``fragment_size`` rows of lane codes ``u`` (V, G, rows): (V, G, F),
+    the short last sub-array OR-ed on its own (the zero rows that pad it would not change its OR)."""
+    full, rest = divmod(u.shape[-1], fragment_size)
+    parts = []
+    if full:
+        parts.append(_or_subarrays(u[..., : full * fragment_size], fragment_size))
+    if rest:
+        parts.append(_or_reduce(u[..., full * fragment_size :]).unsqueeze(-1))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+
+def _tile_ors(subarray_ors: Tensor, per_tile: int) -> Tensor:
+    """OR of each run of ``per_tile`` sub-array ORs (V, G, F) (the row tiles), zero-padded: (V, G, T)."""
+    if per_tile == 1:
+        return subarray_ors
+    f = subarray_ors.shape[-1]
+    pad = -f % per_tile
+    if pad:
+        subarray_ors = torch.nn.functional.pad(subarray_ors, (0, pad))
+    return _or_reduce(subarray_ors.unflatten(-1, ((f + pad) // per_tile, per_tile)))
 
 
 def count_subarray_steps(
-    codes: Tensor, plan: DigitPlan, fragment_size: int, chunk_elements: int = 1 << 22
+    codes: Tensor,
+    plan: DigitPlan,
+    fragment_size: int,
+    chunk_elements: int = 1 << 22,
+    tile_rows: int | None = None,
+    crossbars_per_tile: int = 1,
 ) -> ZeroSkipCounts:
-    """Count sub-array steps of integer input ``codes`` (vectors, groups, rows) under both rules.
+    """Count sub-array steps, crossbar reads and input digits of integer ``codes`` (vectors, groups, rows).
 
-    ``codes`` holds exact integers (any dtype); signed codes are read in two's complement. Vectors are
-    processed in chunks of about ``chunk_elements`` inputs to bound memory. A short last sub-array is
-    OR-reduced on its own (the zero rows that pad it would not change its OR).
+    ``codes`` holds exact integers (any dtype); signed codes are read in two's complement. A read cycle
+    covers a row tile of ``tile_rows`` rows (a multiple of ``fragment_size``; None: one sub-array) on
+    each of its ``crossbars_per_tile`` crossbars (column tiles x crossbar sets). Vectors are processed
+    in chunks of about ``chunk_elements`` inputs to bound memory.
     """
+    tile_rows = fragment_size if tile_rows is None else tile_rows
+    if tile_rows % fragment_size:
+        raise ValueError(f"tile_rows={tile_rows} is not a multiple of the sub-array rows {fragment_size}")
     vectors, groups, rows = codes.shape
-    full, rest = divmod(rows, fragment_size)
     chunk = max(1, chunk_elements // max(1, groups * rows))
-    counts = ZeroSkipCounts()
+    counts = ZeroSkipCounts(digits_total=vectors * groups * rows * plan.steps)
+    if rows == 0:
+        return counts
     lane = _lane_dtype(plan)
     for start in range(0, vectors, chunk):
         u = int_codes(codes[start : start + chunk], plan)
         if lane is not None:
             u = u.to(lane)  # wraps: keeps the low plan.bits bits, all that the rules read
-        if full:
-            counts.add(count_ored(_or_subarrays(u[..., : full * fragment_size], fragment_size), plan))
-        if rest:
-            counts.add(count_ored(_or_reduce(u[..., full * fragment_size :]), plan))
+        subarrays = _subarray_ors(u, fragment_size)
+        counts.add(count_ored(subarrays, plan))
+        tiles = count_ored(_tile_ors(subarrays, tile_rows // fragment_size), plan)
+        counts.reads_total += tiles.rounds_total * crossbars_per_tile
+        counts.reads_needed_leading += tiles.rounds_needed_leading * crossbars_per_tile
+        counts.reads_needed_bitplane += tiles.rounds_needed_bitplane * crossbars_per_tile
+        counts.digits_nonzero += _nonzero_digits(u, plan)
     return counts
+
+
+def count_layer_activity(codes: Tensor, plan: DigitPlan, encoded: EncodedLayer) -> ZeroSkipCounts:
+    """:func:`count_subarray_steps` of ``codes`` on ``encoded``'s crossbars: sub-arrays of its R rows,
+    reads of its crossbar rows on every crossbar a row tile spans."""
+    return count_subarray_steps(
+        codes,
+        plan,
+        encoded.fragment_size,
+        tile_rows=encoded.crossbar_rows,
+        crossbars_per_tile=encoded.crossbars_per_row_tile,
+    )

@@ -1,0 +1,89 @@
+"""`forms optimize`: each architecture at its own optimum (forms.cost.optimize) on one network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from forms.cli.app import app
+from forms.cli.estimate import (
+    ACTIVITY_OPTION,
+    CHECKPOINT_OPTION,
+    INPUT_SHAPE_OPTION,
+    MODEL_HELP,
+    NUM_CLASSES_OPTION,
+    SKIP_FRACTION_OPTION,
+    skip_figures,
+    workload_from_options,
+)
+from forms.errors import ConfigError
+from forms.io import check_output_folder
+
+_out = Console()
+
+
+@app.command("optimize")
+def optimize(
+    out: Path = typer.Option(..., "--out", help="Folder for optimize.json and optimize.csv."),
+    archs: str = typer.Option(
+        "isaac-opt,prime,forms-8", "--archs", help="Comma-separated presets or YAML files to optimize."
+    ),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+    objective: str = typer.Option(
+        "gops_per_s_mm2", "--objective", help="What to maximize: gops_per_s_mm2, gops_per_w or fps."
+    ),
+    constraint: str = typer.Option(
+        "area", "--constraint", help="Bound one chip's area or (peak) power: area, power or none."
+    ),
+    limit: str = typer.Option(
+        "isaac-ce", "--limit", help="The bound: a preset whose chip sets it (default isaac-ce) or a number."
+    ),
+    adc_anchor: str | None = typer.Option(
+        None, "--adc-anchor", help="Price every ADC from this one anchor (e.g. isaac-adc-8b)."
+    ),
+    allow_clipping: bool = typer.Option(
+        False, "--allow-clipping", help="Also try each preset's own clipping ADC width (else lossless only)."
+    ),
+    input_shape: str | None = INPUT_SHAPE_OPTION,
+    num_classes: int | None = NUM_CLASSES_OPTION,
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    activity: str | None = ACTIVITY_OPTION,
+    skip_rule: str | None = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading)."),
+    skip_fraction: float | None = SKIP_FRACTION_OPTION,
+) -> None:
+    """Choose each architecture's free parameters (ADCs per crossbar, ADC width and flipping, fragment
+    size, crossbars per IMA) to maximize an objective under a chip area or power bound."""
+    check_output_folder(out, "--out folder")
+    from forms.cost.arch import load_arch
+    from forms.cost.files import save_optima
+    from forms.cost.optimize import Constraint
+    from forms.cost.optimize import optimize as run_optimize
+
+    names = [a.strip() for a in archs.split(",") if a.strip()]
+    if not names:
+        raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
+    specs = [load_arch(n) for n in names]
+    bound = Constraint.against(constraint, limit, adc_anchor)
+    workload = workload_from_options(model, input_shape, num_classes, checkpoint)
+    skip = skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction)
+    optima = [
+        run_optimize(
+            spec, workload, objective, bound, skip, adc_anchor=adc_anchor, allow_clipping=allow_clipping
+        )
+        for spec in specs
+    ]
+    paths = save_optima(optima, out)
+    table = Table(title=f"{workload.name}: max {objective} with {bound.describe()}")
+    for column in ("arch", "preset", "optimum", "gain", "choice"):
+        table.add_column(column, justify="left" if column in ("arch", "choice") else "right")
+    for o in optima:
+        shown = {k.rsplit(".", 1)[-1]: "lossless" if v is None else v for k, v in o.choice.items()}
+        choice = ", ".join(f"{k}={v}" for k, v in shown.items()) + f" ({o.adc_bits}-bit ADC)"
+        gain = o.value / o.preset_value if o.preset_value else float("nan")
+        preset = f"{o.preset_value:.4g}" + ("" if o.preset_feasible else " (over the bound)")
+        table.add_row(o.arch, preset, f"{o.value:.4g}", f"{gain:.2f}x", choice)
+    _out.print(table)
+    _out.print(f"wrote {paths['json']} and {paths['csv']}")

@@ -1,0 +1,242 @@
+"""Each design at its own optimum: the free parameters that maximize an objective under a constraint.
+
+``forms optimize`` (docs/design.md, "Cost model"): for one architecture, every combination of a small
+declared grid of its free parameters (:func:`default_grid`: ADCs per crossbar, ADC width and flipping,
+fragment size for polarized designs, crossbars per IMA), each a dotted ArchSpec field path set as a
+sweep sets it (:func:`forms.experiments.sweep_plan.with_arch_fields`), is costed on one workload whose
+layer shapes are computed once; the point with the best objective among those meeting the constraint
+is the :class:`Optimum`. ADC widths are the lossless ones unless clipping is allowed (a clipping
+ADC's accuracy is measured by the simulator, not by this search). ``adc_anchor`` prices every ADC,
+the constraint's reference included, from one published anchor by the one scaling rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from forms.cost.activity import SkipFractions
+from forms.cost.arch import ArchSpec, load_arch
+from forms.cost.estimate import Estimate, estimate
+from forms.cost.inventory import chip_inventory
+from forms.cost.layer_shapes import Workload
+from forms.errors import ConfigError
+
+OBJECTIVES: tuple[str, ...] = ("gops_per_s_mm2", "gops_per_w", "fps")
+"""Estimate figures an optimum can maximize."""
+
+CONSTRAINED: dict[str, str] = {"area": "chip_area_mm2", "power": "chip_power_w"}
+"""Constraint name -> the estimate figure it bounds (one chip's area, one chip's peak power)."""
+
+ADCS_PER_CROSSBAR: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+"""ADCs per crossbar tried: from one ADC shared by two crossbars to 16 per crossbar."""
+FRAGMENT_SIZES: tuple[int, ...] = (4, 8, 16, 32)
+"""Fragment sizes R tried for polarized designs (those dividing the crossbar rows)."""
+CROSSBARS_PER_IMA: tuple[int, ...] = (4, 8, 16)
+"""Crossbars per IMA tried (ISAAC's 8, half and double)."""
+
+
+def default_grid(arch: ArchSpec, allow_clipping: bool = False) -> dict[str, tuple[Any, ...]]:
+    """The declared free parameters of ``arch``: dotted field path -> values tried.
+
+    ``adc.bits`` is null (lossless at the point's fragment size and flipping) and, with
+    ``allow_clipping``, also the preset's own width when it sets one.
+    """
+    bits: tuple[int | None, ...] = (None,)
+    if allow_clipping and arch.adc.bits is not None:
+        bits = (None, arch.adc.bits)
+    grid: dict[str, tuple[Any, ...]] = {
+        "adc.per_crossbar": ADCS_PER_CROSSBAR,
+        "adc.flip": (False, True),
+        "adc.bits": bits,
+    }
+    if arch.encoding.signs_per_fragment:
+        grid["crossbar.fragment_size"] = tuple(r for r in FRAGMENT_SIZES if arch.crossbar.rows % r == 0)
+    grid["organization.crossbars_per_ima"] = CROSSBARS_PER_IMA
+    return grid
+
+
+def _with_fields(arch: ArchSpec, fields: Sequence[tuple[str, Any]]) -> ArchSpec:
+    """``arch`` with each dotted field path set (validated; ConfigError when impossible)."""
+    from forms.experiments.sweep_plan import with_arch_fields
+
+    spec: ArchSpec = with_arch_fields(ArchSpec, arch.model_dump(), fields, f"{arch.name} optimum search")
+    return spec
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """An upper bound on one chip's area or peak power (or none), and what it was taken from."""
+
+    quantity: Literal["none", "area", "power"] = "none"
+    limit: float | None = None
+    """Largest allowed value (mm^2 for area, W for power); None without a constraint."""
+    reference: str = ""
+    """Where the limit comes from: a preset's name, or 'value'."""
+
+    @classmethod
+    def against(
+        cls, quantity: str, limit: str | float | None = "isaac-ce", adc_anchor: str | None = None
+    ) -> Constraint:
+        """A bound on ``quantity`` (none, area, power) at ``limit``: a number, or a preset whose chip
+        (its ADCs priced from ``adc_anchor`` when given) sets it."""
+        if quantity == "none":
+            return cls()
+        if quantity not in CONSTRAINED:
+            raise ConfigError(f"constraint must be none, {' or '.join(CONSTRAINED)}; got '{quantity}'")
+        if limit is None:
+            raise ConfigError(f"a {quantity} constraint needs a limit: a number or a preset, e.g. isaac-ce")
+        try:
+            value = float(limit)
+        except ValueError:
+            ref = load_arch(str(limit))
+            if adc_anchor is not None:
+                ref = _with_fields(ref, [("adc.anchor", adc_anchor)])
+            inventory = chip_inventory(ref)
+            area = sum(i.area_mm2 for i in inventory)
+            value = area if quantity == "area" else sum(i.power_mw for i in inventory) * 1e-3
+            return cls(quantity, value, str(limit))  # type: ignore[arg-type]
+        if value <= 0:
+            raise ConfigError(f"the {quantity} limit must be positive, got {value}")
+        return cls(quantity, value, "value")  # type: ignore[arg-type]
+
+    def allows(self, est: Estimate) -> bool:
+        """Whether ``est`` meets the bound."""
+        if self.quantity == "none" or self.limit is None:
+            return True
+        return float(getattr(est, CONSTRAINED[self.quantity])) <= self.limit * (1 + 1e-12)
+
+    def describe(self) -> str:
+        """One line, e.g. 'chip_area_mm2 <= 85.41 (isaac-ce)'."""
+        if self.quantity == "none" or self.limit is None:
+            return "no constraint"
+        return f"{CONSTRAINED[self.quantity]} <= {self.limit:.4g} ({self.reference})"
+
+
+@dataclass
+class Optimum:
+    """The best point of one architecture's free-parameter grid on one workload."""
+
+    arch: str
+    model: str
+    objective: str
+    value: float
+    """The objective at the optimum."""
+    preset_value: float
+    """The objective at the preset as published (ADCs priced from the same anchor)."""
+    preset_feasible: bool
+    constraint: Constraint
+    choice: dict[str, Any]
+    """The optimum's value of every free parameter (dotted path -> value)."""
+    adc_bits: int
+    """The ADC width in use at the optimum (the lossless one when ``adc.bits`` is null)."""
+    estimate: Estimate
+    points: int
+    """Grid points tried."""
+    feasible: int
+    """Points that met the constraint."""
+    refused: int
+    """Points that are no valid architecture (e.g. a fragment size that does not divide the rows)."""
+    adc_anchor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (optimize.json entries); the estimate without its per-layer rows."""
+        return {
+            "arch": self.arch,
+            "model": self.model,
+            "objective": self.objective,
+            "value": self.value,
+            "preset_value": self.preset_value,
+            "gain_over_preset": self.value / self.preset_value if self.preset_value else float("nan"),
+            "preset_feasible": self.preset_feasible,
+            "constraint": {**asdict(self.constraint), "text": self.constraint.describe()},
+            "choice": dict(self.choice),
+            "adc_bits": self.adc_bits,
+            "points": self.points,
+            "feasible": self.feasible,
+            "refused": self.refused,
+            "adc_anchor": self.adc_anchor,
+            "estimate": self.estimate.to_dict(with_layers=False),
+        }
+
+
+def _check_grid(grid: Mapping[str, Sequence[Any]]) -> None:
+    """Refuse an unknown dotted path or an empty value list up front, naming it."""
+    from forms.experiments.sweep_spec import arch_field_path_error
+
+    for path, values in grid.items():
+        why = arch_field_path_error(path)
+        if why is not None:
+            raise ConfigError(f"optimize parameter '{path}' names no architecture field: {why}")
+        if not values:
+            raise ConfigError(f"optimize parameter '{path}' has no values to try")
+
+
+def optimize(
+    arch: ArchSpec,
+    workload: Workload,
+    objective: str = "gops_per_s_mm2",
+    constraint: Constraint = Constraint(),
+    skip: SkipFractions = SkipFractions(),
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    adc_anchor: str | None = None,
+    allow_clipping: bool = False,
+) -> Optimum:
+    """Exhaustive search of ``grid`` (default :func:`default_grid`) for ``arch``'s best ``objective``
+    under ``constraint`` on ``workload`` (its layer shapes reused by every point).
+
+    Ties keep the first point in grid order. ConfigError when the objective is unknown or no point
+    meets the constraint (the message gives the smallest value reached).
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}; got '{objective}'")
+    grid = dict(grid) if grid is not None else default_grid(arch, allow_clipping)
+    _check_grid(grid)
+    fixed: list[tuple[str, Any]] = [("adc.anchor", adc_anchor)] if adc_anchor is not None else []
+    if allow_clipping:
+        fixed.append(("adc.allow_clipping", True))
+    preset = estimate(_with_fields(arch, fixed), workload, skip)
+    best: tuple[float, dict[str, Any], Estimate, int] | None = None
+    tried = feasible = refused = 0
+    smallest = float("inf")
+    for combo in itertools.product(*grid.values()):
+        choice = dict(zip(grid, combo, strict=True))
+        tried += 1
+        try:
+            spec = _with_fields(arch, [*fixed, *choice.items()])
+        except ConfigError:
+            refused += 1
+            continue
+        est = estimate(spec, workload, skip)
+        if constraint.quantity != "none":
+            smallest = min(smallest, float(getattr(est, CONSTRAINED[constraint.quantity])))
+        if not constraint.allows(est):
+            continue
+        feasible += 1
+        value = float(getattr(est, objective))
+        if best is None or value > best[0]:
+            best = (value, choice, est, spec.adc_bits)
+    if best is None:
+        raise ConfigError(
+            f"no point of {arch.name}'s grid meets {constraint.describe()} (smallest: {smallest:.4g}); "
+            "relax the constraint or widen the grid"
+        )
+    value, choice, est, bits = best
+    return Optimum(
+        arch=arch.name,
+        model=workload.name,
+        objective=objective,
+        value=value,
+        preset_value=float(getattr(preset, objective)),
+        preset_feasible=constraint.allows(preset),
+        constraint=constraint,
+        choice=choice,
+        adc_bits=bits,
+        estimate=est,
+        points=tried,
+        feasible=feasible,
+        refused=refused,
+        adc_anchor=adc_anchor,
+    )

@@ -1,0 +1,193 @@
+"""The verdict's typed results (:mod:`forms.experiments.verdict` computes them): the headline of FORMS
+against each baseline (:class:`Headline`), the network-wide skip figures (:class:`SkipSummary`), the
+tornado's bars (:class:`TornadoBar`), the break-even maps (:class:`BreakEven`) and the whole
+:class:`Verdict`, whose ``to_dict()`` is verdict.json and summary.json's ``verdict.<network>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from forms.cost.estimate import Estimate
+from forms.cost.optimize import Optimum
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("gops_per_s_mm2", "GOPs/(s·mm²)"),
+    ("gops_per_w", "GOPs/W"),
+    ("fps", "FPS"),
+    ("energy_per_inference_j", "energy per image"),
+)
+"""Estimate fields the verdict divides, with their labels (energy: lower is better, the others higher)."""
+
+MAIN_METRICS: tuple[str, ...] = ("gops_per_s_mm2", "gops_per_w")
+"""The metrics the tornado and break-even charts draw."""
+
+
+def metric_ratios(forms: Estimate, baseline: Estimate) -> dict[str, float]:
+    """FORMS' figure divided by the baseline's, for every metric of :data:`METRICS`."""
+    return {key: getattr(forms, key) / getattr(baseline, key) for key, _ in METRICS}
+
+
+def _skipped(after: float, before: float) -> float:
+    """The fraction of ``before`` actions that skipping removed (0 when nothing is counted)."""
+    return 1.0 - after / before if before else 0.0
+
+
+@dataclass(frozen=True)
+class SkipSummary:
+    """The fractions of FORMS' conversions and crossbar reads skipped over the whole network, and where
+    they come from (what the preset's hardware takes: ``zero_skip.saves``)."""
+
+    rule: str
+    fraction: float
+    """Skipped conversions / conversions without skipping, over every layer of the FORMS preset."""
+    read_fraction: float
+    """Skipped crossbar reads / reads without skipping, likewise (0 when reads are not saved)."""
+    source: str
+
+    @classmethod
+    def of(cls, est: Estimate, unskipped: Estimate, rule: str) -> SkipSummary:
+        """From a FORMS estimate and the same design's without skipping: the network's conversions and
+        crossbar reads after skipping over those before."""
+        conversions = _skipped(*(sum(c.conversions for c in e.layers) for e in (est, unskipped)))
+        reads = _skipped(*(sum(c.actions["crossbar"] for c in e.layers) for e in (est, unskipped)))
+        sources = "; ".join(sorted({c.skip_source for c in est.layers}))
+        return cls(rule, conversions, reads, sources)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """FORMS against one baseline on every metric, at one setting (the presets, or each one's optimum)."""
+
+    setting: str
+    forms: str
+    baseline: str
+    forms_values: dict[str, float]
+    baseline_values: dict[str, float]
+    ratios: dict[str, float]
+    """FORMS / baseline per metric (> 1: FORMS higher; for energy per image lower is better)."""
+    forms_choice: dict[str, Any] = field(default_factory=dict)
+    """At an optimum: FORMS' free parameters there (dotted path -> value); empty at the presets."""
+    baseline_choice: dict[str, Any] = field(default_factory=dict)
+    """At an optimum: the baseline's free parameters there."""
+
+    @classmethod
+    def of(cls, setting: str, forms: Estimate, baseline: Estimate) -> Headline:
+        """The headline of two estimates of the same network."""
+        values = {key: getattr(forms, key) for key, _ in METRICS}
+        base = {key: getattr(baseline, key) for key, _ in METRICS}
+        return cls(setting, forms.arch, baseline.arch, values, base, metric_ratios(forms, baseline))
+
+    @classmethod
+    def at_optima(cls, forms: Optimum, baseline: Optimum) -> Headline:
+        """The headline of two designs each at its own optimum for the same objective and constraint."""
+        setting = f"optimum: max {forms.objective}, {forms.constraint.describe()}"
+        plain = cls.of(setting, forms.estimate, baseline.estimate)
+        return replace(plain, forms_choice=dict(forms.choice), baseline_choice=dict(baseline.choice))
+
+
+@dataclass(frozen=True)
+class TornadoPoint:
+    """The FORMS / baseline ratios at one point of a parameter's range."""
+
+    label: str
+    fields: dict[str, Any]
+    ratios: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TornadoBar:
+    """One parameter of the tornado chart: its range, where the range comes from, the ratio at each point."""
+
+    name: str
+    label: str
+    design: str
+    status: str
+    justification: str
+    points: list[TornadoPoint]
+
+    def span(self, metric: str) -> tuple[float, float]:
+        """(lowest, highest) ratio of ``metric`` over the range."""
+        values = [p.ratios[metric] for p in self.points]
+        return min(values), max(values)
+
+    def width(self, metric: str) -> float:
+        """How far the range moves the ratio of ``metric`` (0 for a one-point range)."""
+        low, high = self.span(metric)
+        return high - low
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TornadoBar:
+        """Read back ``asdict``."""
+        return cls(**{**data, "points": [TornadoPoint(**p) for p in data["points"]]})
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where the ratio crosses 1 between two neighbouring ADC counts, at one skip fraction."""
+
+    skip_fraction: float
+    per_crossbar: float
+    """Linear interpolation between the two grid points."""
+    between: tuple[float, float]
+    """The two neighbouring ADC counts whose ratios lie on either side of 1."""
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """The FORMS / baseline ratio of one metric over ADCs per FORMS crossbar x skip fraction."""
+
+    metric: str
+    baseline: str
+    per_crossbar: list[float]
+    skip_fraction: list[float]
+    ratios: list[list[float]]
+    """ratios[i][j]: at skip_fraction[i] and per_crossbar[j]."""
+    crossings: list[Crossing]
+    preset_per_crossbar: float
+    measured_skip: float | None
+    """The network-wide measured skip fraction (None: nothing measured)."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BreakEven:
+        """Read back ``asdict``."""
+        crossings = [
+            Crossing(c["skip_fraction"], c["per_crossbar"], tuple(c["between"])) for c in data["crossings"]
+        ]
+        return cls(**{**data, "crossings": crossings})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict on one network (:func:`compute_verdict`); :meth:`to_dict` is verdict.json."""
+
+    network: str
+    forms: str
+    baseline: str
+    """The baseline of the tornado and break-even charts (the first one given)."""
+    skip: SkipSummary
+    headline: list[Headline]
+    tornado: list[TornadoBar]
+    """Widest bar (on the first main metric) first."""
+    break_even: list[BreakEven]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """Read back :meth:`to_dict`."""
+        return cls(
+            network=data["network"],
+            forms=data["forms"],
+            baseline=data["baseline"],
+            skip=SkipSummary(**data["skip"]),
+            headline=[Headline(**h) for h in data["headline"]],
+            tornado=[TornadoBar.from_dict(b) for b in data["tornado"]],
+            break_even=[BreakEven.from_dict(b) for b in data["break_even"]],
+            notes=list(data.get("notes", [])),
+        )

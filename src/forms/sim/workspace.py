@@ -1,0 +1,30 @@
+"""Reusable scratch buffers for chunked engines.
+
+The GEMM engine processes vectors in chunks of a few megabytes; allocating every chunk's tensors
+afresh makes the allocator hand back new pages each time, and the first write to each page faults.
+A :class:`Workspace` keeps one flat buffer per role and hands out views of its prefix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+class Workspace:
+    """Named flat buffers, grown on demand and reused by later chunks of one run."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialized contiguous tensor of ``shape``: a view of buffer ``name`` (its previous
+        contents are overwritten by the caller; one view per name is live at a time)."""
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != device:
+            buf = torch.empty(size, dtype=dtype, device=device)
+            self._buffers[name] = buf
+        return buf[:size].view(shape)
