@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from forms.errors import ConfigError
 from forms.experiments.demo import DemoSpec, run_demo
-from forms.experiments.stages import load_done
+from forms.experiments.stages import INPUTS_KEY, estimate_inputs_key, load_done, verdict_inputs_key
 from forms.io import write_json_atomic
 from test_report import make_summary, sample_estimate, sample_simulation, sample_verdict
 
@@ -28,10 +29,24 @@ def _seed_finished_stages(out: Path, spec: DemoSpec) -> dict[str, Any]:
         path = out / "simulate" / setup.name / "metrics.json"
         write_json_atomic(sample_simulation((0.9 + 0.001 * len(written),), 0.0, 0.3).to_dict(), path)
         written[setup.name] = json.loads(path.read_text())
+    polarized_ideal = (
+        s for s in spec.sim_setups() if s.setup.encoding.signs_per_fragment and s.setup.mode == "ideal"
+    )
+    activity = written[next(polarized_ideal).name]  # the run the demo takes its activity from
+    checkpoint = out / "compress" / "checkpoint.pt"
     for arch in spec.archs:
         est = sample.estimate.get(arch) or sample_estimate(arch, 1.1)
-        write_json_atomic(est.to_dict(), out / "estimate" / arch / "estimate.json")
-    write_json_atomic(sample_verdict(), out / "verdict" / "verdict.json")
+        inputs = {
+            "input_shape": None,
+            "checkpoint": checkpoint,
+            "activity": activity,
+            "extra_assumptions": (),
+        }
+        record = {**est.to_dict(), INPUTS_KEY: estimate_inputs_key(arch, spec.model, **inputs)}
+        write_json_atomic(record, out / "estimate" / arch / "estimate.json")
+    network = f"{spec.model} ({spec.dataset})"
+    key = verdict_inputs_key(network, spec.archs, spec.baseline, checkpoint=checkpoint, activity=activity)
+    write_json_atomic({**sample_verdict(), INPUTS_KEY: key}, out / "verdict" / "verdict.json")
     return written
 
 
@@ -207,3 +222,36 @@ def test_stage_clock_reports_the_seconds_of_stages_reused_from_an_earlier_run(tm
     assert second.seconds == {} and second.reused == ["a/x"]
     assert second.earlier_seconds == {"a/x": first.seconds["a/x"]}
     assert second.timings().earlier_stage_seconds == {"a/x": first.seconds["a/x"]}
+
+
+def test_an_estimate_json_of_an_older_format_is_recomputed_and_the_clock_times_it(tmp_path: Path) -> None:
+    """An estimate.json lacking a field a newer version writes (or its inputs key) is recomputed, not an
+    error, and the stage clock reports it as run (it rewrote its output), not reused; so is one of
+    another arch spec."""
+    from forms.cost.arch import ArchSpec, load_arch
+    from forms.cost.estimate import Estimate
+    from forms.experiments.pipeline import StageClock
+    from forms.experiments.stages import ESTIMATE, estimate_stage
+
+    out = tmp_path / "forms-8"
+    fresh = estimate_stage(out, "forms-8", "lenet5")
+    old = json.loads((out / ESTIMATE).read_text())
+    for layer in old["layers"]:
+        del layer["read_skip_fraction"]  # a field this version added
+    (out / ESTIMATE).write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="read_skip_fraction"):
+        Estimate.from_dict(old)
+    clock = StageClock(tmp_path)
+    again = clock.run(out, lambda: estimate_stage(out, "forms-8", "lenet5"), done_file=ESTIMATE)
+    assert again.to_dict() == fresh.to_dict()
+    record = json.loads((out / ESTIMATE).read_text())
+    assert record.pop(INPUTS_KEY) == estimate_inputs_key("forms-8", "lenet5")
+    assert record == json.loads(json.dumps(fresh.to_dict()))
+    assert clock.reused == [] and set(clock.seconds) == {"forms-8"}
+    second = StageClock(tmp_path)
+    second.run(out, lambda: estimate_stage(out, "forms-8", "lenet5"), done_file=ESTIMATE)
+    assert second.reused == ["forms-8"] and second.seconds == {}
+    other = load_arch("forms-8").model_dump(mode="json")
+    other["adc"]["per_crossbar"] = 2 * other["adc"]["per_crossbar"]
+    changed = estimate_stage(out, ArchSpec.model_validate(other), "lenet5")
+    assert changed.to_dict() != fresh.to_dict(), "an estimate of the old arch spec was reused"

@@ -327,8 +327,7 @@ def test_fractional_step_equals_exact_rational_reference(
     low, high = code_range(bits, signed)
     x = torch.randint(low, high + 1, (5, groups, rows), generator=gen).double()
     x[0] = high
-    flip = flipped and encoding.supports_flipping
-    enc = encode(w, encoding, weight_bits, cell_bits, 8, R, flip)
+    enc = encode(w, encoding, weight_bits, cell_bits, 8, R, flipped)
     limit = 0 if engine == "gemm" else DEFAULT_TABLE_LIMIT
     arr = CrossbarArray(w, enc, Adc(adc_bits, step), digit_plan(bits, 1, signed), R, table_limit=limit)
     check_exact(arr, x, bits, signed)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -267,11 +268,39 @@ def test_every_layer_skipping_the_same_fraction_is_that_fraction_network_wide(fr
     assert summary.read_fraction == 0.0 and "measured" in summary.source
 
 
-def test_the_verdict_stage_writes_verdict_json_and_reuses_it(tmp_path: Path) -> None:
-    from forms.experiments.stages import VERDICT, verdict_stage
+def test_the_verdict_stage_writes_verdict_json_and_reuses_it_for_the_same_inputs(tmp_path: Path) -> None:
+    from forms.experiments.stages import INPUTS_KEY, VERDICT, verdict_inputs_key, verdict_stage
 
-    first = verdict_stage(tmp_path, "lenet5", ["forms-8", "isaac-opt"], "isaac-opt", model="lenet5")
-    assert json.loads((tmp_path / VERDICT).read_text()) == json.loads(json.dumps(first.to_dict()))
-    again = verdict_stage(tmp_path, "lenet5", ["forms-8", "isaac-opt"], "isaac-opt", model="no-such-model")
-    assert again == first, "a finished verdict is read back, not recomputed"
+    archs = ["forms-8", "isaac-opt"]
+    first = verdict_stage(tmp_path, "lenet5", archs, "isaac-opt", model="lenet5")
+    record = json.loads((tmp_path / VERDICT).read_text())
+    assert record.pop(INPUTS_KEY) == verdict_inputs_key("lenet5", archs, "isaac-opt", model="lenet5")
+    assert record == json.loads(json.dumps(first.to_dict()))
+    stamp = (tmp_path / VERDICT).stat().st_mtime_ns
+    again = verdict_stage(tmp_path, "lenet5", archs, "isaac-opt", model="lenet5")
+    assert again == first and (tmp_path / VERDICT).stat().st_mtime_ns == stamp, "recomputed, not reused"
     assert [h.baseline for h in first.headline if h.setting == "presets"] == ["isaac-opt"]
+
+
+def test_the_verdict_stage_recomputes_a_verdict_of_other_inputs(tmp_path: Path) -> None:
+    """A verdict.json of another arch spec, another activity, or of no recorded key is not reused."""
+    from forms.cost.arch import load_arch
+    from forms.experiments.stages import INPUTS_KEY, VERDICT, verdict_stage
+
+    arch_file = tmp_path / "forms-x.yaml"
+    data = load_arch("forms-8").model_dump(mode="json")
+    arch_file.write_text(yaml.safe_dump({**data, "name": "forms-x"}))
+    archs = [str(arch_file), "isaac-opt"]
+    out = tmp_path / "verdict"
+    first = verdict_stage(out, "lenet5", archs, "isaac-opt", model="lenet5")
+    data["zero_skip"]["default_skip_fraction"] = 0.9
+    arch_file.write_text(yaml.safe_dump({**data, "name": "forms-x"}))
+    changed = verdict_stage(out, "lenet5", archs, "isaac-opt", model="lenet5")
+    assert changed.skip.fraction != first.skip.fraction, "a verdict of the old arch spec was reused"
+    skip = SkipFractions(default=0.1)
+    measured = verdict_stage(out, "lenet5", archs, "isaac-opt", model="lenet5", activity=skip)
+    assert measured.skip.fraction == pytest.approx(0.1)
+    record = json.loads((out / VERDICT).read_text())
+    del record[INPUTS_KEY]
+    (out / VERDICT).write_text(json.dumps({**record, "network": "stale"}))
+    assert verdict_stage(out, "lenet5", archs, "isaac-opt", model="lenet5").network == "lenet5"

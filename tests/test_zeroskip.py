@@ -100,6 +100,19 @@ def reference_counts(x: torch.Tensor, plan: DigitPlan, r: int) -> tuple[int, int
     return total, leading, bitplane
 
 
+def sparse_codes(
+    seed: int, rows: int, bits: int, dac: int, signed: bool, sparsity: float
+) -> tuple[torch.Tensor, DigitPlan]:
+    """5 vectors x 2 groups x ``rows`` random ``bits``-bit codes (at least 2 bits signed), a ``sparsity``
+    fraction of them zero, and their digit plan for a ``dac``-bit DAC."""
+    bits = max(bits, 2) if signed else bits
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    x = torch.randint(lo, hi, (5, 2, rows), generator=gen)
+    x[torch.rand(x.shape, generator=gen) < sparsity] = 0
+    return x, digit_plan(bits, dac, signed)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 1000),
@@ -116,13 +129,7 @@ def test_word_folded_counts_match_reference(
 ) -> None:
     """The counts from narrow lanes OR-ed as 64-bit words equal a plain per-step count, for 8- and
     16-bit lanes, sub-arrays that fill whole words or not, multi-bit DACs, int or float codes."""
-    if signed and bits < 2:
-        bits = 2
-    gen = torch.Generator().manual_seed(seed)
-    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
-    x = torch.randint(lo, hi, (5, 2, rows), generator=gen)
-    x[torch.rand(x.shape, generator=gen) < sparsity] = 0
-    plan = digit_plan(bits, dac, signed)
+    x, plan = sparse_codes(seed, rows, bits, dac, signed, sparsity)
     codes = x.to(torch.int32) if as_int else x.to(torch.float64)
     c = count_subarray_steps(codes, plan, r, chunk_elements=1 + rows * 3)  # chunks of a few vectors
     assert (c.rounds_total, c.rounds_needed_leading, c.rounds_needed_bitplane) == reference_counts(x, plan, r)
@@ -169,13 +176,7 @@ def test_reads_and_digits_match_reference(
 ) -> None:
     """Crossbar reads (tile OR of the sub-array ORs) and non-zero digits (SWAR popcount over packed
     lanes) equal a plain count, for 8-, 16- and 32-bit lanes, multi-bit DACs and signed codes."""
-    if signed and bits < 2:
-        bits = 2
-    gen = torch.Generator().manual_seed(seed)
-    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
-    x = torch.randint(lo, hi, (5, 2, rows), generator=gen)
-    x[torch.rand(x.shape, generator=gen) < sparsity] = 0
-    plan = digit_plan(bits, dac, signed)
+    x, plan = sparse_codes(seed, rows, bits, dac, signed, sparsity)
     tile = r * per_tile_fragments
     c = count_subarray_steps(
         x.to(torch.int32), plan, r, chunk_elements=1 + rows * 3, tile_rows=tile, crossbars_per_tile=crossbars

@@ -9,7 +9,12 @@ The same signed integer weights (``|w| <= 2^weight_bits - 1``) are laid on cross
 - ``differential`` (PRIME): the positive and the negative parts on two crossbar sets; a whole column
   converts at once.
 
-Under every encoding a converted column may be stored *flipped* (ISAAC's trick) to save one ADC bit.
+Under every encoding a converted column may be stored *flipped* (ISAAC's trick, Shafiee et al., ISCA
+2016, Sec. 4) to save one ADC bit: its cells store 2^cell_bits - 1 - c to keep its sum in the lower
+half, the reading corrected digitally through the step's input digit sum. Each converted column holds
+magnitudes under one digital coefficient (the offset place value, the polarized fragment sign, the
+differential set sign), so the same rule serves all three, in the simulator and the cost model
+(``adc.flip``) alike.
 
 Mapping, simulator, cost model, sweep and reports ask :class:`Encoding` (cells per weight, crossbar
 sets, crossbar counts, rows per conversion, lossless ADC width, width and flipping rules) instead of
@@ -69,15 +74,6 @@ class Encoding(StrEnum):
     def has_unit_column(self) -> bool:
         """Offset only: a unit column per crossbar beside the data columns, converted every read."""
         return self is Encoding.OFFSET
-
-    @property
-    def supports_flipping(self) -> bool:
-        """True for every encoding: a converted column may store 2^cell_bits - 1 - c to keep its sum in
-        the lower half (ISAAC, Shafiee et al., ISCA 2016, Sec. 4), its reading corrected digitally through
-        the step's input digit sum. Each converted column holds magnitudes under one digital coefficient
-        (the offset place value, the polarized fragment sign, the differential set sign), so the same
-        rule serves all three, in the simulator and the cost model (``adc.flip``) alike."""
-        return True
 
     @property
     def signs_per_fragment(self) -> bool:

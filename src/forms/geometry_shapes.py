@@ -27,10 +27,13 @@ class LayerGeometry:
     """Shape facts of one mapped layer, independent of any encoding."""
 
     name: str
+    """The layer's module name."""
     kind: str
     """'conv' or 'linear'."""
     weight_shape: tuple[int, ...]
+    """The weight tensor's shape (Cout, Cin/g, kh, kw) or (out_features, in_features)."""
     groups: int
+    """Convolution groups (1 for linear layers)."""
     rows: int
     """Crossbar rows (inputs) per group: Cin/g*kh*kw or in_features."""
     cols: int

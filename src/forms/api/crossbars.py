@@ -21,17 +21,16 @@ from torch import Tensor, nn
 
 from forms.cost.activity import Activity, activity_from_metrics
 from forms.intweights import IntegerLayer, check_layers_fit
-from forms.sim.quant_inputs import calibrate_inputs
 from forms.sim.result import LayerZeroSkip
 from forms.sim.runs import ChipLayer
 from forms.sim.simnet import (
     Mode,
-    build_simulated_model,
     program_chip,
     reset_stats,
     set_mode,
     simulated_layers,
 )
+from forms.sim.simulate import simulated_model
 from forms.sim.spec import SimSpec
 
 Calibration = Tensor | Iterable[Any]
@@ -159,17 +158,8 @@ def to_crossbars(
     spec = sim_spec if sim_spec is not None else SimSpec.model_validate({})
     check_layers_fit(list(layers), model, "model")
     device = _device(model)
-    names = [layer.name for layer in layers]
     batches = calibration_batches(calibration, spec, device)
-    quantizers = calibrate_inputs(
-        model,
-        names,
-        batches,
-        spec.input_bits,
-        spec.input_percentile,
-        significant_bits=spec.input_significant_bits,
-    )
-    simulated = build_simulated_model(model, list(layers), quantizers, spec).to(device)
+    simulated = simulated_model(spec, model, list(layers), batches, device)
     chip = CrossbarModel(simulated, copy.deepcopy(model))
     chip.program(spec.seed)
     return chip

@@ -64,8 +64,11 @@ class Candidate:
     """One allocation: the scan tolerance (points) it comes from, its ratios, its predicted counts."""
 
     tolerance: float
+    """Accuracy loss (points) each layer was allowed in the scan to get these ratios."""
     ratios: dict[str, float]
+    """Pruning ratio per layer name."""
     predicted: Prediction
+    """Crossbars and reductions predicted from a one-shot projection of the float model."""
     relaxed: bool = False
     """True for an allocation lowered to the least pruning that fits the budget (:func:`relax`)."""
 
@@ -77,15 +80,21 @@ class Trial:
     candidate: int
     """Index of the candidate in :attr:`SearchResult.candidates`."""
     folder: str
+    """Run folder of the trial's compression (under ``trials/``)."""
     validation_accuracy: float
     """Accuracy on the held-out validation images of the kept retraining epoch."""
     test_accuracy: float
+    """Test accuracy of the compressed model."""
     crossbars: int
     """Polarized crossbars (physical count)."""
     physical_total: float
+    """Physical crossbar reduction (whole crossbars per layer)."""
     per_weight_total: float
+    """Per-weight reduction: pruning x quantization x polarization."""
     meets_floor: bool
+    """Validation accuracy at or above the floor (True without one)."""
     meets_budget: bool
+    """Crossbars within the budget (True without one)."""
 
     @property
     def feasible(self) -> bool:
@@ -98,14 +107,19 @@ class SearchResult:
     """What a search measured and chose: ``search.json``."""
 
     source_checkpoint: str
+    """The float checkpoint searched."""
     float_validation_accuracy: float
     """The float model's accuracy on the validation images."""
     floor: float | None
     """The validation accuracy floor (from accuracy_floor or max_drop_points), or None."""
     budget: int | None
+    """The crossbar budget, or None."""
     scan: Scan
+    """The per-layer sensitivity scan."""
     candidates: list[Candidate]
+    """Allocations in order of increasing pruning."""
     trials: list[Trial]
+    """Compressions run, in the order they ran."""
     chosen: int | None
     """Index in :attr:`trials` of the chosen trial, or None when no trial meets the goals."""
 
@@ -127,11 +141,17 @@ class SearchJob:
     """The checked inputs of a search and how it runs its trials."""
 
     spec: SearchSpec
+    """The search settings."""
     checkpoint: str
+    """Path of the float checkpoint."""
     out: Path
+    """The search's output folder."""
     source_fp: str
+    """Fingerprint of the float checkpoint (part of every resumable key)."""
     progress: bool
+    """Show progress bars."""
     log: Callable[[str], None]
+    """Where progress lines go."""
     predict: Callable[[dict[str, float]], Prediction]
     """Predicted counts of an allocation (:func:`forms.compress.search_scan.predict`, float model)."""
 

@@ -40,8 +40,11 @@ class LayerScan:
     """One layer's scan: validation accuracy with only this layer pruned, per ratio (ascending)."""
 
     name: str
+    """Layer name (module path)."""
     ratios: list[float]
+    """Pruning ratios scanned, ascending."""
     accuracies: list[float]
+    """Validation accuracy at each ratio, this layer alone pruned."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,11 @@ class Scan:
     key: str
     """Content key of everything the scan depends on (float weights, settings, images)."""
     images: int
+    """Validation images the scan measured on."""
     base_accuracy: float
+    """Accuracy with no layer pruned (projection only)."""
     layers: list[LayerScan]
+    """One record per prunable layer."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (also the resumable scan file)."""

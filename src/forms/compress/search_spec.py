@@ -86,8 +86,3 @@ class SearchSpec(Spec):
                 "compress.prune must have scope 'layer', ratio 0 and no layer_ratios: the search sets them"
             )
         return self
-
-    @property
-    def maximizes_pruning(self) -> bool:
-        """True without a crossbar budget: the most pruned allocation meeting the floor is wanted."""
-        return self.crossbar_budget is None

@@ -51,9 +51,13 @@ class PackagedActivity:
     """One packaged measurement: which network, data and input mode, and its file."""
 
     model: str
+    """The zoo model measured."""
     dataset: str
+    """The data set its inputs came from."""
     mode: str
+    """The input mode (one of :data:`ACTIVITY_MODES`)."""
     path: Path
+    """The packaged JSON file."""
 
 
 def activity_dir() -> Path:
@@ -127,9 +131,13 @@ class NetworkWide:
     """One network's zero-skip figures over all its layers (count-weighted)."""
 
     model: str
+    """The zoo model measured."""
     conversions_skipped: float
+    """Skipped conversions / all conversions, under the rule asked for."""
     reads_skipped: float
+    """Skipped crossbar reads / all reads, likewise."""
     driver_activity: float
+    """Non-zero input digits / all input digits (1 when not recorded)."""
 
 
 def network_wide(entry: PackagedActivity, rule: str) -> NetworkWide:

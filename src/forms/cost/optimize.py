@@ -71,6 +71,7 @@ class Constraint:
     """An upper bound on one chip's area or peak power (or none), and what it was taken from."""
 
     quantity: Literal["none", "area", "power"] = "none"
+    """What is bounded: one chip's area, its peak power, or nothing."""
     limit: float | None = None
     """Largest allowed value (mm^2 for area, W for power); None without a constraint."""
     reference: str = ""
@@ -120,19 +121,25 @@ class Optimum:
     """The best point of one architecture's free-parameter grid on one workload."""
 
     arch: str
+    """The architecture's name."""
     model: str
+    """The workload's name."""
     objective: str
+    """The Estimate metric maximized."""
     value: float
     """The objective at the optimum."""
     preset_value: float
     """The objective at the preset as published (ADCs priced from the same anchor)."""
     preset_feasible: bool
+    """Whether the preset as published meets the constraint."""
     constraint: Constraint
+    """The bound every point was held to."""
     choice: dict[str, Any]
     """The optimum's value of every free parameter (dotted path -> value)."""
     adc_bits: int
     """The ADC width in use at the optimum (the lossless one when ``adc.bits`` is null)."""
     estimate: Estimate
+    """The estimate at the optimum."""
     points: int
     """Grid points tried."""
     feasible: int
@@ -140,6 +147,8 @@ class Optimum:
     refused: int
     """Points that are no valid architecture (e.g. a fragment size that does not divide the rows)."""
     adc_anchor: str | None
+    """The published ADC every ADC (the constraint's reference too) was priced from; None: each
+    preset's own ADC prices."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (optimize.json entries); the estimate without its per-layer rows."""

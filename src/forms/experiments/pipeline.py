@@ -52,23 +52,35 @@ class StageClock:
         return Path(out_dir).relative_to(self.root).as_posix()
 
     def run(self, out_dir: Path, fn: Callable[[], ResultT], done_file: str = "metrics.json") -> ResultT:
-        """Call ``fn()``; time it, or record the stage as reused when ``out_dir/done_file`` exists."""
+        """Call ``fn()``; time it, or record the stage as reused when ``fn`` left an existing
+        ``out_dir/done_file`` as it was (a stage recomputes, and rewrites, an output of other inputs)."""
         key = self.key(out_dir)
-        if load_done(out_dir, done_file) is not None:
+        before = _file_stamp(Path(out_dir) / done_file)
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+        if before is not None and before == _file_stamp(Path(out_dir) / done_file):
             self.reused.append(key)
             recorded = load_done(out_dir, STAGE_TIME)
             if recorded is not None and isinstance(recorded.get("seconds"), int | float):
                 self.earlier_seconds[key] = float(recorded["seconds"])
-            return fn()
-        start = time.perf_counter()
-        result = fn()
-        self.seconds[key] = time.perf_counter() - start
-        write_json_atomic({"seconds": self.seconds[key]}, Path(out_dir) / STAGE_TIME)
+            return result
+        self.seconds[key] = seconds
+        write_json_atomic({"seconds": seconds}, Path(out_dir) / STAGE_TIME)
         return result
 
     def timings(self) -> StageTimings:
         """The seconds recorded so far (in summary.json ``meta``)."""
         return StageTimings(dict(self.seconds), dict(self.earlier_seconds), list(self.reused))
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, modification time in ns) of ``path``, None when missing: an atomic rewrite changes it."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def train_float(out: Path, clock: StageClock, progress: bool, **train_spec: Any) -> TrainResult:

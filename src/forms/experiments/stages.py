@@ -1,5 +1,9 @@
 """One adapter per stage of the pipeline, with resume: a stage whose output file exists is not rerun.
 
+The estimate and verdict stages, which read packaged data (architecture presets, verdict ranges,
+packaged activity) that may change between two runs of a job, also record an :data:`INPUTS_KEY`
+(the content digest of everything that determines their output) and rerun when it differs.
+
 Each function calls the owning subsystem's library entry point and returns its typed result
 (:class:`~forms.nn.train_result.TrainResult`, :class:`~forms.compress.result.CompressResult`,
 :class:`~forms.sim.result.SimulationResult`, :class:`~forms.cost.estimate.Estimate`,
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from forms.errors import ConfigError
-from forms.io import write_json_atomic
+from forms.io import json_safe, write_json_atomic
 
 if TYPE_CHECKING:
     from forms.compress.result import CompressResult
@@ -41,10 +45,16 @@ class StageResult(Protocol):
 ResultT = TypeVar("ResultT", bound=StageResult)
 
 
-def load_done(out_dir: str | Path, name: str = METRICS) -> dict[str, Any] | None:
+INPUTS_KEY = "inputs_key"
+"""Entry of a keyed stage's output file: the content digest of everything that determined the output."""
+
+
+def load_done(out_dir: str | Path, name: str = METRICS, key: str | None = None) -> dict[str, Any] | None:
     """The output dict of a finished stage in ``out_dir`` (its ``name`` file), or None when not finished.
 
     A stage writes this file atomically as its last step, so its presence means the stage completed.
+    With ``key``, only an output recorded under that :data:`INPUTS_KEY` counts as finished: one computed
+    from other inputs (or written before the stage was keyed) is None, to be recomputed.
     """
     path = Path(out_dir) / name
     if not path.is_file():
@@ -53,7 +63,9 @@ def load_done(out_dir: str | Path, name: str = METRICS) -> dict[str, Any] | None
         data = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or (key is not None and data.get(INPUTS_KEY) != key):
+        return None
+    return data
 
 
 def run_once(
@@ -61,14 +73,21 @@ def run_once(
     run: Callable[[], ResultT],
     read: Callable[[dict[str, Any]], ResultT],
     name: str = METRICS,
+    key: str | None = None,
 ) -> ResultT:
-    """The finished output of ``out_dir`` read back by ``read``, else ``run()``'s (written as ``name``)."""
-    done = load_done(out_dir, name)
+    """The finished output of ``out_dir`` read back by ``read``, else ``run()``'s (written as ``name``,
+    with ``key`` as its :data:`INPUTS_KEY` when given: see :func:`load_done`). An output that ``read``
+    refuses (written by an older version) is recomputed and replaced."""
+    done = load_done(out_dir, name, key)
     if done is not None:
-        return read(done)
+        try:
+            return read(done)
+        except (ConfigError, KeyError, TypeError, ValueError):
+            pass  # an output in an older format (a field missing or renamed): recompute it
     result = run()
-    if load_done(out_dir, name) is None:
-        write_json_atomic(result.to_dict(), Path(out_dir) / name)
+    if load_done(out_dir, name, key) is None or done is not None:
+        record = result.to_dict() if key is None else {**result.to_dict(), INPUTS_KEY: key}
+        write_json_atomic(record, Path(out_dir) / name)
     return result
 
 
@@ -195,10 +214,30 @@ def _load_checkpoint(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, An
 
 
 def estimate_stage(out_dir: str | Path, arch: Any, model: str, **kwargs: Any) -> Estimate:
-    """:func:`estimate_workload` written to ``out_dir/estimate.json``; skipped when that file exists."""
+    """:func:`estimate_workload` written to ``out_dir/estimate.json``; skipped when that file holds the
+    estimate of the same inputs (:func:`estimate_inputs_key`) and reads as one (an estimate.json of an
+    older version, lacking a field, is recomputed)."""
+    from forms.cost.arch import ArchSpec, load_arch
     from forms.cost.estimate import Estimate
 
-    return run_once(out_dir, lambda: estimate_workload(arch, model, **kwargs), Estimate.from_dict, ESTIMATE)
+    spec = arch if isinstance(arch, ArchSpec) else load_arch(str(arch))
+    key = estimate_inputs_key(spec, model, **kwargs)
+    return run_once(
+        out_dir, lambda: estimate_workload(spec, model, **kwargs), Estimate.from_dict, ESTIMATE, key
+    )
+
+
+def estimate_inputs_key(arch: Any, model: str, **kwargs: Any) -> str:
+    """The :data:`INPUTS_KEY` of :func:`estimate_stage` (same arguments): the content digest of the
+    arch's spec, the model and ``kwargs`` of :func:`estimate_workload` (the checkpoint by its path: a
+    stage output of the same run, resumed like the others; the activity by its figures), each as a JSON
+    file records it, so a metrics dict read back from its file keys as the one that wrote it."""
+    from forms.cost.arch import ArchSpec, load_arch
+    from forms.nn.fingerprint import content_digest
+
+    spec = arch if isinstance(arch, ArchSpec) else load_arch(str(arch))
+    as_json = json.loads(json.dumps(json_safe(kwargs), default=str))  # as a JSON file records them
+    return content_digest(spec.model_dump(mode="json"), model, as_json)
 
 
 VERDICT = "verdict.json"
@@ -219,19 +258,55 @@ def verdict_stage(
     FORMS is the first polarized arch of ``archs``, the baselines ``baseline`` then the others. The
     layer shapes come from ``checkpoint`` (compacted to its non-zero rows and columns) or the zoo
     ``model`` (dense, at ``input_shape``); ``activity`` gives FORMS' skip figures (:func:`skip_figures`).
-    Skipped when that file exists.
+    Skipped when that file holds the verdict of the same inputs (:func:`verdict_inputs_key`).
     """
     from forms.cost.layer_shapes import zoo_workload
     from forms.experiments.verdict import Costing, compute_verdict, split_archs
     from forms.experiments.verdict_ranges import load_verdict_ranges
     from forms.experiments.verdict_result import Verdict
 
+    forms, baselines = split_archs(archs, baseline)
+    skip = skip_figures(activity, forms)
+    key = verdict_inputs_key(network, archs, baseline, model, checkpoint, activity, input_shape)
+
     def run() -> Verdict:
-        forms, baselines = split_archs(archs, baseline)
         workload = zoo_workload(
             model, input_shape, checkpoint=None if checkpoint is None else str(checkpoint)
         )
-        costing = Costing(workload, skip_figures(activity, forms))
-        return compute_verdict(network, costing, forms, baselines, load_verdict_ranges())
+        return compute_verdict(network, Costing(workload, skip), forms, baselines, load_verdict_ranges())
 
-    return run_once(out_dir, run, Verdict.from_dict, VERDICT)
+    return run_once(out_dir, run, Verdict.from_dict, VERDICT, key)
+
+
+def verdict_inputs_key(
+    network: str,
+    archs: Sequence[str],
+    baseline: str,
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
+    activity: Mapping[str, Any] | SkipFractions | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> str:
+    """The :data:`INPUTS_KEY` of :func:`verdict_stage` (same arguments): the content digest of the
+    network, the architectures' specs, the verdict ranges, FORMS' skip figures, the packaged activity
+    files (the tornado's measured modes) and where the shapes come from (the model, the checkpoint's
+    path: a stage output of the same run, resumed like the others, and the input shape)."""
+    from forms.cost.measured_activity import activity_dir
+    from forms.experiments.verdict import split_archs
+    from forms.experiments.verdict_ranges import load_verdict_ranges
+    from forms.nn.fingerprint import content_digest
+
+    forms, baselines = split_archs(archs, baseline)
+    packaged = {p.name: p.read_bytes().hex() for p in sorted(Path(activity_dir()).glob("*.json"))}
+    return content_digest(
+        network,
+        [spec.model_dump(mode="json") for spec in (forms, *baselines)],
+        load_verdict_ranges().model_dump(mode="json"),
+        repr(skip_figures(activity, forms)),
+        packaged,
+        [
+            model,
+            None if checkpoint is None else str(checkpoint),
+            None if input_shape is None else list(input_shape),
+        ],
+    )

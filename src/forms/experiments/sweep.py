@@ -132,7 +132,7 @@ def _simulate_point(arch: ArchSpec, point: Point, sim: SweepSimSpec, out: Path) 
         cell_bits=point.cell_bits,
         fragment_size=point.fragment_size if arch.encoding.signs_per_fragment else None,
         adc_bits=point.adc_bits,
-        flipped=arch.encoding.supports_flipping and arch.adc.flip,
+        flipped=arch.adc.flip,
         limit=sim.limit,
         batch_size=sim.batch_size,
         devices={"variation": sim.variation},

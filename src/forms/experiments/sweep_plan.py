@@ -35,7 +35,6 @@ def _arch_for(
             xb["fragment_size"] = xb["rows"]
     else:
         xb["fragment_size"] = xb["rows"]  # a whole column converts at once
-        data["adc"]["flip"] = data["adc"]["flip"] and encoding.supports_flipping
     if values.get("weight_bits") is not None:
         data["weight_bits"] = values["weight_bits"]
     if "adc_bits" in values:
@@ -83,8 +82,7 @@ def _check_point(values: dict[str, Any], base: Any, allow_clipping: bool) -> Non
     bits = values.get("adc_bits")
     if bits is not None:
         group = encoding.rows_per_conversion(rows, r or base.crossbar.fragment_size)
-        flip = base.adc.flip and encoding.supports_flipping
-        lossless = lossless_adc_bits(group, cell, base.dac_bits, flip)
+        lossless = lossless_adc_bits(group, cell, base.dac_bits, base.adc.flip)
         if bits < 1:
             raise _impossible("adc_bits", bits, values, "an ADC needs at least 1 bit")
         if bits < lossless and not allow_clipping:

@@ -55,6 +55,7 @@ class Costing:
     """What every evaluation of one network shares: its shapes and FORMS' skip figures."""
 
     workload: Workload
+    """The network's layer shapes (a zoo model's, or a compressed checkpoint's non-zero rows and columns)."""
     skip: SkipFractions = field(default_factory=SkipFractions)
     """Measured per-layer figures under FORMS' rule, or a measured network's network-wide ones (its
     ``note`` says which); the default: each preset's stated default fractions."""

@@ -41,11 +41,13 @@ class SkipSummary:
     they come from (what the preset's hardware takes: ``zero_skip.saves``)."""
 
     rule: str
+    """The FORMS preset's zero-skip rule (``leading`` or ``bitplane``)."""
     fraction: float
     """Skipped conversions / conversions without skipping, over every layer of the FORMS preset."""
     read_fraction: float
     """Skipped crossbar reads / reads without skipping, likewise (0 when reads are not saved)."""
     source: str
+    """Where the layers' skip figures come from (measured, a nearest network's, or preset defaults)."""
 
     @classmethod
     def of(cls, est: Estimate, unskipped: Estimate, rule: str) -> SkipSummary:
@@ -62,10 +64,15 @@ class Headline:
     """FORMS against one baseline on every metric, at one setting (the presets, or each one's optimum)."""
 
     setting: str
+    """``presets``, or the optimum both designs are put at (objective and constraint)."""
     forms: str
+    """The FORMS architecture's name."""
     baseline: str
+    """The baseline architecture's name."""
     forms_values: dict[str, float]
+    """FORMS' value of every metric."""
     baseline_values: dict[str, float]
+    """The baseline's value of every metric."""
     ratios: dict[str, float]
     """FORMS / baseline per metric (> 1: FORMS higher; for energy per image lower is better)."""
     forms_choice: dict[str, Any] = field(default_factory=dict)
@@ -93,8 +100,11 @@ class TornadoPoint:
     """The FORMS / baseline ratios at one point of a parameter's range."""
 
     label: str
+    """The point in words (from the ranges file)."""
     fields: dict[str, Any]
+    """The architecture fields (dotted paths) the point sets."""
     ratios: dict[str, float]
+    """FORMS / baseline per metric at this point."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +112,17 @@ class TornadoBar:
     """One parameter of the tornado chart: its range, where the range comes from, the ratio at each point."""
 
     name: str
+    """The parameter's identifier (``UncertainParameter.name``)."""
     label: str
+    """What the parameter is, in words."""
     design: str
+    """Which design's fields it sets: ``forms``, ``baseline`` or ``both``."""
     status: str
+    """Where the range comes from: ``sourced``, ``measured`` or ``assumed``."""
     justification: str
+    """Why these values: the sources, measurements or reasoning."""
     points: list[TornadoPoint]
+    """The ratios at every point of the range, in the ranges file's order."""
 
     def span(self, metric: str) -> tuple[float, float]:
         """(lowest, highest) ratio of ``metric`` over the range."""
@@ -129,6 +145,7 @@ class Crossing:
     """Where the ratio crosses 1 between two neighbouring ADC counts, at one skip fraction."""
 
     skip_fraction: float
+    """The skip fraction (a row of the grid) the crossing lies on."""
     per_crossbar: float
     """Linear interpolation between the two grid points."""
     between: tuple[float, float]
@@ -140,13 +157,19 @@ class BreakEven:
     """The FORMS / baseline ratio of one metric over ADCs per FORMS crossbar x skip fraction."""
 
     metric: str
+    """The metric whose ratio the grid holds."""
     baseline: str
+    """The baseline architecture's name."""
     per_crossbar: list[float]
+    """The grid's ADCs per FORMS crossbar (columns)."""
     skip_fraction: list[float]
+    """The grid's fractions of conversions skipped (rows)."""
     ratios: list[list[float]]
     """ratios[i][j]: at skip_fraction[i] and per_crossbar[j]."""
     crossings: list[Crossing]
+    """Every place a row of the grid reaches or crosses a ratio of 1."""
     preset_per_crossbar: float
+    """The FORMS preset's ADCs per crossbar."""
     measured_skip: float | None
     """The network-wide measured skip fraction (None: nothing measured)."""
 
@@ -164,15 +187,21 @@ class Verdict:
     """The verdict on one network (:func:`compute_verdict`); :meth:`to_dict` is verdict.json."""
 
     network: str
+    """The network judged, in words (e.g. ``lenet5 (mnist)``)."""
     forms: str
+    """The FORMS architecture's name."""
     baseline: str
     """The baseline of the tornado and break-even charts (the first one given)."""
     skip: SkipSummary
+    """FORMS' network-wide skip fractions and their source."""
     headline: list[Headline]
+    """FORMS against every baseline at the presets, then at each design's optima."""
     tornado: list[TornadoBar]
     """Widest bar (on the first main metric) first."""
     break_even: list[BreakEven]
+    """One break-even grid per main metric."""
     notes: list[str] = field(default_factory=list)
+    """How to read the figures and every assumption behind them."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form."""

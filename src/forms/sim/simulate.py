@@ -78,15 +78,13 @@ class _TestSet:
         return _fraction_equal(predictions, self.labels)
 
 
-def _simulated_model(
-    spec: SimSpec, model: nn.Module, layers: list[IntegerLayer], calibration: Tensor, device: torch.device
+def simulated_model(
+    spec: SimSpec, model: nn.Module, layers: list[IntegerLayer], batches: list[Tensor], device: torch.device
 ) -> nn.Module:
-    """``model`` with its mapped layers on crossbars, inputs calibrated on ``calibration`` images."""
+    """A copy of ``model`` with its mapped ``layers`` on crossbars (unprogrammed), each layer's input
+    scale calibrated on the image ``batches`` under ``spec``'s input bits, percentile and significant
+    bits (:func:`forms.sim.quant_inputs.calibrate_inputs`)."""
     names = [layer.name for layer in layers]
-    batches = [
-        calibration[s : s + spec.batch_size].to(device)
-        for s in range(0, calibration.shape[0], spec.batch_size)
-    ]
     quantizers = calibrate_inputs(
         model,
         names,
@@ -175,7 +173,10 @@ def simulate_model(
     done = log.load() if resume and log is not None else []
     if log is not None:
         remove_orphan_temp_files(log.path.parent, (RUNS_NAME, METRICS_NAME))
-    sim = _simulated_model(spec, model, layers, calibration, dev)
+    batches = [
+        calibration[s : s + spec.batch_size].to(dev) for s in range(0, calibration.shape[0], spec.batch_size)
+    ]
+    sim = simulated_model(spec, model, layers, batches, dev)
 
     from forms.nn.progress import make_progress
 
