@@ -267,3 +267,32 @@ def test_ctrl_c_cancels_queued_points_and_keeps_finished_ones(tmp_path: Path) ->
     assert 1 <= kept < 40, "queued batches are cancelled, running ones finish"
     resumed = run_sweep(spec, out, jobs=1, progress=False)
     assert (resumed.reused, resumed.computed) == (kept, 40 - kept)
+
+
+def test_measured_activity_gives_each_point_its_models_packaged_skip(tmp_path: Path) -> None:
+    from forms.cost.arch import load_arch
+    from forms.cost.estimate import estimate
+    from forms.cost.layer_shapes import zoo_workload
+    from forms.cost.measured_activity import measured_skip
+
+    grid = {"arch": ["forms-8", "isaac-opt"], "model": ["lenet5"]}
+    measured = run_sweep(
+        _spec(tmp_path, {"grid": grid, "activity": "measured:in8"}), tmp_path / "m", progress=False
+    )
+    plain = run_sweep(_spec(tmp_path, {"grid": grid}), tmp_path / "p", progress=False)
+    fps = {(r["arch"], "m"): r["fps"] for r in measured.rows} | {
+        (r["arch"], "p"): r["fps"] for r in plain.rows
+    }
+    arch = load_arch("forms-8")
+    direct = estimate(arch, zoo_workload("lenet5", None), measured_skip("lenet5", "in8", arch.zero_skip.rule))
+    assert fps[("forms-8", "m")] == pytest.approx(direct.fps, rel=1e-12)
+    assert fps[("forms-8", "m")] > fps[("forms-8", "p")], "measured skipping speeds FORMS up"
+    assert fps[("isaac-opt", "m")] == fps[("isaac-opt", "p")], "no skip logic: activity changes nothing"
+    again = run_sweep(
+        _spec(tmp_path, {"grid": grid, "activity": "measured:in8"}), tmp_path / "m", progress=False
+    )
+    assert (again.reused, again.computed) == (2, 0)
+    other = run_sweep(
+        _spec(tmp_path, {"grid": grid, "activity": "measured:in16-8bit"}), tmp_path / "m", progress=False
+    )
+    assert other.computed == 2, "the mode is part of each point's key"

@@ -10,6 +10,7 @@ and :func:`measured_range` gives the range across every measured network, so a r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -217,6 +218,15 @@ def range_skips(
         _from_network(low, f"lowest measured range end: {low.model}'s network-wide fractions ({mode})"),
         _from_network(high, f"highest measured range end: {high.model}'s network-wide fractions ({mode})"),
     )
+
+
+def packaged_activity_digest(directory: str | Path | None = None) -> str:
+    """SHA-256 of every packaged activity file, names and contents: part of the key of resumable work
+    that reads them."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory or activity_dir()).glob("*.json")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def parse_measured_option(text: str) -> str | None:

@@ -291,19 +291,18 @@ def verdict_inputs_key(
     network, the architectures' specs, the verdict ranges, FORMS' skip figures, the packaged activity
     files (the tornado's measured modes) and where the shapes come from (the model, the checkpoint's
     path: a stage output of the same run, resumed like the others, and the input shape)."""
-    from forms.cost.measured_activity import activity_dir
+    from forms.cost.measured_activity import packaged_activity_digest
     from forms.experiments.verdict import split_archs
     from forms.experiments.verdict_ranges import load_verdict_ranges
     from forms.nn.fingerprint import content_digest
 
     forms, baselines = split_archs(archs, baseline)
-    packaged = {p.name: p.read_bytes().hex() for p in sorted(Path(activity_dir()).glob("*.json"))}
     return content_digest(
         network,
         [spec.model_dump(mode="json") for spec in (forms, *baselines)],
         load_verdict_ranges().model_dump(mode="json"),
         repr(skip_figures(activity, forms)),
-        packaged,
+        packaged_activity_digest(),
         [
             model,
             None if checkpoint is None else str(checkpoint),

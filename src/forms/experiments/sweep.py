@@ -35,6 +35,7 @@ from forms.io import json_safe, write_csv_atomic, write_text_atomic
 from forms.report.writers import ReportFiles, write_report
 
 if TYPE_CHECKING:
+    from forms.cost.activity import SkipFractions
     from forms.cost.arch import ArchSpec
     from forms.cost.estimate import Estimate
     from forms.cost.layer_shapes import Workload
@@ -49,6 +50,7 @@ def sweep_inputs(spec: SweepSpec) -> dict[str, Any]:
     """Everything besides a point's own values that determines its figures: the workload and simulation
     settings, and the CONTENT of the files they name (the simulated checkpoint, the activity file), so a
     point recorded for other inputs is never reused."""
+    from forms.cost.measured_activity import packaged_activity_digest, parse_measured_option
     from forms.errors import ConfigError
     from forms.nn.fingerprint import checkpoint_content_key
 
@@ -59,10 +61,15 @@ def sweep_inputs(spec: SweepSpec) -> dict[str, Any]:
     }
     if spec.simulate is not None:
         inputs["checkpoint_content"] = checkpoint_content_key(spec.simulate.checkpoint)
-    if spec.activity is not None:
+    if spec.activity is not None and parse_measured_option(spec.activity) is not None:
+        inputs["activity_content"] = packaged_activity_digest()
+    elif spec.activity is not None:
         activity = Path(spec.activity)
         if not activity.is_file():
-            raise ConfigError(f"sweep key 'activity': {activity} is not a file; give a simulate metrics.json")
+            raise ConfigError(
+                f"sweep key 'activity': {activity} is not a file; give a simulate metrics.json or "
+                "measured[:mode] (the packaged measurement of each point's model)"
+            )
         inputs["activity_content"] = hashlib.sha256(activity.read_bytes()).hexdigest()
     return inputs
 
@@ -100,7 +107,6 @@ def _point_estimate(
     arch: ArchSpec, point: Point, spec: SweepSpec, activity: dict[str, Any] | None
 ) -> Estimate:
     """The estimate of ``point``: a zoo model's cached shapes, or the simulated checkpoint compacted."""
-    from forms.cost.activity import SkipFractions, activity_from_metrics
     from forms.cost.estimate import estimate
     from forms.experiments.stages import estimate_workload
 
@@ -112,11 +118,27 @@ def _point_estimate(
             checkpoint=spec.simulate.checkpoint,
             activity=activity,
         )
-    measured = None
-    if activity is not None and arch.zero_skip.rule != "none":
-        measured = activity_from_metrics(activity, arch.zero_skip.rule, "simulation metrics")
     shape = tuple(spec.input_shape) if spec.input_shape else None
-    return estimate(arch, _zoo_workload(point.model, shape), SkipFractions(measured))
+    return estimate(arch, _zoo_workload(point.model, shape), _point_skip(arch, point, spec, activity))
+
+
+def _point_skip(
+    arch: ArchSpec, point: Point, spec: SweepSpec, activity: dict[str, Any] | None
+) -> SkipFractions:
+    """Skip figures of a zoo-model point: the packaged measurement of its model (``activity:
+    measured[:mode]``), a simulate metrics.json, or the arch's defaults."""
+    from forms.cost.activity import SkipFractions, activity_from_metrics
+    from forms.cost.measured_activity import measured_skip, parse_measured_option
+
+    rule = arch.zero_skip.rule
+    if rule == "none":
+        return SkipFractions()
+    mode = parse_measured_option(spec.activity) if spec.activity else None
+    if mode is not None:
+        return measured_skip(point.model, mode, rule)
+    return SkipFractions(
+        None if activity is None else activity_from_metrics(activity, rule, "simulation metrics")
+    )
 
 
 def _simulate_point(arch: ArchSpec, point: Point, sim: SweepSimSpec, out: Path) -> SimulationResult:
@@ -154,11 +176,13 @@ class SweepJob:
 def _evaluate(point: Point, arch_data: dict[str, Any], spec: SweepSpec, job: SweepJob) -> dict[str, Any]:
     """Evaluate one point (estimate, and simulation when asked) and write its JSON atomically."""
     from forms.cost.arch import ArchSpec
+    from forms.cost.measured_activity import parse_measured_option
 
     start = time.perf_counter()
     arch = ArchSpec.from_dict(arch_data, source=f"sweep point {point.id}")
     metrics = _simulate_point(arch, point, spec.simulate, Path(job.out)) if spec.simulate else None
-    activity = metrics.to_dict() if metrics else (_activity_file(spec.activity) if spec.activity else None)
+    from_file = spec.activity is not None and parse_measured_option(spec.activity) is None
+    activity = metrics.to_dict() if metrics else (_activity_file(spec.activity) if from_file else None)
     est = _point_estimate(arch, point, spec, activity)
     row: dict[str, Any] = point.row()
     row.update({key: getattr(est, key) for key in RESULT_FIELDS})

@@ -118,7 +118,10 @@ class SweepSpec(Spec):
         False, description="Accept ADCs narrower than lossless (otherwise such points are refused)."
     )
     activity: str | None = Field(
-        None, description="A simulate metrics.json whose zero-skip counts give the skip fractions."
+        None,
+        description="Zero-skip activity: a simulate metrics.json whose zero-skip counts give the skip "
+        "fractions, or measured[:mode] for the packaged measurement of each point's model (modes "
+        "in16-calibrated (default), in16-8bit, in8; a model without one uses its nearest measured network).",
     )
     simulate: SweepSimSpec | None = Field(None, description="Also simulate a checkpoint at every point.")
     jobs: int = Field(1, ge=1, le=256, description="Points evaluated in parallel processes.")
