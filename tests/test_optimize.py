@@ -15,7 +15,7 @@ from forms.cost.arch import load_arch
 from forms.cost.estimate import estimate
 from forms.cost.inventory import chip_inventory
 from forms.cost.layer_shapes import zoo_workload
-from forms.cost.optimize import Constraint, default_grid, optimize
+from forms.cost.optimize import Constraint, default_grid, held_grid, optimize
 from forms.errors import ConfigError
 
 LENET = zoo_workload("lenet5", (1, 28, 28))
@@ -149,3 +149,37 @@ def test_cli_optimize_refuses_a_bad_objective(tmp_path: Path) -> None:
     assert result.exit_code != 0
     message = str(result.exception or result.output)
     assert "objective must be one of gops_per_s_mm2, gops_per_w, fps" in message
+
+
+def test_a_held_parameter_has_one_value_and_the_optimum_keeps_it() -> None:
+    forms8, isaac = load_arch("forms-8"), load_arch("isaac-opt")
+    held = {"crossbar.fragment_size": 8, "adc.flip": True}
+    grid = held_grid(forms8, held)
+    free = default_grid(forms8)
+    assert grid["crossbar.fragment_size"] == (8,) and grid["adc.flip"] == (True,)
+    assert {k: v for k, v in grid.items() if k not in held} == {
+        k: v for k, v in free.items() if k not in held
+    }
+    assert "crossbar.fragment_size" not in held_grid(isaac, held), "a parameter ISAAC lacks is ignored"
+    best = optimize(forms8, zoo_workload("lenet5", None), grid=grid)
+    assert best.choice["crossbar.fragment_size"] == 8
+    unheld = optimize(forms8, zoo_workload("lenet5", None))
+    assert best.value <= unheld.value, "holding a parameter never finds a better optimum"
+    with pytest.raises(
+        ConfigError, match=r"cannot hold read_time_ns: the free parameters are adc\.per_crossbar"
+    ):
+        held_grid(forms8, {"read_time_ns": 50})
+
+
+def test_cli_hold_option_fixes_the_fragment_size(tmp_path: Path) -> None:
+    from forms.cli import app
+
+    out = tmp_path / "opt"
+    args = ["optimize", "--archs", "forms-8", "--model", "lenet5", "--out", str(out), "--constraint", "none"]
+    result = CliRunner().invoke(app, [*args, "--hold", "crossbar.fragment_size=16"])
+    assert result.exit_code == 0, result.output
+    optimum = json.loads((out / "optimize.json").read_text())["optima"][0]
+    assert optimum["choice"]["crossbar.fragment_size"] == 16
+    bad = CliRunner().invoke(app, [*args, "--hold", "fragment_size"])
+    assert bad.exit_code != 0
+    assert "--hold takes PATH=VALUE" in str(bad.exception or bad.output)

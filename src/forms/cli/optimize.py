@@ -47,6 +47,12 @@ def optimize(
     allow_clipping: bool = typer.Option(
         False, "--allow-clipping", help="Also try each preset's own clipping ADC width (else lossless only)."
     ),
+    hold: list[str] = typer.Option(
+        [],
+        "--hold",
+        help="Fix a free parameter at one value, PATH=VALUE (repeatable), e.g. crossbar.fragment_size=8 to "
+        "search FORMS at the fragment size whose accuracy was measured; ignored by designs without it.",
+    ),
     input_shape: str | None = INPUT_SHAPE_OPTION,
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
@@ -59,7 +65,7 @@ def optimize(
     check_output_folder(out, "--out folder")
     from forms.cost.arch import load_arch
     from forms.cost.files import save_optima
-    from forms.cost.optimize import Constraint
+    from forms.cost.optimize import Constraint, held_grid
     from forms.cost.optimize import optimize as run_optimize
 
     names = [a.strip() for a in archs.split(",") if a.strip()]
@@ -69,9 +75,17 @@ def optimize(
     bound = Constraint.against(constraint, limit, adc_anchor)
     workload = workload_from_options(model, input_shape, num_classes, checkpoint)
     skip = skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction)
+    held = parse_held(hold)
     optima = [
         run_optimize(
-            spec, workload, objective, bound, skip, adc_anchor=adc_anchor, allow_clipping=allow_clipping
+            spec,
+            workload,
+            objective,
+            bound,
+            skip,
+            grid=held_grid(spec, held, allow_clipping),
+            adc_anchor=adc_anchor,
+            allow_clipping=allow_clipping,
         )
         for spec in specs
     ]
@@ -87,3 +101,16 @@ def optimize(
         table.add_row(o.arch, preset, f"{o.value:.4g}", f"{gain:.2f}x", choice)
     _out.print(table)
     _out.print(f"wrote {paths['json']} and {paths['csv']}")
+
+
+def parse_held(items: list[str]) -> dict[str, object]:
+    """``--hold PATH=VALUE`` options as a dict; each VALUE read as a YAML scalar (8, 2.0, true, null)."""
+    import yaml
+
+    held: dict[str, object] = {}
+    for item in items:
+        path, sep, value = item.partition("=")
+        if not sep or not path.strip() or not value.strip():
+            raise ConfigError(f"--hold takes PATH=VALUE, e.g. crossbar.fragment_size=8; got '{item}'")
+        held[path.strip()] = yaml.safe_load(value)
+    return held

@@ -58,6 +58,32 @@ def default_grid(arch: ArchSpec, allow_clipping: bool = False) -> dict[str, tupl
     return grid
 
 
+FREE_PARAMETERS: tuple[str, ...] = (
+    "adc.per_crossbar",
+    "adc.flip",
+    "adc.bits",
+    "crossbar.fragment_size",
+    "organization.crossbars_per_ima",
+)
+"""Dotted paths :func:`default_grid` searches (``crossbar.fragment_size`` for polarized designs only)."""
+
+
+def held_grid(
+    arch: ArchSpec, held: Mapping[str, Any], allow_clipping: bool = False
+) -> dict[str, tuple[Any, ...]]:
+    """:func:`default_grid` of ``arch`` with each parameter in ``held`` (dotted path -> value) fixed to one
+    value, e.g. ``{"crossbar.fragment_size": 8}`` to search FORMS at the fragment size whose accuracy was
+    measured. A held parameter ``arch`` does not search (a fragment size for ISAAC) is ignored; a path
+    outside :data:`FREE_PARAMETERS` is a ConfigError naming them."""
+    unknown = sorted(set(held) - set(FREE_PARAMETERS))
+    if unknown:
+        raise ConfigError(
+            f"cannot hold {', '.join(unknown)}: the free parameters are {', '.join(FREE_PARAMETERS)}"
+        )
+    grid = default_grid(arch, allow_clipping)
+    return {path: (held[path],) if path in held else values for path, values in grid.items()}
+
+
 def _with_fields(arch: ArchSpec, fields: Sequence[tuple[str, Any]]) -> ArchSpec:
     """``arch`` with each dotted field path set (validated; ConfigError when impossible)."""
     from forms.experiments.sweep_plan import with_arch_fields
