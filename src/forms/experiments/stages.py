@@ -68,6 +68,15 @@ def load_done(out_dir: str | Path, name: str = METRICS, key: str | None = None) 
     return data
 
 
+def _read_current(done: dict[str, Any], read: Callable[[dict[str, Any]], ResultT]) -> ResultT | None:
+    """``read(done)``, or None when ``read`` refuses the record as written by an older version of the
+    project (a field missing or renamed), so that the stage recomputes it instead of failing."""
+    try:
+        return read(done)
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return None
+
+
 def run_once(
     out_dir: str | Path,
     run: Callable[[], ResultT],
@@ -79,11 +88,9 @@ def run_once(
     with ``key`` as its :data:`INPUTS_KEY` when given: see :func:`load_done`). An output that ``read``
     refuses (written by an older version) is recomputed and replaced."""
     done = load_done(out_dir, name, key)
-    if done is not None:
-        try:
-            return read(done)
-        except (ConfigError, KeyError, TypeError, ValueError):
-            pass  # an output in an older format (a field missing or renamed): recompute it
+    reused = None if done is None else _read_current(done, read)
+    if reused is not None:
+        return reused
     result = run()
     if load_done(out_dir, name, key) is None or done is not None:
         record = result.to_dict() if key is None else {**result.to_dict(), INPUTS_KEY: key}
