@@ -13,9 +13,48 @@ from forms.errors import ConfigError
 from forms.experiments.demo import DemoSpec, run_demo
 from forms.experiments.stages import INPUTS_KEY, estimate_inputs_key, load_done, verdict_inputs_key
 from forms.io import write_json_atomic
+from forms.nn.checkpoint import save_checkpoint
 from test_report import make_summary, sample_estimate, sample_simulation, sample_verdict
 
 CPU_CONFIG = Path(__file__).parents[1] / "configs" / "reproduce-cpu.yaml"
+
+
+def _lenet5_state(seed: int) -> dict[str, Any]:
+    """A LeNet-5 checkpoint state whose weights are drawn with ``seed``."""
+    import torch
+
+    from forms.nn.models import build_model, model_kwargs
+
+    torch.manual_seed(seed)
+    return {
+        "stage": "compressed",
+        "model": {"name": "lenet5", "kwargs": model_kwargs(1, 10, 28)},
+        "state_dict": build_model("lenet5").state_dict(),
+        "optimizer": {},
+        "epoch": 1,
+        "seed": seed,
+        "config": {},
+        "data": {"dataset": "mnist", "pad_to": None, "channels": None},
+    }
+
+
+def test_stage_keys_name_the_checkpoint_by_content_not_path(tmp_path: Path) -> None:
+    """A checkpoint rewritten in place (its compress stage rerun) changes the estimate and verdict keys;
+    the same content at another path keeps them."""
+    here = save_checkpoint(_lenet5_state(0), tmp_path / "a" / "checkpoint.pt")
+    there = save_checkpoint(_lenet5_state(0), tmp_path / "b" / "checkpoint.pt")
+
+    def keys(path: Path) -> tuple[str, str]:
+        return (
+            estimate_inputs_key("forms-8", "lenet5", checkpoint=path),
+            verdict_inputs_key("lenet5", ["forms-8", "isaac-opt"], "isaac-opt", checkpoint=path),
+        )
+
+    before = keys(here)
+    assert keys(there) == before
+    save_checkpoint(_lenet5_state(1), here)
+    after = keys(here)
+    assert after[0] != before[0] and after[1] != before[1]
 
 
 def _seed_finished_stages(out: Path, spec: DemoSpec) -> dict[str, Any]:
@@ -33,7 +72,7 @@ def _seed_finished_stages(out: Path, spec: DemoSpec) -> dict[str, Any]:
         s for s in spec.sim_setups() if s.setup.encoding.signs_per_fragment and s.setup.mode == "ideal"
     )
     activity = written[next(polarized_ideal).name]  # the run the demo takes its activity from
-    checkpoint = out / "compress" / "checkpoint.pt"
+    checkpoint = save_checkpoint(_lenet5_state(0), out / "compress" / "checkpoint.pt")
     for arch in spec.archs:
         est = sample.estimate.get(arch) or sample_estimate(arch, 1.1)
         inputs = {

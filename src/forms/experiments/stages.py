@@ -236,15 +236,27 @@ def estimate_stage(out_dir: str | Path, arch: Any, model: str, **kwargs: Any) ->
 
 def estimate_inputs_key(arch: Any, model: str, **kwargs: Any) -> str:
     """The :data:`INPUTS_KEY` of :func:`estimate_stage` (same arguments): the content digest of the
-    arch's spec, the model and ``kwargs`` of :func:`estimate_workload` (the checkpoint by its path: a
-    stage output of the same run, resumed like the others; the activity by its figures), each as a JSON
-    file records it, so a metrics dict read back from its file keys as the one that wrote it."""
+    arch's spec, the model and ``kwargs`` of :func:`estimate_workload` (the checkpoint by its content,
+    :func:`checkpoint_identity`; the activity by its figures), each as a JSON file records it, so a
+    metrics dict read back from its file keys as the one that wrote it."""
     from forms.cost.arch import ArchSpec, load_arch
     from forms.nn.fingerprint import content_digest
 
     spec = arch if isinstance(arch, ArchSpec) else load_arch(str(arch))
-    as_json = json.loads(json.dumps(json_safe(kwargs), default=str))  # as a JSON file records them
+    keyed = {**kwargs, "checkpoint": checkpoint_identity(kwargs.get("checkpoint"))}
+    as_json = json.loads(json.dumps(json_safe(keyed), default=str))  # as a JSON file records them
     return content_digest(spec.model_dump(mode="json"), model, as_json)
+
+
+def checkpoint_identity(checkpoint: str | Path | Mapping[str, Any] | None) -> str | None:
+    """What a stage's key records of the checkpoint it reads: its content key
+    (:func:`forms.nn.fingerprint.checkpoint_content_key`), not its path, so that a checkpoint rewritten
+    in place (a compress stage rerun with other settings) makes the stages that read it rerun too."""
+    if checkpoint is None:
+        return None
+    from forms.nn.fingerprint import checkpoint_content_key
+
+    return checkpoint_content_key(checkpoint)
 
 
 VERDICT = "verdict.json"
@@ -297,7 +309,7 @@ def verdict_inputs_key(
     """The :data:`INPUTS_KEY` of :func:`verdict_stage` (same arguments): the content digest of the
     network, the architectures' specs, the verdict ranges, FORMS' skip figures, the packaged activity
     files (the tornado's measured modes) and where the shapes come from (the model, the checkpoint's
-    path: a stage output of the same run, resumed like the others, and the input shape)."""
+    content, :func:`checkpoint_identity`, and the input shape)."""
     from forms.cost.measured_activity import packaged_activity_digest
     from forms.experiments.verdict import split_archs
     from forms.experiments.verdict_ranges import load_verdict_ranges
@@ -312,7 +324,7 @@ def verdict_inputs_key(
         packaged_activity_digest(),
         [
             model,
-            None if checkpoint is None else str(checkpoint),
+            checkpoint_identity(checkpoint),
             None if input_shape is None else list(input_shape),
         ],
     )
