@@ -22,7 +22,7 @@ from typing import Any
 from forms.experiments.reproduce_spec import ReproduceSpec, Workload
 from forms.experiments.stages import verdict_stage
 from forms.experiments.verdict import packaged_skip, split_archs
-from forms.experiments.verdict_result import Verdict
+from forms.experiments.verdict_result import AccuracyAtOptimum, Verdict
 from forms.report import Report, RunMeta, Summary, write_report
 from forms.report.cost_sections import assumptions_section
 from forms.report.verdict_sections import VERDICT_KEY, verdict_sections
@@ -53,17 +53,32 @@ def _presets_table(verdicts: dict[str, Verdict]) -> list[str]:
 
 
 def _optima_table(verdicts: dict[str, Verdict]) -> list[str]:
-    """FORMS / the first baseline with each at its optimum, and what each chose."""
-    lines = ["| network | objective | FORMS chose | baseline chose | GOPs/(s·mm²) | GOPs/W | FPS | energy |"]
-    lines.append("|---|---|---|---|---|---|---|---|")
+    """FORMS / the first baseline with each at its optimum, without and with the accuracy floor, what
+    each chose and the accuracy the simulator measured there."""
+    lines = [
+        "| network | objective | accuracy floor | FORMS chose | FORMS accuracy | baseline chose | "
+        "baseline accuracy | GOPs/(s·mm²) | GOPs/W | FPS | energy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, v in verdicts.items():
         for h in (h for h in v.headline if h.forms_choice and h.baseline == v.baseline):
             objective = h.setting.split(",")[0].removeprefix("optimum: max ")
             lines.append(
-                f"| {name} | {objective} | {_choice(h.forms_choice)} | {_choice(h.baseline_choice)} | "
-                f"{_ratios(h.ratios, ALL)} |"
+                f"| {name} | {objective} | {_floor(h.forms_accuracy)} | {_choice(h.forms_choice)} | "
+                f"{_accuracy(h.forms_accuracy)} | {_choice(h.baseline_choice)} | "
+                f"{_accuracy(h.baseline_accuracy)} | {_ratios(h.ratios, ALL)} |"
             )
     return lines
+
+
+def _floor(at: AccuracyAtOptimum | None) -> str:
+    if at is None:
+        return "none"
+    return f"{at.max_drop_points:g} pt below float ({at.measured_on}{', borrowed' if at.borrowed else ''})"
+
+
+def _accuracy(at: AccuracyAtOptimum | None) -> str:
+    return "—" if at is None else f"{100 * at.accuracy:.2f}%"
 
 
 def _choice(choice: dict[str, Any]) -> str:

@@ -25,7 +25,10 @@ import pytest
 import torch
 
 from cli_helpers import FORMS, assert_clean_error, fingerprints, forms_env, run_forms
+from forms.nn.checkpoint import save_checkpoint
 from forms.nn.data import IDX_FILES, write_idx
+from forms.nn.holdout import HOLDOUT_KEY
+from forms.nn.train_spec import TrainSpec
 from nn_helpers import write_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +121,12 @@ INPUTS = [
     ),
     _case("optimize-bad-objective", "optimize --model lenet5 --objective speed --out run", "objective"),
     _case(
+        "optimize-accuracy-unmeasured",
+        "optimize --model resnet18 --max-accuracy-drop 0.5 --out run",
+        "no measured accuracy for 'resnet18'",
+        "--accuracy-from",
+    ),
+    _case(
         "activity-not-utf8",
         "estimate --arch forms-8 --model lenet5 --activity latin1.yaml --out run",
         "UTF-8",
@@ -135,6 +144,14 @@ INPUTS = [
     _case("fetch-unknown", "data fetch cifar10", "cannot fetch 'cifar10'"),
     _case("data-no-images", "train --data-dir empty-data --device cpu --out run", "holds 0 images"),
     _case("data-16x16", "train --data-dir small-data --device cpu --out run", "(1, 16, 16)", "(1, 28, 28)"),
+    _case(
+        "compress-validates-on-trained-images",
+        "compress --checkpoint held.pt --data-dir held-data --validation-images 32 --device cpu --out run",
+        "validation_images=32",
+        "images the float model trained on",
+        "held out 16 images (seed 0, drawn from the first 64 training images)",
+        "leave validation_images, validation_seed and validation_pool unset",
+    ),
 ]
 
 if not torch.cuda.is_available():
@@ -168,9 +185,28 @@ def _make_workspace(root: Path) -> Path:
         for image_file, label_file in IDX_FILES.values():
             write_idx(np.zeros((images, 16, 16), np.uint8), root / folder / "mnist" / image_file)
             write_idx(np.zeros(images, np.uint8), root / folder / "mnist" / label_file)
+    _held_out_float_checkpoint(root)
     (root / "readonly").mkdir()
     (root / "readonly").chmod(0o555)
     return root
+
+
+def _held_out_float_checkpoint(root: Path) -> None:
+    """``held.pt``: an untrained LeNet-5 whose record says 16 of ``held-data``'s 64 training images were
+    held out (as forms train --validation-images 16 --train-subset 64 writes it)."""
+    write_idx_dataset(root / "held-data" / "mnist", 64, 16)
+    spec = TrainSpec(validation_images=16, train_subset=64)
+    save_checkpoint(
+        {
+            "stage": "float",
+            "model": {"name": spec.model, "kwargs": spec.model_kwargs()},
+            "state_dict": spec.build_model().state_dict(),
+            "config": spec.model_dump(mode="json"),
+            "data": spec.data_record(),
+            HOLDOUT_KEY: spec.holdout(64).to_dict(),
+        },
+        root / "held.pt",
+    )
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ def test_help_names_the_layer_options() -> None:
     for fragment in (
         "--prune-layer",
         "NAME=RATIO",
+        "NAME=filter:0.9,channel:0.3",
         "--prune-first-layer",
         "--prune-last-layer",
         "filter+channel",
@@ -102,18 +103,26 @@ def test_layer_options_and_filter_plus_channel_run(float_ckpt: tuple[Path, Path]
     proc = run_forms(
         *("compress", "--checkpoint", str(ckpt), "--out", str(out), "--data-dir", str(data), *QUICK),
         *("--prune", "0.5", "--prune-granularity", "filter+channel", "--prune-first-layer"),
-        *("--prune-layer", "features.0=0.5", "--prune-layer", "classifier.1=0.25", "--prune-propagate"),
+        *("--prune-layer", "features.0=0.5", "--prune-propagate"),
+        *("--prune-layer", "classifier.1=filter:0.25,channel:0.1"),
     )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["prune"]["granularity"] == "filter+channel"
-    assert metrics["config"]["prune"]["layer_ratios"] == {"features.0": 0.5, "classifier.1": 0.25}
+    assert metrics["config"]["prune"]["layer_ratios"] == {
+        "features.0": 0.5,
+        "classifier.1": {"filter": 0.25, "channel": 0.1},
+    }
+    records = {layer["name"]: layer for layer in metrics["layers"]}
+    assert records["classifier.1"]["prune_unit_ratios"] == {"filter": 0.25, "channel": 0.1}
+    assert "prune_unit_ratios" not in records["features.3"]
     layers = {layer["name"]: layer for layer in metrics["crossbar_layers"]}
     # pruned units are zero (polarization and rounding may zero a few more entries, never fewer)
     assert 0 < layers["features.0"]["kept_cols"][0] <= 3  # 6 filters, ratio 0.5 (first layer included)
     assert 0 < layers["features.3"]["kept_cols"][0] <= 8  # 16 filters at --prune 0.5
     assert 0 < layers["features.3"]["kept_rows"][0] <= 75  # and 3 of 6 input channels of 25 rows each
     assert 0 < layers["classifier.1"]["kept_cols"][0] <= 90  # 120 filters at 0.25
+    assert 0 < layers["classifier.1"]["kept_rows"][0] <= 360  # 400 input channels at 0.1
     assert layers["classifier.5"]["kept_cols"] == [10]  # the last layer is not pruned
     # propagation: features.3's 8 pruned filters remove their 25-row blocks of classifier.1, and the
     # inputs classifier.3 no longer reads remove classifier.1's filters (at most 60 live of 120)

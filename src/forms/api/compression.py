@@ -23,7 +23,7 @@ from forms.compress.admm import init_state
 from forms.compress.constraints import layer_constraints
 from forms.compress.core import run_phases
 from forms.compress.distill import distillation_criterion
-from forms.compress.phases import Criterion, PhaseContext, TrainingBatches, accuracy
+from forms.compress.phases import Criterion, PhaseContext, TrainingBatches, accuracy, training_loader
 from forms.compress.result import CompressResult, build_result
 from forms.compress.spec import CompressSpec
 from forms.errors import ConfigError
@@ -33,7 +33,7 @@ from forms.nn.epoch import place_model
 from forms.nn.loader import EpochLoader
 from forms.nn.progress import make_progress
 
-DATASET_FIELDS = ("validation_images", "train_subset", "test_subset")
+DATASET_FIELDS = ("validation_images", "validation_seed", "validation_pool", "train_subset", "test_subset")
 """Spec fields that choose the CLI's data; in memory the loaders do, so they must stay unset (0/None)."""
 
 
@@ -83,13 +83,19 @@ class LoaderEpochs:
 
 
 def training_batches(train_loader: Iterable[Any] | TensorDataset, spec: CompressSpec) -> TrainingBatches:
-    """``train_loader`` as training data: a TensorDataset batched and shuffled as ``forms compress`` does
-    (:class:`~forms.nn.loader.EpochLoader`, ``spec.schedule.batch_size``, ``spec.seed``), an EpochLoader
-    as it is, any other loader through :class:`LoaderEpochs`."""
+    """``train_loader`` as training data: a TensorDataset batched, shuffled and shifted as ``forms compress``
+    does (:func:`~forms.compress.phases.training_loader`: ``spec.schedule.batch_size``, ``spec.seed``,
+    ``spec.schedule.shift`` with uncovered pixels 0), an EpochLoader as it is, any other loader through
+    :class:`LoaderEpochs`. ``schedule.shift`` needs a TensorDataset: a loader brings its own augmentation."""
     batches: TrainingBatches
     if isinstance(train_loader, TensorDataset):
-        batches = EpochLoader(train_loader, spec.schedule.batch_size, seed=spec.seed)
-    elif isinstance(train_loader, EpochLoader):
+        return _nonempty(training_loader(train_loader, spec))
+    if spec.schedule.shift:
+        raise ConfigError(
+            f"spec.schedule.shift: shifts the images of a TensorDataset; a {type(train_loader).__name__} "
+            "brings its own augmentation, so leave it 0 (or pass the TensorDataset)"
+        )
+    if isinstance(train_loader, EpochLoader):
         batches = train_loader
     elif isinstance(train_loader, Sized) and isinstance(train_loader, Iterable):
         batches = LoaderEpochs(train_loader)
@@ -98,6 +104,11 @@ def training_batches(train_loader: Iterable[Any] | TensorDataset, spec: Compress
             f"train_loader: a {type(train_loader).__name__} is not a sized iterable of batches; "
             "pass a torch DataLoader or a TensorDataset"
         )
+    return _nonempty(batches)
+
+
+def _nonempty(batches: TrainingBatches) -> TrainingBatches:
+    """``batches``, refused when they hold none."""
     if len(batches) == 0:
         raise ConfigError("train_loader: it holds no batches")
     return batches
@@ -153,6 +164,7 @@ def compress(
     (0, ['0', '2'])
     """
     _check_arguments(model, spec, val_loader)
+    spec = spec.model_copy(update={"validation_images": 0})  # as resolved by forms compress: no hold-out
     train = training_batches(train_loader, spec)
     device = resolve_device(spec.device)
     student = place_model(copy.deepcopy(model), device, spec.channels_last)

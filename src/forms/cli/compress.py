@@ -26,10 +26,11 @@ PRUNE_LAYER_OPTION = typer.Option(
     None,
     "--prune-layer",
     metavar="NAME=RATIO",
-    help="Pruning ratio of one layer by module name (repeatable; overrides --prune for it). A ratio for the "
-    "first or last mapped layer needs --prune-first-layer or --prune-last-layer.",
+    help="Pruning ratio of one layer by module name (repeatable; overrides --prune for it): NAME=0.5, or one "
+    "ratio per unit of a combined granularity, NAME=filter:0.9,channel:0.3 (a unit left out is not "
+    "pruned). A ratio for the first or last mapped layer needs --prune-first-layer or --prune-last-layer.",
 )
-"""``--prune-layer NAME=RATIO``: per-layer ratios (``prune.layer_ratios``)."""
+"""``--prune-layer NAME=RATIO`` or ``NAME=UNIT:RATIO,...``: per-layer ratios (``prune.layer_ratios``)."""
 PRUNE_FIRST_LAYER_OPTION = typer.Option(
     None, "--prune-first-layer/--no-prune-first-layer", help="Prune the first mapped layer too (no)."
 )
@@ -85,7 +86,12 @@ def compress_cmd(
     validation_images: int | None = typer.Option(
         None,
         "--validation-images",
-        help="Training images held out to choose the retraining epoch by validation accuracy (0).",
+        help="Training images held out to choose the retraining epoch by validation accuracy (default: "
+        "the images the float model held out with forms train --validation-images, else 0). A hold-out "
+        "with images the float model trained on is refused.",
+    ),
+    shift: int | None = typer.Option(
+        None, "--shift", help="Random-shift augmentation of the W-step and retraining, max pixels (0)."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the data order and the hold-out."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
@@ -128,6 +134,7 @@ def compress_cmd(
         "schedule.rho_growth": rho_growth,
         "schedule.lr": lr,
         "schedule.retrain_lr": retrain_lr,
+        "schedule.shift": shift,
         "validation_images": validation_images,
         "seed": seed,
         "data_dir": data_dir,
@@ -142,19 +149,29 @@ def compress_cmd(
         Console().print(_summary(m, out), highlight=False)
 
 
-def layer_ratios(options: list[str]) -> dict[str, str]:
-    """``--prune-layer NAME=RATIO`` options as {name: ratio text}; the spec validates the numbers.
+def layer_ratios(options: list[str]) -> dict[str, str | dict[str, str]]:
+    """``--prune-layer NAME=RATIO`` or ``NAME=UNIT:RATIO,UNIT:RATIO`` options as {name: ratio text} or
+    {name: {unit: ratio text}}; the spec validates units and numbers.
 
-    Raises :class:`forms.errors.ConfigError` for an option without '=' or without a name.
+    Raises :class:`forms.errors.ConfigError` for an option without '=', without a name, or with a
+    unit ratio that is not UNIT:RATIO.
     """
     from forms.errors import ConfigError
 
-    ratios = {}
+    usage = "--prune-layer takes NAME=RATIO or NAME=UNIT:RATIO,UNIT:RATIO (e.g. features.3=0.5, "
+    usage += "classifier.1=filter:0.9,channel:0.3)"
+    ratios: dict[str, str | dict[str, str]] = {}
     for option in options:
         name, sep, ratio = option.rpartition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"--prune-layer takes NAME=RATIO (e.g. features.3=0.5), got '{option}'")
-        ratios[name.strip()] = ratio.strip()
+            raise ConfigError(f"{usage}, got '{option}'")
+        if ":" not in ratio:
+            ratios[name.strip()] = ratio.strip()
+            continue
+        units = [part.partition(":") for part in ratio.split(",")]
+        if any(not sep or not unit.strip() for unit, sep, _ in units):
+            raise ConfigError(f"{usage}, got '{option}'")
+        ratios[name.strip()] = {unit.strip(): value.strip() for unit, _, value in units}
     return ratios
 
 
@@ -177,10 +194,13 @@ def _summary(m: CompressResult, out: Path) -> str:
 
 
 def _kept_epoch(retrain: RetrainSummary) -> str:
-    """', retraining epoch e of K kept by validation accuracy' when a validation set chose it."""
+    """', retraining epoch e of K kept by validation accuracy' when a validation set chose it (saying
+    so when the float model trained on those images)."""
     if not retrain.validation_images:
         return ""
-    return f", retraining epoch {retrain.selected_epoch} of {retrain.epochs} kept by validation accuracy"
+    seen = " on images the float model trained on" if retrain.validation_seen_by_float_model else ""
+    kept = f"retraining epoch {retrain.selected_epoch} of {retrain.epochs}"
+    return f", {kept} kept by validation accuracy{seen}"
 
 
 @app.command("export")

@@ -53,6 +53,17 @@ def optimize(
         help="Fix a free parameter at one value, PATH=VALUE (repeatable), e.g. crossbar.fragment_size=8 to "
         "search FORMS at the fragment size whose accuracy was measured; ignored by designs without it.",
     ),
+    max_accuracy_drop: float | None = typer.Option(
+        None,
+        "--max-accuracy-drop",
+        help="Accuracy floor: refuse points measured more than this many percentage points below the float "
+        "model (src/forms/presets/accuracy); unmeasured points are refused too.",
+    ),
+    accuracy_from: str | None = typer.Option(
+        None,
+        "--accuracy-from",
+        help="Judge the floor by this measured network's accuracy (e.g. lenet5-mnist), labelled borrowed.",
+    ),
     input_shape: str | None = INPUT_SHAPE_OPTION,
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
@@ -61,10 +72,12 @@ def optimize(
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Choose each architecture's free parameters (ADCs per crossbar, ADC width and flipping, fragment
-    size, crossbars per IMA) to maximize an objective under a chip area or power bound."""
+    size, crossbars per IMA) to maximize an objective under a chip area or power bound and, with
+    --max-accuracy-drop, the simulator's measured accuracy floor."""
     check_output_folder(out, "--out folder")
     from forms.cost.arch import load_arch
     from forms.cost.files import save_optima
+    from forms.cost.measured_accuracy import floor_from_options
     from forms.cost.optimize import Constraint, held_grid
     from forms.cost.optimize import optimize as run_optimize
 
@@ -76,6 +89,7 @@ def optimize(
     workload = workload_from_options(model, input_shape, num_classes, checkpoint)
     skip = skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction)
     held = parse_held(hold)
+    floor = floor_from_options(workload.name, max_accuracy_drop, accuracy_from)
     optima = [
         run_optimize(
             spec,
@@ -86,19 +100,28 @@ def optimize(
             grid=held_grid(spec, held, allow_clipping),
             adc_anchor=adc_anchor,
             allow_clipping=allow_clipping,
+            accuracy_floor=floor,
         )
         for spec in specs
     ]
     paths = save_optima(optima, out)
-    table = Table(title=f"{workload.name}: max {objective} with {bound.describe()}")
-    for column in ("arch", "preset", "optimum", "gain", "choice"):
+    title = f"{workload.name}: max {objective} with {bound.describe()}"
+    table = Table(title=title if floor is None else f"{title}, {floor.describe()}")
+    columns = ("arch", "preset", "optimum", "gain", "choice", *(() if floor is None else ("accuracy",)))
+    for column in columns:
         table.add_column(column, justify="left" if column in ("arch", "choice") else "right")
     for o in optima:
         shown = {k.rsplit(".", 1)[-1]: "lossless" if v is None else v for k, v in o.choice.items()}
         choice = ", ".join(f"{k}={v}" for k, v in shown.items()) + f" ({o.adc_bits}-bit ADC)"
         gain = o.value / o.preset_value if o.preset_value else float("nan")
-        preset = f"{o.preset_value:.4g}" + ("" if o.preset_feasible else " (over the bound)")
-        table.add_row(o.arch, preset, f"{o.value:.4g}", f"{gain:.2f}x", choice)
+        preset = f"{o.preset_value:.4g}" + ("" if o.preset_feasible else " (infeasible)")
+        row = [o.arch, preset, f"{o.value:.4g}", f"{gain:.2f}x", choice]
+        if o.accuracy is not None and o.accuracy_floor is not None:
+            source = o.accuracy_floor.measured.name + (", borrowed" if o.accuracy_floor.borrowed else "")
+            row.append(
+                f"{o.accuracy.accuracy:.4f} ({source}; {o.below_floor} below, {o.unmeasured} unmeasured)"
+            )
+        table.add_row(*row)
     _out.print(table)
     _out.print(f"wrote {paths['json']} and {paths['csv']}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from forms.cli.app import NPROC_OPTION, app, relaunch_for_nproc
 from forms.config import load_yaml_mapping
 from forms.errors import ConfigError
 from forms.io import check_output_folder
+
+if TYPE_CHECKING:
+    from forms.nn.train_result import TrainResult
 
 MODEL_HELP = "Zoo model (default lenet5) or package.module:factory returning an nn.Module."
 DATASET_HELP = (
@@ -35,6 +38,12 @@ def train_cmd(
     pad_to: int | None = typer.Option(None, "--pad-to", help="Zero-pad images to this side (e.g. 32)."),
     channels: int | None = typer.Option(None, "--channels", help="Repeat grey images to N channels."),
     shift: int | None = typer.Option(None, "--shift", help="Random-shift augmentation, max pixels."),
+    validation_images: int | None = typer.Option(
+        None,
+        "--validation-images",
+        help="Training images held out (drawn with --seed): the epoch of best validation accuracy is "
+        "kept, and forms compress validates on the same images (0).",
+    ),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data root (default $FORMS_DATA)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     channels_last: bool | None = typer.Option(
@@ -75,6 +84,7 @@ def train_cmd(
         "pad_to": pad_to,
         "channels": channels,
         "shift": shift,
+        "validation_images": validation_images,
         "flip": flip,
         "data_dir": data_dir,
         "device": device,
@@ -90,8 +100,15 @@ def train_cmd(
     if distributed.is_main():
         Console().print(
             f"{spec.model} on {spec.dataset}: test accuracy {result.test_accuracy:.4f} after "
-            f"{result.epochs} epochs ({result.mean_epoch_seconds:.1f} s/epoch); "
+            f"{result.epochs} epochs{_kept(result)} ({result.mean_epoch_seconds:.1f} s/epoch); "
             f"results in {out}/metrics.json",
             highlight=False,
         )
     distributed.cleanup()
+
+
+def _kept(result: TrainResult) -> str:
+    """', epoch e kept (validation accuracy v)' when a hold-out chose the kept epoch."""
+    if result.validation_accuracy is None:
+        return ""
+    return f", epoch {result.selected_epoch} kept (validation accuracy {result.validation_accuracy:.4f})"

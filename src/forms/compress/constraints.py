@@ -31,7 +31,8 @@ def layer_constraints(model: nn.Module, spec: CompressSpec) -> list[LayerConstra
             (i != 0 or spec.polarize.first_layer) and (i != last or spec.polarize.last_layer)
         )
         prunable = excluding_option(i, last, spec) is None
-        ratio = spec.prune.layer_ratios.get(name, spec.prune.ratio) if prunable else 0.0
+        units = spec.prune.unit_ratios(name) if prunable else {}
+        ratio = max(units.values(), default=0.0)
         constraints.append(
             LayerConstraint(
                 name=name,
@@ -43,6 +44,7 @@ def layer_constraints(model: nn.Module, spec: CompressSpec) -> list[LayerConstra
                 scale_method=spec.quant.scale_method,
                 scale_iterations=spec.quant.scale_iterations,
                 prune_ratio=ratio,
+                prune_unit_ratios=tuple(units.items()) if len(set(units.values())) > 1 else (),
                 prune_granularity=spec.prune.granularity,
                 prune_block=group_block(
                     spec.prune.granularity, geo.weight_shape, geo.groups, spec.crossbar.fragment_size
@@ -71,6 +73,7 @@ def check_layer_ratios(spec: CompressSpec, names: list[str]) -> None:
     from forms.errors import ConfigError
 
     ratios = spec.prune.layer_ratios
+    given = {name: max(spec.prune.unit_ratios(name).values()) for name in ratios}
     unknown = set(ratios) - set(names)
     if unknown:
         raise ConfigError(
@@ -79,7 +82,7 @@ def check_layer_ratios(spec: CompressSpec, names: list[str]) -> None:
         )
     for i, name in enumerate(names):
         option = excluding_option(i, len(names) - 1, spec)
-        if option is not None and ratios.get(name, 0.0) > 0:
+        if option is not None and given.get(name, 0.0) > 0:
             raise ConfigError(
                 f"a pruning ratio is given for layer '{name}', the {option.split('_')[0]} mapped layer, "
                 f"which is not pruned unless prune.{option} is set (--prune-{option.replace('_', '-')})"

@@ -93,7 +93,9 @@ def run_phases(
         test_images=total,
         bn_recalibrated=retrain_state["bn_recalibrated"],
         admm=AdmmSummary.from_state(admm),
-        retrain=RetrainSummary.from_state(retrain_state, ctx.spec.validation_images),
+        retrain=RetrainSummary.from_state(
+            retrain_state, ctx.spec.held_out_images, ctx.validation_seen_by_float_model
+        ),
     )
 
 

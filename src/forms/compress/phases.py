@@ -1,7 +1,8 @@
 """The training phases of compression: ADMM rounds, the hard projection, masked retraining.
 
 - ADMM (:func:`run_admm`): W-step epochs with the rho/2||W - Z + U||^2 penalty, Z- and U-steps, rho
-  growth;
+  growth; the W-step and retraining batches are shifted by up to ``schedule.shift`` pixels
+  (:func:`training_loader`), never those of BatchNorm re-estimation, validation or test;
 - projection (:func:`project`): W <- proj(W), BatchNorm statistics re-estimated, masks frozen;
 - masked retraining (:func:`run_retrain`): fixed zero/sign masks and scales, straight-through
   quantizer, cosine-decayed learning rate, optionally a distillation loss; with a validation set the
@@ -17,13 +18,14 @@ the round or epoch.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from rich.progress import Progress, TaskID
 from torch import Tensor, nn
+from torch.utils.data import TensorDataset
 
 from forms.compress.admm import ADMMState, grow_rho, penalty_fn, projected_weights, zu_step
 from forms.compress.projections import LayerConstraint
@@ -32,6 +34,7 @@ from forms.compress.spec import CompressSpec
 from forms.compress.state import projection_state, projections_from_state
 from forms.nn import distributed as D
 from forms.nn.epoch import check_finite, evaluate, train_epoch
+from forms.nn.loader import EpochLoader
 
 Criterion = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``criterion(logits, inputs, labels)``: a loss replacing the cross-entropy (distillation)."""
@@ -57,6 +60,29 @@ class TrainingBatches(Protocol):
 def accuracy(model: nn.Module, dataset: Any, spec: CompressSpec, device: torch.device) -> float:
     """Top-1 accuracy of ``model`` on ``dataset``, evaluated in batches of the schedule's size."""
     return evaluate(model, dataset, batch_size=spec.schedule.eval_batch_size, device=device)
+
+
+def training_loader(
+    dataset: TensorDataset, spec: CompressSpec, fill: Sequence[float] | None = None
+) -> EpochLoader:
+    """This process's shuffled training batches of ``dataset``, in ``spec``'s batch size, drawn from
+    ``spec.seed`` and the epoch, each image shifted by up to ``spec.schedule.shift`` pixels (uncovered
+    pixels take ``fill``, default 0)."""
+    return EpochLoader(
+        dataset,
+        spec.schedule.batch_size,
+        seed=spec.seed,
+        shift=spec.schedule.shift,
+        fill=fill,
+        rank=D.rank(),
+        world_size=D.world_size(),
+    )
+
+
+def unaugmented(batches: TrainingBatches) -> TrainingBatches:
+    """``batches`` without augmentation (an :class:`EpochLoader`'s shifts and flips), for BatchNorm
+    statistics of the images the model will see; any other loader as it is."""
+    return batches.without_augmentation() if isinstance(batches, EpochLoader) else batches
 
 
 def phase_optimizer(
@@ -90,6 +116,8 @@ class PhaseContext:
     bar: Progress
     save: Callable[..., None]
     """``save(phase, **entries)``: :meth:`forms.compress.state.StateWriter.save`."""
+    validation_seen_by_float_model: bool | None = None
+    """Whether the float model may have trained on ``val_set`` (None: no validation set, or unknown)."""
 
     def accuracy(self, dataset: Any) -> float:
         """The model's current top-1 accuracy on ``dataset``."""
@@ -174,7 +202,7 @@ def project(ctx: PhaseContext) -> dict[str, Any]:
     _, projections = projected_weights(model, constraints, ctx.spec)
     load_projected(model, constraints, projections)
     bn_recalibrated = recalibrate_batchnorm(
-        model, ctx.loader, ctx.spec.schedule.bn_recalibration_batches, ctx.device
+        model, unaugmented(ctx.loader), ctx.spec.schedule.bn_recalibration_batches, ctx.device
     )
     accuracy_projected = ctx.accuracy(ctx.test_set)
     attach(model, constraints, projections)

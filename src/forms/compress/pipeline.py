@@ -27,7 +27,7 @@ from forms.compress.admm import ADMMState, init_state
 from forms.compress.constraints import layer_constraints
 from forms.compress.core import PhaseResults, run_phases
 from forms.compress.distill import distillation_criterion
-from forms.compress.phases import Criterion, PhaseContext, accuracy
+from forms.compress.phases import Criterion, PhaseContext, accuracy, training_loader
 from forms.compress.projections import LayerConstraint
 from forms.compress.result import CHECKPOINT_NAME, METRICS_NAME, CompressResult, build_result
 from forms.compress.spec import CompressSpec
@@ -41,6 +41,7 @@ from forms.compress.state import (
     read_finished_result,
     run_config,
 )
+from forms.compress.validation_split import ValidationPlan, resolve_validation
 from forms.errors import CheckpointError, ConfigError
 from forms.intweights import IntegerLayer
 from forms.io import remove_orphan_temp_files, write_json_atomic
@@ -50,10 +51,10 @@ from forms.nn.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from forms.nn.data import load_dataset, split_holdout
+from forms.nn.data import background_value, load_dataset
 from forms.nn.epoch import non_finite_tensor, place_model
 from forms.nn.fingerprint import fingerprint
-from forms.nn.loader import EpochLoader
+from forms.nn.holdout import recorded_holdout, split_train
 from forms.nn.progress import make_progress
 
 
@@ -64,6 +65,8 @@ class DataSets:
     train: Any
     validation: Any | None
     test: Any
+    plan: ValidationPlan
+    """The held-out images (the run's spec with them resolved), and whether the float model saw them."""
 
 
 @dataclass(frozen=True)
@@ -82,23 +85,25 @@ class CompressJob:
 
 
 def load_data(src: dict[str, Any], spec: CompressSpec) -> DataSets:
-    """The training, validation and test sets of the checkpoint ``src``'s dataset under ``spec``."""
+    """The training, validation and test sets of the checkpoint ``src``'s dataset under ``spec``.
+
+    The validation images follow the float model's recorded hold-out
+    (:func:`forms.compress.validation_split.resolve_validation`, which refuses a hold-out the float
+    model trained on); ``plan.spec`` is ``spec`` with them resolved.
+    """
     data = src.get("data") or {}
     if "dataset" not in data:
         raise CheckpointError(
             "the checkpoint has no 'data' record naming its dataset; retrain it with forms train"
         )
     pad_to, channels = data.get("pad_to"), data.get("channels")
-    train_set = load_dataset(data["dataset"], "train", spec.data_dir, pad_to, channels)
+    full_train = load_dataset(data["dataset"], "train", spec.data_dir, pad_to, channels)
     test_set = load_dataset(data["dataset"], "test", spec.data_dir, pad_to, channels)
-    if spec.train_subset is not None:
-        train_set = torch.utils.data.TensorDataset(*(t[: spec.train_subset] for t in train_set.tensors))
     if spec.test_subset is not None:
         test_set = torch.utils.data.TensorDataset(*(t[: spec.test_subset] for t in test_set.tensors))
-    if spec.validation_images == 0:
-        return DataSets(train_set, None, test_set)
-    train_set, val_set = split_holdout(train_set, spec.validation_images, spec.seed)
-    return DataSets(train_set, val_set, test_set)
+    plan = resolve_validation(spec, recorded_holdout(src), len(full_train))
+    train_set, val_set = split_train(full_train, plan.train_length, plan.holdout)
+    return DataSets(train_set, val_set, test_set, plan)
 
 
 def open_job(spec: CompressSpec, checkpoint: str | Path, out_dir: str | Path) -> CompressJob:
@@ -123,7 +128,9 @@ def open_job(spec: CompressSpec, checkpoint: str | Path, out_dir: str | Path) ->
     data = load_data(src, spec)
     paths = RunPaths.under(out_dir)
     source_fp = fingerprint(src["state_dict"])
-    return CompressJob(spec, str(checkpoint), src, source_fp, model, constraints, data, device, paths)
+    return CompressJob(
+        data.plan.spec, str(checkpoint), src, source_fp, model, constraints, data, device, paths
+    )
 
 
 def finished_result(job: CompressJob, resume: bool) -> CompressResult | None:
@@ -161,15 +168,14 @@ def compress(
     writes the files.
     """
     job = open_job(spec, checkpoint, out_dir)
+    spec = job.spec  # the validation hold-out resolved
     finished = finished_result(job, resume)
     if finished is not None:
         return finished
     saved = load_saved_state(job.paths, spec, job.src["model"], job.source_fp, resume)
     if D.is_main():
         remove_orphan_temp_files(job.paths.out, (CHECKPOINT_NAME, METRICS_NAME, STATE_NAME))
-    loader = EpochLoader(
-        job.data.train, spec.schedule.batch_size, seed=spec.seed, rank=D.rank(), world_size=D.world_size()
-    )
+    loader = training_loader(job.data.train, spec, fill=_background(job.src))
     before = saved["accuracy_before"] if saved else accuracy(job.model, job.data.test, spec, job.device)
     admm = ADMMState.from_state(saved["admm"]) if saved else init_state(job.model, job.constraints, spec)
     writer = StateWriter(job.paths.state, spec, job.src["model"], job.source_fp, before, admm)
@@ -184,9 +190,16 @@ def compress(
             device=job.device,
             bar=bar,
             save=writer.save,
+            validation_seen_by_float_model=job.data.plan.seen_by_float_model,
         )
         phases = run_phases(ctx, admm, before, saved, _distillation(job))
     return _finish(job, admm, phases, before)
+
+
+def _background(src: dict[str, Any]) -> tuple[float, ...]:
+    """The normalised black pixel of the checkpoint's data: the fill of shifted images."""
+    data = src["data"]
+    return background_value(data["dataset"], data.get("channels"))
 
 
 def _distillation(job: CompressJob) -> Criterion | None:

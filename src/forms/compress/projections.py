@@ -237,20 +237,26 @@ class TileSize:
 
 
 def prune_mask(
-    matrix: Tensor, ratio: float, granularity: str, block: int, tile: TileSize | None = None
+    matrix: Tensor,
+    ratio: float,
+    granularity: str,
+    block: int,
+    tile: TileSize | None = None,
+    unit_ratios: dict[str, float] | None = None,
 ) -> Tensor:
     """Entry keep-mask of the Euclidean projection onto 'at most n - floor(ratio*n) nonzero groups'.
 
     A combination ('filter+channel') prunes its units in turn, each on the matrix the previous ones
-    left: the result has at most n - floor(ratio*n) nonzero groups of every unit. Pruning an already
-    feasible matrix only zeroes groups that are zero (the floor(ratio*n) smallest norms are 0), so
-    projecting twice gives the same matrix. With ``tile`` (one group of matrices only), the filter and
-    channel counts are rounded down to tile boundaries (:func:`tile_rounded_count`).
+    left, each at its ratio in ``unit_ratios`` (default ``ratio``): the result has at most
+    n - floor(r*n) nonzero groups of every unit. Pruning an already feasible matrix only zeroes
+    groups that are zero (the floor(r*n) smallest norms are 0), so projecting twice gives the same
+    matrix. With ``tile`` (one group of matrices only), the filter and channel counts are rounded down
+    to tile boundaries (:func:`tile_rounded_count`).
     """
     keep = torch.ones_like(matrix, dtype=torch.bool)
     for unit in granularity_units(granularity):
         scores = group_sq_norms(torch.where(keep, matrix, 0.0), unit, block)
-        n_prune = pruned_count(scores.numel(), ratio)
+        n_prune = pruned_count(scores.numel(), (unit_ratios or {}).get(unit, ratio))
         if tile is not None and matrix.shape[0] == 1 and unit != "fragment":
             size, capacity = (1, tile.cols) if unit == "filter" else (block, tile.rows)
             n_prune = tile_rounded_count(scores.numel(), n_prune, size, capacity)
@@ -323,6 +329,9 @@ class LayerConstraint:
     scale_method: str = "lsq"
     scale_iterations: int = 8
     prune_ratio: float = 0.0
+    """The pruning ratio; with ``prune_unit_ratios``, the largest of them."""
+    prune_unit_ratios: tuple[tuple[str, float], ...] = ()
+    """(unit, ratio) of each unit of a combined granularity when they differ; empty: ``prune_ratio``."""
     prune_granularity: str = "filter"
     prune_block: int = 1
     """Crossbar rows per pruning group along the rows (see :func:`group_block`)."""
@@ -365,6 +374,7 @@ def project(matrix: Tensor, constraint: LayerConstraint, keep: Tensor | None = N
                 constraint.prune_granularity,
                 constraint.prune_block,
                 constraint.prune_tile,
+                dict(constraint.prune_unit_ratios),
             )
         else:
             keep = torch.ones_like(x, dtype=torch.bool)

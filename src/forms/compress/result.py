@@ -38,15 +38,22 @@ class LayerRecord:
     prune_ratio: float
     sparsity: float
     max_abs_int: int
+    prune_unit_ratios: dict[str, float] | None = None
+    """The ratio of each pruned unit when they differ ({filter: 0.9, channel: 0.3}); None (and absent
+    from the record) when ``prune_ratio`` applies to every unit."""
 
     def to_dict(self) -> dict[str, Any]:
         """The layer's ``metrics.json`` record."""
-        return _field_values(self)
+        d = _field_values(self)
+        if self.prune_unit_ratios is None:
+            del d["prune_unit_ratios"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerRecord:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -131,15 +138,21 @@ class RetrainSummary:
     validation_images: int
     selected_epoch: int
     """The epoch of best validation accuracy with held-out images, else the last epoch."""
+    validation_seen_by_float_model: bool | None = None
+    """True when the float model may have trained on the validation images (its checkpoint recorded no
+    hold-out), False when they are images it held out; None (and absent from the record) without them."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``retrain`` entry of ``metrics.json``."""
-        return {
+        d: dict[str, Any] = {
             "epochs": self.epochs,
             "history": [e.to_dict() for e in self.history],
             "validation_images": self.validation_images,
             "selected_epoch": self.selected_epoch,
         }
+        if self.validation_seen_by_float_model is not None:
+            d["validation_seen_by_float_model"] = self.validation_seen_by_float_model
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RetrainSummary:
@@ -149,17 +162,22 @@ class RetrainSummary:
             history=[RetrainEpoch.from_dict(e) for e in d["history"]],
             validation_images=d.get("validation_images", 0),
             selected_epoch=d.get("selected_epoch", d["epochs"]),
+            validation_seen_by_float_model=d.get("validation_seen_by_float_model"),
         )
 
     @classmethod
-    def from_state(cls, retrain_state: dict[str, Any], validation_images: int) -> RetrainSummary:
-        """The summary of a finished retraining state (its ``best`` epoch, if any, was kept)."""
+    def from_state(
+        cls, retrain_state: dict[str, Any], validation_images: int, seen_by_float_model: bool | None = None
+    ) -> RetrainSummary:
+        """The summary of a finished retraining state (its ``best`` epoch, if any, was kept);
+        ``seen_by_float_model``: see :attr:`validation_seen_by_float_model`."""
         best = retrain_state.get("best")
         return cls(
             epochs=retrain_state["epoch"],
             history=[RetrainEpoch.from_dict(e) for e in retrain_state["history"]],
             validation_images=validation_images,
             selected_epoch=best["epoch"] if best is not None else retrain_state["epoch"],
+            validation_seen_by_float_model=seen_by_float_model if validation_images else None,
         )
 
 
@@ -270,6 +288,7 @@ def _layer_records(constraints: list[LayerConstraint], ints: dict[str, torch.Ten
             weight_shape=list(c.weight_shape),
             fragment_size=c.integer_fragment_size,
             prune_ratio=c.prune_ratio,
+            prune_unit_ratios=dict(c.prune_unit_ratios) or None,
             sparsity=float((ints[c.name] == 0).float().mean()),
             max_abs_int=int(ints[c.name].abs().max()),
         )

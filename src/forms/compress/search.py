@@ -177,11 +177,16 @@ def search(
         raise CheckpointError(
             f"{checkpoint} is a '{src['stage']}' checkpoint; search on the float checkpoint"
         )
-    cspec = spec.compress
+    data = load_data(src, spec.compress)
+    spec = spec.model_copy(update={"compress": data.plan.spec})  # the float model's hold-out resolved
+    cspec, validation = spec.compress, data.validation
+    if validation is None:
+        raise ConfigError(
+            f"{checkpoint} records no held-out images (forms train --validation-images), so the search "
+            "has none to measure on: set compress.validation_images"
+        )
     device = resolve_device(cspec.device)
     model = place_model(model_from_checkpoint(src, source=str(checkpoint)), device)
-    validation = load_data(src, cspec).validation
-    assert validation is not None  # SearchSpec requires validation images
     scan_set = _first(validation, spec.scan_images)
     source_fp = fingerprint(src["state_dict"])
     constraints = layer_constraints(model, cspec)
@@ -236,7 +241,14 @@ def _scan_settings(spec: SearchSpec) -> dict[str, Any]:
         "crossbar": c.crossbar.model_dump(mode="json"),
         "quant": c.quant.model_dump(mode="json"),
         "prune": c.prune.model_dump(mode="json"),
-        "data": [c.seed, c.validation_images, c.train_subset, c.data_dir],
+        "data": [
+            c.seed,
+            c.validation_images,
+            c.validation_seed,
+            c.validation_pool,
+            c.train_subset,
+            c.data_dir,
+        ],
         "ratios": spec.ratios,
         "scan_images": spec.scan_images,
     }

@@ -25,7 +25,8 @@ class SearchSpec(Spec):
     compress: CompressSpec = Field(
         default_factory=lambda: CompressSpec(validation_images=5000),
         description="The compression every trial runs (prune.layer_ratios is what the search sets; "
-        "prune.ratio must be 0). validation_images > 0: the floor is checked on those held-out images.",
+        "prune.ratio must be 0). validation_images > 0: the floor is checked on those held-out images; "
+        "null: on the images the float model held out (forms train --validation-images).",
     )
     accuracy_floor: float | None = Field(
         None,
@@ -78,7 +79,10 @@ class SearchSpec(Spec):
             raise ValueError("give a goal: accuracy_floor, max_drop_points or crossbar_budget")
         prune = self.compress.prune
         if self.compress.validation_images == 0:
-            raise ValueError("compress.validation_images must be > 0: the search measures on held-out images")
+            raise ValueError(
+                "compress.validation_images must be > 0 or unset (the float model's held-out images): "
+                "the search measures on held-out images"
+            )
         if self.compress.schedule.retrain_epochs == 0:
             raise ValueError("compress.schedule.retrain_epochs must be > 0: its epochs are measured on them")
         if prune.scope != "layer" or prune.ratio != 0 or prune.layer_ratios:

@@ -22,6 +22,9 @@ PRUNE_GRANULARITIES = ("filter", "channel", "fragment")
 """filter: a whole output channel (a crossbar column); channel: a whole input channel (kh*kw crossbar
 rows, or one row of a Linear layer); fragment: R consecutive rows of one column (one sign fragment)."""
 
+PruneUnit = Literal["filter", "channel", "fragment"]
+"""One unit of :data:`PRUNE_GRANULARITIES`."""
+
 PruneGranularity = Literal["filter", "channel", "fragment", "filter+channel", "filter+fragment"]
 """One unit of :data:`PRUNE_GRANULARITIES`, or filters and one row-axis unit pruned in the same layer
 (filters first, then the row groups of the filter-pruned matrix, each at the layer's ratio)."""
@@ -79,10 +82,12 @@ class PruneSpec(Spec):
         description="'layer': the ratio applies to each layer (exact Euclidean projection per layer); "
         "'global': groups of all layers are ranked together by RMS relative to their layer's RMS.",
     )
-    layer_ratios: dict[str, float] = Field(
+    layer_ratios: dict[str, float | dict[PruneUnit, float]] = Field(
         default_factory=dict,
-        description="Per-layer ratio overrides by qualified module name ('layer' scope). A ratio for "
-        "the first or last mapped layer is refused unless first_layer or last_layer includes it.",
+        description="Per-layer ratio overrides by qualified module name ('layer' scope): a ratio for every "
+        "unit of the granularity, or a ratio per unit ({filter: 0.9, channel: 0.3} with 'filter+channel'; "
+        "a unit left out is not pruned). A ratio for the first or last mapped layer is refused unless "
+        "first_layer or last_layer includes it.",
     )
     first_layer: bool = Field(
         False,
@@ -119,10 +124,14 @@ class PruneSpec(Spec):
 
     @field_validator("layer_ratios")
     @classmethod
-    def _ratios_in_range(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, ratio in value.items():
-            if not 0.0 <= ratio < 1.0:
-                raise ValueError(f"ratio of layer '{name}' must lie in [0, 1), got {ratio}")
+    def _ratios_in_range(
+        cls, value: dict[str, float | dict[PruneUnit, float]]
+    ) -> dict[str, float | dict[PruneUnit, float]]:
+        for name, ratios in value.items():
+            for unit, ratio in ratios.items() if isinstance(ratios, dict) else [("", ratios)]:
+                if not 0.0 <= ratio < 1.0:
+                    what = f"{unit} ratio" if unit else "ratio"
+                    raise ValueError(f"{what} of layer '{name}' must lie in [0, 1), got {ratio}")
         return value
 
     @model_validator(mode="after")
@@ -133,10 +142,31 @@ class PruneSpec(Spec):
             )
         return self
 
+    @model_validator(mode="after")
+    def _units_of_the_granularity(self) -> PruneSpec:
+        units = self.granularity.split("+")
+        for name, ratios in self.layer_ratios.items():
+            other = sorted(set(ratios) - set(units)) if isinstance(ratios, dict) else []
+            if other:
+                raise ValueError(
+                    f"prune.layer_ratios of layer '{name}' gives a ratio for {', '.join(other)}, which "
+                    f"prune.granularity '{self.granularity}' does not prune; set the granularity (e.g. "
+                    f"filter+{other[0]}) or give ratios for {' and '.join(units)} only"
+                )
+        return self
+
+    def unit_ratios(self, name: str) -> dict[str, float]:
+        """Layer ``name``'s pruning ratio per unit of the granularity (``ratio`` unless overridden)."""
+        units = self.granularity.split("+")
+        ratios = self.layer_ratios.get(name, self.ratio)
+        if isinstance(ratios, dict):
+            return {unit: ratios.get(unit, 0.0) for unit in units}  # type: ignore[call-overload]
+        return dict.fromkeys(units, ratios)
+
     @property
     def active(self) -> bool:
         """Whether any layer is pruned."""
-        return self.ratio > 0 or any(r > 0 for r in self.layer_ratios.values())
+        return self.ratio > 0 or any(max(self.unit_ratios(name).values()) > 0 for name in self.layer_ratios)
 
 
 class ScheduleSpec(Spec):
@@ -183,6 +213,15 @@ class ScheduleSpec(Spec):
     eval_batch_size: int = Field(
         128, ge=1, description="Evaluation batch size (128: see forms.nn.train.TrainSpec.eval_batch_size)."
     )
+    shift: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="Random-translation augmentation of the ADMM W-step and masked-retraining batches: "
+        "max shift in pixels, drawn per image from (seed, epoch) as forms train's shift (0 = none). "
+        "Validation, test and BatchNorm re-estimation batches are never shifted: the statistics are "
+        "those of the images the model will see.",
+    )
     bn_recalibration_batches: int = Field(
         50,
         ge=0,
@@ -206,16 +245,35 @@ class CompressSpec(Spec):
     data_dir: str | None = Field(None, description="Data root (default: $FORMS_DATA or ~/.cache/forms/data).")
     train_subset: int | None = Field(None, ge=1, description="Use only the first N training images.")
     test_subset: int | None = Field(None, ge=1, description="Use only the first N test images.")
-    validation_images: int = Field(
-        0,
+    validation_images: int | None = Field(
+        None,
         ge=0,
-        description="Training images held out (a random choice seeded by seed) to choose the retraining "
-        "epoch: the model is taken from the epoch of best validation accuracy (ties: the later epoch), "
-        "and these images take no part in the W-step, BatchNorm re-estimation or retraining. The test "
-        "set then only measures. 0 = no hold-out; the last retraining epoch is kept.",
+        description="Training images held out to choose the retraining epoch: the model is taken from the "
+        "epoch of best validation accuracy (ties: the later epoch), and these images take no part in the "
+        "W-step, BatchNorm re-estimation or retraining. The test set then only measures. Unset: the "
+        "images the float model held out (forms train --validation-images), or none when it held none "
+        "out. 0 = no hold-out; the last retraining epoch is kept. When the float model held images out, "
+        "a hold-out that includes images it trained on is refused.",
+    )
+    validation_seed: int | None = Field(
+        None,
+        ge=0,
+        description="Seed of the hold-out draw (forms.nn.data.holdout_mask). Unset: the float model's "
+        "hold-out seed when it recorded one, else seed.",
+    )
+    validation_pool: int | None = Field(
+        None,
+        ge=1,
+        description="The hold-out is drawn from the first N training images. Unset: those the float model "
+        "drew its hold-out from when it recorded one, else the run's training set (train_subset).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     channels_last: bool = Field(False, description=CHANNELS_LAST_DOC)
+
+    @property
+    def held_out_images(self) -> int:
+        """Training images held out for validation (0 while ``validation_images`` is unset)."""
+        return self.validation_images or 0
 
     def with_overrides(self, overrides: dict[str, Any]) -> CompressSpec:
         """Apply dotted-key overrides (``{"crossbar.fragment_size": 16}``), validating the result."""

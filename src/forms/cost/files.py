@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from forms.cost.compare import Comparison
 from forms.cost.estimate import Estimate
@@ -61,6 +62,24 @@ def save_comparison(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
+ACCURACY_CSV_FIELDS: tuple[str, ...] = ("accuracy", "accuracy_floor", "float_accuracy", "accuracy_source")
+"""Columns of optimize.csv on accuracy: the simulator's accuracy at the optimum, the floor it was held to,
+the float model's accuracy and the measurement's source (empty cells: searched without a floor)."""
+
+
+def accuracy_cells(record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :data:`ACCURACY_CSV_FIELDS` of an optimum's ``accuracy`` record (``Optimum.to_dict()``)."""
+    if record is None:
+        return dict.fromkeys(ACCURACY_CSV_FIELDS)
+    borrowed = f", borrowed for {record['network']}" if record["borrowed"] else ""
+    return {
+        "accuracy": record["accuracy"],
+        "accuracy_floor": record["floor"],
+        "float_accuracy": record["float_accuracy"],
+        "accuracy_source": f"{record['measured_on']} ({record['images']} images{borrowed})",
+    }
+
+
 def save_optima(optima: Sequence[Optimum], out_dir: str | Path) -> dict[str, Path]:
     """Write ``optimize.json`` (every optimum in full) and ``optimize.csv`` (one row per architecture)."""
     out = Path(out_dir)
@@ -74,6 +93,7 @@ def save_optima(optima: Sequence[Optimum], out_dir: str | Path) -> dict[str, Pat
             "constraint": r["constraint"]["text"],
             **r["choice"],
             "adc_bits": r["adc_bits"],
+            **accuracy_cells(r["accuracy"]),
         }
         for r in records
     ]

@@ -6,8 +6,11 @@ fragment size for polarized designs, crossbars per IMA), each a dotted ArchSpec 
 sweep sets it (:func:`forms.experiments.sweep_plan.with_arch_fields`), is costed on one workload whose
 layer shapes are computed once; the point with the best objective among those meeting the constraint
 is the :class:`Optimum`. ADC widths are the lossless ones unless clipping is allowed (a clipping
-ADC's accuracy is measured by the simulator, not by this search). ``adc_anchor`` prices every ADC,
-the constraint's reference included, from one published anchor by the one scaling rule.
+ADC's accuracy is measured by the simulator, not by this search). An :class:`AccuracyFloor`
+(:mod:`forms.cost.measured_accuracy`) also refuses every point whose (encoding, R, ADC bits, flipping)
+was measured too far below the float model or was not measured at all (counted as unmeasured, never
+assumed accurate). ``adc_anchor`` prices every ADC, the constraint's reference included, from one
+published anchor by the one scaling rule.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from forms.cost.arch import ArchSpec, load_arch
 from forms.cost.estimate import Estimate, estimate
 from forms.cost.inventory import chip_inventory
 from forms.cost.layer_shapes import Workload
+from forms.cost.measured_accuracy import AccuracyFloor, AccuracyPoint
 from forms.errors import ConfigError
 
 OBJECTIVES: tuple[str, ...] = ("gops_per_s_mm2", "gops_per_w", "fps")
@@ -157,7 +161,7 @@ class Optimum:
     preset_value: float
     """The objective at the preset as published (ADCs priced from the same anchor)."""
     preset_feasible: bool
-    """Whether the preset as published meets the constraint."""
+    """Whether the preset as published meets the constraint and the accuracy floor."""
     constraint: Constraint
     """The bound every point was held to."""
     choice: dict[str, Any]
@@ -175,6 +179,14 @@ class Optimum:
     adc_anchor: str | None
     """The published ADC every ADC (the constraint's reference too) was priced from; None: each
     preset's own ADC prices."""
+    accuracy_floor: AccuracyFloor | None = None
+    """The accuracy floor every point was held to; None: accuracy not constrained."""
+    accuracy: AccuracyPoint | None = None
+    """The measured accuracy at the optimum (None without a floor)."""
+    unmeasured: int = 0
+    """Valid points refused because their accuracy was not measured (with a floor)."""
+    below_floor: int = 0
+    """Valid points refused because their measured accuracy is below the floor."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (optimize.json entries); the estimate without its per-layer rows."""
@@ -193,6 +205,9 @@ class Optimum:
             "feasible": self.feasible,
             "refused": self.refused,
             "adc_anchor": self.adc_anchor,
+            "accuracy": None if self.accuracy_floor is None else self.accuracy_floor.record(self.accuracy),
+            "unmeasured": self.unmeasured,
+            "below_floor": self.below_floor,
             "estimate": self.estimate.to_dict(with_layers=False),
         }
 
@@ -209,6 +224,73 @@ def _check_grid(grid: Mapping[str, Sequence[Any]]) -> None:
             raise ConfigError(f"optimize parameter '{path}' has no values to try")
 
 
+@dataclass
+class _Search:
+    """Running tally of one exhaustive search."""
+
+    best: tuple[float, dict[str, Any], Estimate, int, AccuracyPoint | None] | None = None
+    tried: int = 0
+    feasible: int = 0
+    refused: int = 0
+    unmeasured: int = 0
+    below_floor: int = 0
+    smallest: float = float("inf")
+    """Smallest constrained figure reached (for the message when nothing is feasible)."""
+
+
+def _search(
+    arch: ArchSpec,
+    workload: Workload,
+    objective: str,
+    constraint: Constraint,
+    skip: SkipFractions,
+    grid: Mapping[str, Sequence[Any]],
+    fixed: Sequence[tuple[str, Any]],
+    floor: AccuracyFloor | None,
+) -> _Search:
+    """Cost every valid point of ``grid`` allowed by ``floor``; keep the best meeting ``constraint``."""
+    tally = _Search()
+    for combo in itertools.product(*grid.values()):
+        choice = dict(zip(grid, combo, strict=True))
+        tally.tried += 1
+        try:
+            spec = _with_fields(arch, [*fixed, *choice.items()])
+        except ConfigError:
+            tally.refused += 1
+            continue
+        measured = floor.measured.point_for(spec) if floor is not None else None
+        if floor is not None and not floor.allows(measured):
+            if measured is None:
+                tally.unmeasured += 1
+            else:
+                tally.below_floor += 1
+            continue
+        est = estimate(spec, workload, skip)
+        if constraint.quantity != "none":
+            tally.smallest = min(tally.smallest, float(getattr(est, CONSTRAINED[constraint.quantity])))
+        if not constraint.allows(est):
+            continue
+        tally.feasible += 1
+        value = float(getattr(est, objective))
+        if tally.best is None or value > tally.best[0]:
+            tally.best = (value, choice, est, spec.adc_bits, measured)
+    return tally
+
+
+def _nothing_feasible(arch: ArchSpec, constraint: Constraint, floor: AccuracyFloor | None, t: _Search) -> str:
+    """Why no point of ``arch``'s grid was feasible, and what to change."""
+    if floor is not None and t.unmeasured + t.below_floor == t.tried - t.refused:
+        return (
+            f"no point of {arch.name}'s grid meets {floor.describe()}: {t.below_floor} measured below it, "
+            f"{t.unmeasured} unmeasured; allow a larger drop or measure more points "
+            "(scripts/measure_accuracy.py)"
+        )
+    return (
+        f"no point of {arch.name}'s grid meets {constraint.describe()} (smallest: {t.smallest:.4g}); "
+        "relax the constraint or widen the grid"
+    )
+
+
 def optimize(
     arch: ArchSpec,
     workload: Workload,
@@ -218,12 +300,14 @@ def optimize(
     grid: Mapping[str, Sequence[Any]] | None = None,
     adc_anchor: str | None = None,
     allow_clipping: bool = False,
+    accuracy_floor: AccuracyFloor | None = None,
 ) -> Optimum:
     """Exhaustive search of ``grid`` (default :func:`default_grid`) for ``arch``'s best ``objective``
-    under ``constraint`` on ``workload`` (its layer shapes reused by every point).
+    under ``constraint`` and ``accuracy_floor`` on ``workload`` (its layer shapes reused by every point).
 
-    Ties keep the first point in grid order. ConfigError when the objective is unknown or no point
-    meets the constraint (the message gives the smallest value reached).
+    With a floor, a point is tried only when its measured accuracy meets it; unmeasured points are
+    refused and counted. Ties keep the first point in grid order. ConfigError when the objective is
+    unknown or no point is feasible (the message says which bound stopped it).
     """
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}; got '{objective}'")
@@ -232,46 +316,32 @@ def optimize(
     fixed: list[tuple[str, Any]] = [("adc.anchor", adc_anchor)] if adc_anchor is not None else []
     if allow_clipping:
         fixed.append(("adc.allow_clipping", True))
-    preset = estimate(_with_fields(arch, fixed), workload, skip)
-    best: tuple[float, dict[str, Any], Estimate, int] | None = None
-    tried = feasible = refused = 0
-    smallest = float("inf")
-    for combo in itertools.product(*grid.values()):
-        choice = dict(zip(grid, combo, strict=True))
-        tried += 1
-        try:
-            spec = _with_fields(arch, [*fixed, *choice.items()])
-        except ConfigError:
-            refused += 1
-            continue
-        est = estimate(spec, workload, skip)
-        if constraint.quantity != "none":
-            smallest = min(smallest, float(getattr(est, CONSTRAINED[constraint.quantity])))
-        if not constraint.allows(est):
-            continue
-        feasible += 1
-        value = float(getattr(est, objective))
-        if best is None or value > best[0]:
-            best = (value, choice, est, spec.adc_bits)
-    if best is None:
-        raise ConfigError(
-            f"no point of {arch.name}'s grid meets {constraint.describe()} (smallest: {smallest:.4g}); "
-            "relax the constraint or widen the grid"
-        )
-    value, choice, est, bits = best
+    preset_spec = _with_fields(arch, fixed)
+    preset = estimate(preset_spec, workload, skip)
+    tally = _search(arch, workload, objective, constraint, skip, grid, fixed, accuracy_floor)
+    if tally.best is None:
+        raise ConfigError(_nothing_feasible(arch, constraint, accuracy_floor, tally))
+    value, choice, est, bits, measured = tally.best
+    preset_accurate = accuracy_floor is None or accuracy_floor.allows(
+        accuracy_floor.measured.point_for(preset_spec)
+    )
     return Optimum(
         arch=arch.name,
         model=workload.name,
         objective=objective,
         value=value,
         preset_value=float(getattr(preset, objective)),
-        preset_feasible=constraint.allows(preset),
+        preset_feasible=constraint.allows(preset) and preset_accurate,
         constraint=constraint,
         choice=choice,
         adc_bits=bits,
         estimate=est,
-        points=tried,
-        feasible=feasible,
-        refused=refused,
+        points=tally.tried,
+        feasible=tally.feasible,
+        refused=tally.refused,
         adc_anchor=adc_anchor,
+        accuracy_floor=accuracy_floor,
+        accuracy=measured,
+        unmeasured=tally.unmeasured,
+        below_floor=tally.below_floor,
     )

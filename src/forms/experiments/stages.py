@@ -308,8 +308,10 @@ def verdict_inputs_key(
 ) -> str:
     """The :data:`INPUTS_KEY` of :func:`verdict_stage` (same arguments): the content digest of the
     network, the architectures' specs, the verdict ranges, FORMS' skip figures, the packaged activity
-    files (the tornado's measured modes) and where the shapes come from (the model, the checkpoint's
-    content, :func:`checkpoint_identity`, and the input shape)."""
+    files (the tornado's measured modes), the packaged accuracy files (the optima's accuracy floor) and
+    where the shapes come from (the model, the checkpoint's content, :func:`checkpoint_identity`, and
+    the input shape)."""
+    from forms.cost.measured_accuracy import packaged_accuracy_digest
     from forms.cost.measured_activity import packaged_activity_digest
     from forms.experiments.verdict import split_archs
     from forms.experiments.verdict_ranges import load_verdict_ranges
@@ -322,6 +324,7 @@ def verdict_inputs_key(
         load_verdict_ranges().model_dump(mode="json"),
         repr(skip_figures(activity, forms)),
         packaged_activity_digest(),
+        packaged_accuracy_digest(),
         [
             model,
             checkpoint_identity(checkpoint),

@@ -5,8 +5,8 @@
 
 - the headline (:class:`Headline`): FORMS' figures divided by each baseline's on every metric of
   :data:`~forms.experiments.verdict_result.METRICS`, at the presets and with each design at its own
-  optimum (:func:`forms.cost.optimize.optimize`), with the network-wide skip figures FORMS was costed
-  with (:class:`SkipSummary`);
+  optimum (:func:`forms.cost.optimize.optimize`), without and with the simulator's accuracy floor
+  (:func:`verdict_floor`), with the network-wide skip figures FORMS was costed with (:class:`SkipSummary`);
 - a tornado (:class:`TornadoBar`): the FORMS / first-baseline ratio at every point of each uncertain
   parameter's plausible range (``presets/verdict_ranges.yaml``, :mod:`forms.experiments.verdict_ranges`),
   everything else at the presets;
@@ -28,7 +28,8 @@ from forms.cost.activity import SkipFractions
 from forms.cost.arch import ArchSpec
 from forms.cost.estimate import Estimate, estimate
 from forms.cost.layer_shapes import Workload
-from forms.cost.optimize import Constraint, optimize
+from forms.cost.measured_accuracy import AccuracyFloor, nearest_accuracy
+from forms.cost.optimize import Constraint, Optimum, optimize
 from forms.errors import ConfigError
 from forms.experiments.verdict_ranges import (
     OptimumSettings,
@@ -162,20 +163,56 @@ def break_even(
     ]
 
 
+def verdict_floor(network: str, settings: OptimumSettings) -> tuple[AccuracyFloor | None, list[str]]:
+    """The accuracy floor of ``network``'s optima (:func:`forms.cost.measured_accuracy.nearest_accuracy`:
+    its own measurement, its family's or the settings' fallback, the last two borrowed) and a note
+    saying which, or that there is none."""
+    wanted = settings.accuracy_floor
+    if wanted is None:
+        return None, ["optima: no accuracy floor set (verdict ranges, optimum.accuracy_floor)"]
+    measured = nearest_accuracy(network, wanted.fallback)
+    if measured is None:
+        return None, [f"optima: no accuracy floor: no measured accuracy for {network} nor a fallback"]
+    floor = AccuracyFloor(wanted.max_drop_points, measured, network)
+    whose = f"borrowed from {measured.name} ({network} not measured)" if floor.borrowed else "measured"
+    return floor, [
+        f"optima with an accuracy floor ({wanted.status}): {floor.describe()}; accuracy {whose}; "
+        f"{wanted.justification.rstrip('.')}"
+    ]
+
+
+def _optimum(
+    arch: ArchSpec, costing: Costing, objective: str, constraint: Constraint, floor: AccuracyFloor | None
+) -> Optimum:
+    """``arch``'s optimum, held to ``floor`` when its measurement has points at ``arch``'s encoding and
+    widths (else without one: :func:`optimum_headlines` notes it)."""
+    held = floor if floor is not None and floor.measured.covers(arch) else None
+    return optimize(arch, costing.workload, objective, constraint, costing.skip, accuracy_floor=held)
+
+
 def optimum_headlines(
     costing: Costing, forms: ArchSpec, baselines: Sequence[ArchSpec], settings: OptimumSettings
 ) -> tuple[list[Headline], list[str]]:
-    """FORMS against each baseline with every design at its own optimum, per objective; and a note for
-    each objective no design point can meet the constraint for."""
+    """FORMS against each baseline with every design at its own optimum, per objective: without an
+    accuracy floor, then (when one applies, :func:`verdict_floor`) with it; and notes on the floor, on
+    each design it cannot judge and on each objective no design point can meet the bounds for."""
     constraint = Constraint.against(settings.constraint, settings.limit)
+    floor, notes = verdict_floor(costing.workload.name, settings)
+    if floor is not None:
+        notes += [
+            f"optima: no accuracy floor for {arch.name}: {floor.measured.path.name} has no "
+            f"{arch.encoding.value} point at its widths"
+            for arch in (forms, *baselines)
+            if not floor.measured.covers(arch)
+        ]
     rows: list[Headline] = []
-    notes: list[str] = []
-    for objective in settings.objectives:
+    floors = [None] if floor is None else [None, floor]
+    for objective, held in itertools.product(settings.objectives, floors):
         try:
-            best = optimize(forms, costing.workload, objective, constraint, costing.skip)
-            others = [optimize(b, costing.workload, objective, constraint, costing.skip) for b in baselines]
+            best = _optimum(forms, costing, objective, constraint, held)
+            others = [_optimum(b, costing, objective, constraint, held) for b in baselines]
         except ConfigError as exc:
-            notes.append(f"no optimum for {objective}: {exc}")
+            notes.append(f"no optimum for {objective}{'' if held is None else ' with the floor'}: {exc}")
             continue
         rows += [Headline.at_optima(best, other) for other in others]
     return rows, notes
@@ -210,7 +247,7 @@ def compute_verdict(
         "tornado and break-even: every parameter not varied stays at its preset value",
         "a value that sets a skip fraction replaces the measured per-layer fractions on every layer",
         f"optima: {ranges.optimum.justification.rstrip('.')}; the skip figures stay those of the preset's "
-        "fragment size at every fragment size tried, and no optimum is checked against an accuracy floor",
+        "fragment size at every fragment size tried",
         *optimum_notes,
         *unmeasured,
         *([costing.skip.note] if costing.skip.note else []),

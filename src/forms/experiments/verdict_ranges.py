@@ -90,6 +90,23 @@ class BreakEvenGrid(Spec):
         return values
 
 
+class AccuracyFloorSettings(Spec):
+    """The accuracy floor every optimum of the verdict is held to (:mod:`forms.cost.measured_accuracy`)."""
+
+    max_drop_points: float = Field(
+        ge=0, description="Largest allowed drop, in percentage points, below the float model's accuracy."
+    )
+    fallback: str | None = Field(
+        None,
+        description="The measured network (<model>-<dataset>) whose accuracy a network without its own or "
+        "its family's measurement borrows (labelled borrowed); None: such a network's optima have no floor.",
+    )
+    status: Literal["sourced", "measured", "assumed"] = Field(
+        description="sourced (published), measured (by the simulator) or assumed (a stated guess)."
+    )
+    justification: str = Field(description="Why this drop and this fallback.")
+
+
 class OptimumSettings(Spec):
     """How each design is put at its own optimum (:func:`forms.cost.optimize.optimize`, its default grid)."""
 
@@ -103,6 +120,11 @@ class OptimumSettings(Spec):
         None, description="The bound: a preset whose chip sets it, or a number."
     )
     justification: str = Field("", description="Why this objective and constraint.")
+    accuracy_floor: AccuracyFloorSettings | None = Field(
+        None,
+        description="The accuracy floor of the optima (each objective is also searched without it); "
+        "None: no floor.",
+    )
 
 
 class VerdictRanges(Spec):

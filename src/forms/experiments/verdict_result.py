@@ -60,6 +60,50 @@ class SkipSummary:
 
 
 @dataclass(frozen=True)
+class AccuracyAtOptimum:
+    """The accuracy floor one design's optimum was held to, and the simulator's accuracy there."""
+
+    max_drop_points: float
+    """Largest allowed drop below the float model, in percentage points."""
+    floor: float
+    """Lowest allowed accuracy (0..1)."""
+    measured_on: str
+    """The measured network (``<model>-<dataset>``) the floor was judged by."""
+    borrowed: bool
+    """Whether that is another network's measurement."""
+    accuracy: float
+    """The measured accuracy at the optimum (0..1)."""
+    images: int
+    """Test images the measurement ran."""
+
+    @property
+    def text(self) -> str:
+        """e.g. '0.9851 >= 0.9821 (lenet5-mnist, 10000 images, borrowed)'."""
+        borrowed = ", borrowed" if self.borrowed else ""
+        return f"{self.accuracy:.4f} >= {self.floor:.4f} ({self.measured_on}, {self.images} images{borrowed})"
+
+    @classmethod
+    def of(cls, optimum: Optimum) -> AccuracyAtOptimum | None:
+        """The floor and accuracy of ``optimum`` (None when it was searched without a floor)."""
+        floor, point = optimum.accuracy_floor, optimum.accuracy
+        if floor is None or point is None:
+            return None
+        m = floor.measured
+        return cls(floor.max_drop_points, floor.floor, m.name, floor.borrowed, point.accuracy, m.images)
+
+
+def floor_label(optimum: Optimum) -> str:
+    """How an optimum's accuracy was bounded, for a headline's setting: 'no accuracy floor', or 'accuracy
+    within 1 point of float (lenet5-mnist, borrowed)'."""
+    floor = optimum.accuracy_floor
+    if floor is None:
+        return "no accuracy floor"
+    borrowed = ", borrowed" if floor.borrowed else ""
+    points = "point" if floor.max_drop_points == 1 else "points"
+    return f"accuracy within {floor.max_drop_points:g} {points} of float ({floor.measured.name}{borrowed})"
+
+
+@dataclass(frozen=True)
 class Headline:
     """FORMS against one baseline on every metric, at one setting (the presets, or each one's optimum)."""
 
@@ -79,6 +123,10 @@ class Headline:
     """At an optimum: FORMS' free parameters there (dotted path -> value); empty at the presets."""
     baseline_choice: dict[str, Any] = field(default_factory=dict)
     """At an optimum: the baseline's free parameters there."""
+    forms_accuracy: AccuracyAtOptimum | None = None
+    """At an optimum held to an accuracy floor: FORMS' floor and measured accuracy there."""
+    baseline_accuracy: AccuracyAtOptimum | None = None
+    """Likewise for the baseline (None also when the measurement has no point at its widths)."""
 
     @classmethod
     def of(cls, setting: str, forms: Estimate, baseline: Estimate) -> Headline:
@@ -89,10 +137,26 @@ class Headline:
 
     @classmethod
     def at_optima(cls, forms: Optimum, baseline: Optimum) -> Headline:
-        """The headline of two designs each at its own optimum for the same objective and constraint."""
-        setting = f"optimum: max {forms.objective}, {forms.constraint.describe()}"
+        """The headline of two designs each at its own optimum for the same objective and constraint;
+        the setting says how FORMS' accuracy was bounded (:func:`floor_label`)."""
+        setting = f"optimum: max {forms.objective}, {forms.constraint.describe()}, {floor_label(forms)}"
         plain = cls.of(setting, forms.estimate, baseline.estimate)
-        return replace(plain, forms_choice=dict(forms.choice), baseline_choice=dict(baseline.choice))
+        return replace(
+            plain,
+            forms_choice=dict(forms.choice),
+            baseline_choice=dict(baseline.choice),
+            forms_accuracy=AccuracyAtOptimum.of(forms),
+            baseline_accuracy=AccuracyAtOptimum.of(baseline),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Headline:
+        """Read back ``asdict``."""
+        accuracy = {
+            key: None if data.get(key) is None else AccuracyAtOptimum(**data[key])
+            for key in ("forms_accuracy", "baseline_accuracy")
+        }
+        return cls(**{**data, **accuracy})
 
 
 @dataclass(frozen=True)
@@ -215,7 +279,7 @@ class Verdict:
             forms=data["forms"],
             baseline=data["baseline"],
             skip=SkipSummary(**data["skip"]),
-            headline=[Headline(**h) for h in data["headline"]],
+            headline=[Headline.from_dict(h) for h in data["headline"]],
             tornado=[TornadoBar.from_dict(b) for b in data["tornado"]],
             break_even=[BreakEven.from_dict(b) for b in data["break_even"]],
             notes=list(data.get("notes", [])),

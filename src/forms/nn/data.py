@@ -324,6 +324,18 @@ def load_dataset(
     return TensorDataset(transform_images(images, info, pad_to, channels), torch.from_numpy(labels))
 
 
+def holdout_mask(n: int, held: int, seed: int) -> torch.Tensor:
+    """Boolean mask over ``n`` examples marking the ``held`` that :func:`split_holdout` holds out with
+    ``seed``: the first ``held`` of a permutation seeded by ``seed`` (so fewer held with the same ``n``
+    and seed are a subset of more)."""
+    import torch
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[order[:held]] = True
+    return mask
+
+
 def split_holdout(dataset: TensorDataset, held: int, seed: int) -> tuple[TensorDataset, TensorDataset]:
     """Hold ``held`` examples of ``dataset`` out, chosen at random with ``seed``: (rest, held-out).
 
@@ -337,12 +349,9 @@ def split_holdout(dataset: TensorDataset, held: int, seed: int) -> tuple[TensorD
             f"cannot hold out {held} of {n} examples: choose a number between 1 and {n - 1} "
             "(a smaller validation_images, or a larger train_subset)"
         )
-    import torch
     from torch.utils.data import TensorDataset
 
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[order[:held]] = True
+    mask = holdout_mask(n, held, seed)
     return (
         TensorDataset(*(t[~mask] for t in dataset.tensors)),
         TensorDataset(*(t[mask] for t in dataset.tensors)),

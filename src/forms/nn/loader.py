@@ -7,6 +7,7 @@ see exactly the samples of the single-process global batch.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -70,6 +71,12 @@ class EpochLoader:
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order/augmentation the next iteration produces."""
         self.epoch = epoch
+
+    def without_augmentation(self) -> EpochLoader:
+        """The same batches (order, shards, epoch) without shifts or flips: for statistics of plain images."""
+        plain = copy.copy(self)
+        plain.shift, plain.flip = 0, False
+        return plain
 
     def _order(self) -> Tensor:
         n = len(self.labels)

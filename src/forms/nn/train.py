@@ -2,7 +2,12 @@
 
 Entry point: :func:`train` ``(spec, out_dir, resume=False)`` -> :class:`TrainResult`. It writes
 ``out_dir/checkpoint.pt`` atomically after every epoch (model, optimizer, scheduler, epoch, seed,
-config, RNG state, history) and ``out_dir/metrics.json`` at the end.
+config, RNG state, history, the hold-out) and ``out_dir/metrics.json`` at the end.
+
+Hold-out: with ``validation_images`` N, N training images (:class:`forms.nn.holdout.Holdout`) take no
+part in training; every epoch's validation accuracy is recorded, and the finished checkpoint keeps
+the weights of the epoch of best validation accuracy (ties: the later). The checkpoint records the
+hold-out (``holdout`` entry), and compression validates on the same images.
 
 Determinism: the initial weights come from ``seed``; every epoch's data order, augmentation and
 dropout come from generators seeded with ``(seed, epoch)`` only. So a run stopped after epoch k and
@@ -21,7 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 from rich.progress import Progress, TaskID
@@ -31,17 +36,15 @@ from torch.utils.data import TensorDataset
 from forms.errors import CheckpointError, ConfigError
 from forms.io import remove_orphan_temp_files, write_json_atomic
 from forms.nn import distributed as D
-from forms.nn.checkpoint import (
-    describe_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from forms.nn.checkpoint import save_checkpoint
 from forms.nn.data import background_value, load_dataset
 from forms.nn.epoch import check_finite, evaluate, evaluate_counts, place_model, train_epoch
+from forms.nn.holdout import HOLDOUT_KEY, Holdout, split_train
 from forms.nn.loader import EpochLoader, epoch_seed, shift_images
 from forms.nn.models import build_model
 from forms.nn.progress import make_progress
 from forms.nn.train_result import CHECKPOINT_NAME, METRICS_NAME, TrainResult, result_from_history
+from forms.nn.train_resume import checkpoint_to_resume
 from forms.nn.train_spec import CHANNELS_LAST_DOC, EXECUTION_KEYS, TrainSpec
 
 __all__ = [
@@ -103,23 +106,25 @@ def _subset(ds: TensorDataset, n: int | None) -> TensorDataset:
     return ds if n is None else TensorDataset(*(t[:n] for t in ds.tensors))
 
 
-def load_train_test(spec: TrainSpec) -> tuple[TensorDataset, TensorDataset]:
-    """The (possibly subset) training and test sets ``spec`` describes."""
+@dataclass(frozen=True)
+class TrainData:
+    """The training, held-out validation (None without a hold-out) and test sets of a run."""
+
+    train: TensorDataset
+    validation: TensorDataset | None
+    test: TensorDataset
+    holdout: Holdout
+    """Which training images are held out (recorded in the checkpoint)."""
+
+
+def load_train_test(spec: TrainSpec) -> TrainData:
+    """The (possibly subset) training, validation and test sets ``spec`` describes."""
     kw: dict[str, Any] = {"data_dir": spec.data_dir, "pad_to": spec.pad_to, "channels": spec.channels}
-    train_set = _subset(load_dataset(spec.dataset, "train", **kw), spec.train_subset)
+    full = load_dataset(spec.dataset, "train", **kw)
+    holdout = spec.holdout(len(full))
+    train_set, val_set = split_train(full, holdout.pool, holdout)
     test_set = _subset(load_dataset(spec.dataset, "test", **kw), spec.test_subset)
-    return train_set, test_set
-
-
-def _config_differences(saved: dict[str, Any], spec: TrainSpec) -> list[str]:
-    """The fields (execution keys aside) where the saved config and ``spec`` differ, as messages."""
-    current = spec.model_dump(mode="json")
-    keys = sorted((set(saved) | set(current)) - set(EXECUTION_KEYS))
-    return [
-        f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
-        for k in keys
-        if saved.get(k) != current.get(k)
-    ]
+    return TrainData(train_set, val_set, test_set, holdout)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -147,8 +152,11 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loader: EpochLoader
+    holdout: Holdout
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 0
+    best: dict[str, Any] | None = None
+    """With a hold-out: the epoch of best validation accuracy so far, its accuracy and weights."""
 
 
 def _train_loader(spec: TrainSpec, train_set: TensorDataset) -> EpochLoader:
@@ -165,57 +173,6 @@ def _train_loader(spec: TrainSpec, train_set: TensorDataset) -> EpochLoader:
     )
 
 
-TRAINING_KEYS = ("optimizer", "scheduler", "rng", "history", "epoch", "config")
-"""Checkpoint entries a training run saves after every epoch and needs to resume."""
-
-
-def _refuse_to_overwrite(ckpt_path: Path) -> NoReturn:
-    """Raise :class:`ConfigError` saying what the existing ``ckpt_path`` holds and how to keep it."""
-    try:
-        ckpt = load_checkpoint(ckpt_path)
-    except CheckpointError:
-        held, fix = f"a {ckpt_path.name} that is not a readable FORMS checkpoint", "choose another --out"
-    else:
-        is_run = ckpt["stage"] == "float"
-        held = describe_checkpoint(ckpt)
-        fix = "pass --resume to continue it, or choose another --out" if is_run else "choose another --out"
-    raise ConfigError(f"{ckpt_path.parent} already holds {held}; training there would overwrite it: {fix}")
-
-
-def _checkpoint_to_resume(spec: TrainSpec, out: Path, resume: bool) -> dict[str, Any] | None:
-    """The training checkpoint in ``out`` to continue, or None to start afresh; refuses, before any work,
-    a folder whose files a run would overwrite (without ``resume``) or cannot continue (with it)."""
-    ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
-    if ckpt_path.exists() and not resume:
-        _refuse_to_overwrite(ckpt_path)
-    if not ckpt_path.exists():
-        if metrics_path.exists():
-            raise ConfigError(
-                f"{out} holds a {METRICS_NAME} but no {CHECKPOINT_NAME}: it is not a training run, and "
-                "training there would overwrite that file; choose another --out"
-            )
-        return None
-    ckpt = load_checkpoint(ckpt_path)
-    if ckpt["stage"] != "float":
-        raise CheckpointError(
-            f"cannot resume {ckpt_path}: it holds {describe_checkpoint(ckpt)}, not a training run; "
-            "choose another --out"
-        )
-    missing = [k for k in TRAINING_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(
-            f"cannot resume {ckpt_path}: it lacks the training state ({', '.join(missing)}) that "
-            "`forms train` saves after every epoch; choose another --out"
-        )
-    diffs = _config_differences(ckpt["config"] if isinstance(ckpt["config"], dict) else {}, spec)
-    if diffs:
-        raise ConfigError(
-            f"cannot resume {ckpt_path}: its config differs ({'; '.join(diffs)}); "
-            "use the same options or a new --out directory"
-        )
-    return ckpt
-
-
 def _resume(run: _Run, ckpt: dict[str, Any], ckpt_path: Path) -> None:
     """Continue ``run`` from the checked training checkpoint ``ckpt`` (read from ``ckpt_path``)."""
     try:
@@ -225,6 +182,7 @@ def _resume(run: _Run, ckpt: dict[str, Any], ckpt_path: Path) -> None:
         _restore_rng(ckpt["rng"])
         run.history = list(ckpt["history"])
         run.start_epoch = int(ckpt["epoch"])
+        run.best = ckpt.get("best") or _latest_as_best(run)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"cannot resume {ckpt_path}: its saved training state is damaged ({type(exc).__name__}: {exc}); "
@@ -232,43 +190,83 @@ def _resume(run: _Run, ckpt: dict[str, Any], ckpt_path: Path) -> None:
         ) from None
 
 
-def _epoch_record(run: _Run, epoch: int, stats: dict[str, float], test_loader: EpochLoader) -> dict[str, Any]:
-    """Evaluate after epoch ``epoch``; its record: loss and accuracies over all processes, times, lr."""
+def _eval_loader(spec: TrainSpec, dataset: TensorDataset) -> EpochLoader:
+    """This process's share of ``dataset`` in order, for evaluation (no sample counted twice)."""
+    return EpochLoader(
+        dataset, spec.eval_batch_size, shuffle=False, rank=D.rank(), world_size=D.world_size(), wrap=False
+    )
+
+
+def _accuracy_all(run: _Run, loader: EpochLoader) -> float:
+    """Top-1 accuracy of ``run.model`` over every process's share of ``loader``."""
+    correct, total = evaluate_counts(run.model, loader, device=run.device)
+    correct_all, total_all = D.all_reduce_sum([correct, total], run.device)
+    return correct_all / total_all
+
+
+def _epoch_record(
+    run: _Run, epoch: int, stats: dict[str, float], evals: tuple[EpochLoader, EpochLoader | None]
+) -> dict[str, Any]:
+    """Evaluate after epoch ``epoch`` on the (test, validation or None) loaders ``evals``; its record:
+    loss and accuracies over all processes, times, lr."""
     eval_start = time.perf_counter()
-    correct, total = evaluate_counts(run.model, test_loader, device=run.device)
+    test_loader, val_loader = evals
     n = stats["samples"]
     loss_sum, seen, hits = D.all_reduce_sum(
         [stats["loss"] * n, n, stats["train_accuracy"] * n],
         run.device,
     )
-    correct_all, total_all = D.all_reduce_sum([correct, total], run.device)
-    return {
+    record = {
         "epoch": epoch + 1,
         "loss": loss_sum / seen,
         "train_accuracy": hits / seen,
-        "test_accuracy": correct_all / total_all,
+        "test_accuracy": _accuracy_all(run, test_loader),
         "seconds": stats["seconds"],
         "cpu_seconds": stats["cpu_seconds"],
-        "eval_seconds": time.perf_counter() - eval_start,
+        "eval_seconds": 0.0,
         "lr": run.optimizer.param_groups[0]["lr"],
     }
+    if val_loader is not None:
+        record["validation_accuracy"] = _accuracy_all(run, val_loader)
+        if run.best is None or record["validation_accuracy"] >= run.best["validation_accuracy"]:
+            run.best = _latest_as_best(run, record)
+    record["eval_seconds"] = time.perf_counter() - eval_start
+    return record
 
 
-def _save_epoch(run: _Run, epoch: int, ckpt_path: Path) -> None:
-    """Checkpoint ``run`` after epoch ``epoch`` (rank 0 writes; every rank waits)."""
-    spec = run.spec
+def _latest_as_best(run: _Run, record: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The current weights as the best epoch: that of ``record`` (default: the last in the history), or
+    None without a hold-out or history."""
+    record = record or (run.history[-1] if run.history else None)
+    if record is None or "validation_accuracy" not in record:
+        return None
+    weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    accuracy = record["validation_accuracy"]
+    return {"epoch": record["epoch"], "validation_accuracy": accuracy, "state_dict": weights}
+
+
+def _save_epoch(run: _Run, epoch: int, ckpt_path: Path, keep_best: bool = False) -> None:
+    """Checkpoint ``run`` after epoch ``epoch`` (rank 0 writes; every rank waits). The best epoch's
+    weights are saved beside the current ones while they differ; with ``keep_best`` (the run is
+    finished) they replace them."""
+    spec, best = run.spec, run.best
+    best_apart = best is not None and best["epoch"] != epoch + 1
+    weights = best["state_dict"] if keep_best and best is not None else run.model.state_dict()
     if D.is_main():
         save_checkpoint(
             {
                 "stage": "float",
                 "model": {"name": spec.model, "kwargs": spec.model_kwargs()},
-                "state_dict": run.model.state_dict(),
+                "state_dict": weights,
                 "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict(),
                 "epoch": epoch + 1,
                 "seed": spec.seed,
                 "config": spec.model_dump(mode="json"),
                 "data": spec.data_record(),
+                HOLDOUT_KEY: run.holdout.to_dict(),
+                "best": best if best_apart and not keep_best else None,
+                "selected_epoch": best["epoch"] if best is not None else epoch + 1,
                 "rng": _rng_state(),
                 "history": run.history,
                 "world_size": D.world_size(),
@@ -278,12 +276,14 @@ def _save_epoch(run: _Run, epoch: int, ckpt_path: Path) -> None:
     D.barrier()
 
 
-def _train_epochs(run: _Run, test_set: TensorDataset, ckpt_path: Path, progress: bool) -> None:
-    """Train epochs ``run.start_epoch .. spec.epochs``, checkpointing after each."""
+def _train_epochs(run: _Run, data: TrainData, ckpt_path: Path, progress: bool) -> None:
+    """Train epochs ``run.start_epoch .. spec.epochs``, checkpointing after each; with a hold-out, the
+    finished checkpoint keeps the weights of the epoch of best validation accuracy."""
     spec = run.spec
     ddp_model = D.wrap_ddp(run.model, run.device)
-    test_loader = EpochLoader(
-        test_set, spec.eval_batch_size, shuffle=False, rank=D.rank(), world_size=D.world_size(), wrap=False
+    evals = (
+        _eval_loader(spec, data.test),
+        _eval_loader(spec, data.validation) if data.validation is not None else None,
     )
     with make_progress(enabled=progress and D.is_main()) as bar:
         epochs_task = bar.add_task(
@@ -291,19 +291,28 @@ def _train_epochs(run: _Run, test_set: TensorDataset, ckpt_path: Path, progress:
         )
         batch_task = bar.add_task("  epoch", total=len(run.loader), status="")
         for epoch in range(run.start_epoch, spec.epochs):
-            record = _one_epoch(run, ddp_model, epoch, test_loader, (bar, batch_task))
+            record = _one_epoch(run, ddp_model, epoch, evals, (bar, batch_task))
             check_finite(run.model, record["loss"], f"epoch {epoch + 1}")
             run.history.append(record)
-            _save_epoch(run, epoch, ckpt_path)
+            _save_epoch(run, epoch, ckpt_path, keep_best=epoch + 1 == spec.epochs)
             bar.update(
                 epochs_task,
                 advance=1,
-                status=f"loss {record['loss']:.4f}  test acc {record['test_accuracy']:.4f}",
+                status=f"loss {record['loss']:.4f}  test acc {record['test_accuracy']:.4f}"
+                + (
+                    f"  val acc {record['validation_accuracy']:.4f}"
+                    if "validation_accuracy" in record
+                    else ""
+                ),
             )
 
 
 def _one_epoch(
-    run: _Run, ddp_model: nn.Module, epoch: int, test_loader: EpochLoader, task: tuple[Progress, TaskID]
+    run: _Run,
+    ddp_model: nn.Module,
+    epoch: int,
+    evals: tuple[EpochLoader, EpochLoader | None],
+    task: tuple[Progress, TaskID],
 ) -> dict[str, Any]:
     """Train epoch ``epoch`` (0-based) and evaluate; return its history record."""
     spec, (bar, batch_task) = run.spec, task
@@ -320,7 +329,7 @@ def _one_epoch(
         progress=bar,
         task=batch_task,
     )
-    return _epoch_record(run, epoch, stats, test_loader)
+    return _epoch_record(run, epoch, stats, evals)
 
 
 def train(spec: TrainSpec, out_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -339,23 +348,24 @@ def train(spec: TrainSpec, out_dir: str | Path, resume: bool = False, progress: 
         raise ConfigError(f"batch size {spec.batch_size} must be divisible by the {world} processes")
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
-    saved = _checkpoint_to_resume(spec, out, resume)
-    train_set, test_set = load_train_test(spec)
+    saved = checkpoint_to_resume(spec, out, resume)
+    data = load_train_test(spec)
 
     torch.manual_seed(spec.seed)
     model = place_model(spec.build_model(), device, spec.channels_last)
     optimizer = build_optimizer(spec, model)
-    loader = _train_loader(spec, train_set)
-    run = _Run(spec, device, model, optimizer, build_scheduler(spec, optimizer, len(loader)), loader)
+    loader = _train_loader(spec, data.train)
+    scheduler = build_scheduler(spec, optimizer, len(loader))
+    run = _Run(spec, device, model, optimizer, scheduler, loader, data.holdout)
     if saved is not None:
         _resume(run, saved, ckpt_path)
     if D.is_main():
         remove_orphan_temp_files(out, (CHECKPOINT_NAME, METRICS_NAME))
-    _train_epochs(run, test_set, ckpt_path, progress)
+    _train_epochs(run, data, ckpt_path, progress)
     if not run.history:
         raise ConfigError(f"{ckpt_path} holds no epoch history; train again without --resume")
     result = result_from_history(
-        spec, run.history, sum(p.numel() for p in model.parameters()), world, len(test_set)
+        spec, run.history, sum(p.numel() for p in model.parameters()), world, len(data.test)
     )
     if D.is_main():
         write_json_atomic(result.to_dict(), out / METRICS_NAME)

@@ -31,12 +31,15 @@ class EpochRecord:
     """Process CPU seconds; None (and absent from the record) in epochs run before it was measured."""
     eval_seconds: float
     lr: float
+    validation_accuracy: float | None = None
+    """Accuracy on the held-out training images; None (and absent from the record) without them."""
 
     def to_dict(self) -> dict[str, Any]:
         """The epoch's record in ``metrics.json`` and in the checkpoint's history."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.cpu_seconds is None:
-            del d["cpu_seconds"]
+        for optional in ("cpu_seconds", "validation_accuracy"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
     @classmethod
@@ -51,6 +54,7 @@ class EpochRecord:
             cpu_seconds=d.get("cpu_seconds"),
             eval_seconds=d["eval_seconds"],
             lr=d["lr"],
+            validation_accuracy=d.get("validation_accuracy"),
         )
 
 
@@ -61,7 +65,8 @@ def _mean_cpu_seconds(epochs: list[EpochRecord]) -> float:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What ``forms train`` reports (``metrics.json``): final accuracy, timings, per-epoch records, config."""
+    """What ``forms train`` reports (``metrics.json``): test accuracy of the kept epoch, timings, per-epoch
+    records, config."""
 
     model: str
     dataset: str
@@ -80,23 +85,48 @@ class TrainResult:
     """The full :class:`TrainSpec` as JSON."""
     test_images: int | None = None
     """Test images ``test_accuracy`` was measured on (None in metrics written before it was kept)."""
+    validation_images: int = 0
+    """Training images held out for validation (0: none; the last epoch is kept)."""
+    selected_epoch: int | None = None
+    """The epoch whose weights the checkpoint keeps: that of best validation accuracy (ties: the later)
+    with a hold-out, else the last (None in metrics written before it was kept)."""
+    validation_accuracy: float | None = None
+    """Validation accuracy of the kept epoch; None without a hold-out."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` content, key for key in the order it is written."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["per_epoch"] = [e.to_dict() for e in self.per_epoch]
-        if self.test_images is None:
-            del d["test_images"]
+        for optional in ("test_images", "selected_epoch", "validation_accuracy"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainResult:
         """A result read back from ``metrics.json`` (one written before CPU time was measured included)."""
         per_epoch = [EpochRecord.from_dict(e) for e in d["per_epoch"]]
-        derived = ("per_epoch", "mean_epoch_cpu_seconds", "test_images")
+        derived = ("per_epoch", "mean_epoch_cpu_seconds", *_ADDED)
         plain = {f.name: d[f.name] for f in fields(cls) if f.name not in derived}
         cpu = d.get("mean_epoch_cpu_seconds", _mean_cpu_seconds(per_epoch))
-        return cls(**plain, mean_epoch_cpu_seconds=cpu, per_epoch=per_epoch, test_images=d.get("test_images"))
+        added = {name: d.get(name, default) for name, default in _ADDED.items()}
+        return cls(**plain, mean_epoch_cpu_seconds=cpu, per_epoch=per_epoch, **added)
+
+
+_ADDED: dict[str, Any] = {
+    "test_images": None,
+    "validation_images": 0,
+    "selected_epoch": None,
+    "validation_accuracy": None,
+}
+"""Fields of :class:`TrainResult` that earlier versions' metrics lack, with the value they read as."""
+
+
+def selected_epoch(epochs: list[EpochRecord]) -> EpochRecord:
+    """The epoch a run keeps: that of best validation accuracy (ties: the later), or the last one."""
+    if epochs[-1].validation_accuracy is None:
+        return epochs[-1]
+    return max(reversed(epochs), key=lambda e: e.validation_accuracy or 0.0)
 
 
 def result_from_history(
@@ -106,10 +136,11 @@ def result_from_history(
     accuracies were measured on ``test_images`` images."""
     epochs = [EpochRecord.from_dict(h) for h in history]
     seconds = sum(e.seconds for e in epochs)
+    kept = selected_epoch(epochs)
     return TrainResult(
         model=spec.model,
         dataset=spec.dataset,
-        test_accuracy=epochs[-1].test_accuracy,
+        test_accuracy=kept.test_accuracy,
         epochs=len(epochs),
         seed=spec.seed,
         train_seconds=seconds,
@@ -122,4 +153,7 @@ def result_from_history(
         per_epoch=epochs,
         config=spec.model_dump(mode="json"),
         test_images=test_images,
+        validation_images=spec.validation_images,
+        selected_epoch=kept.epoch,
+        validation_accuracy=kept.validation_accuracy,
     )

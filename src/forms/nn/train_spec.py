@@ -9,6 +9,7 @@ from torch import nn
 
 from forms.config import Spec
 from forms.nn.data import DATASET_CHOICES, DATASETS, dataset_info, input_shape
+from forms.nn.holdout import Holdout
 from forms.nn.models import model_kwargs
 from forms.nn.user_data import is_user_source, user_source_path
 from forms.nn.user_model import MODEL_CHOICES, check_model_name, make_model
@@ -60,6 +61,15 @@ class TrainSpec(Spec):
     )
     train_subset: int | None = Field(None, ge=1, description="Use only the first N training images.")
     test_subset: int | None = Field(None, ge=1, description="Use only the first N test images.")
+    validation_images: int = Field(
+        0,
+        ge=0,
+        description="Training images held out for validation (drawn with seed from the training set, "
+        "train_subset-limited, by forms.nn.data.holdout_mask): the model never trains on them, each "
+        "epoch's validation accuracy is recorded, and the weights of the epoch of best validation accuracy "
+        "(ties: the later epoch) are kept. The checkpoint records the hold-out, so forms compress and "
+        "forms search validate on the same unseen images. 0 = no hold-out; the last epoch is kept.",
+    )
     data_dir: str | None = Field(None, description="Data root (default: $FORMS_DATA or ~/.cache/forms/data).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
     channels_last: bool = Field(False, description=CHANNELS_LAST_DOC)
@@ -85,6 +95,11 @@ class TrainSpec(Spec):
         """``build_model`` keyword arguments for this spec's data."""
         c, side, _ = input_shape(self.dataset, self.pad_to, self.channels)
         return model_kwargs(c, dataset_info(self.dataset).num_classes, side)
+
+    def holdout(self, train_images: int) -> Holdout:
+        """This run's hold-out from a training split of ``train_images`` examples (before train_subset)."""
+        pool = train_images if self.train_subset is None else min(self.train_subset, train_images)
+        return Holdout(images=self.validation_images, seed=self.seed, pool=pool)
 
     def data_record(self) -> dict[str, Any]:
         """The checkpoint's ``data`` entry."""

@@ -63,13 +63,24 @@ def _sentences(network: str, record: dict[str, Any]) -> list[str]:
     ]
     for row in record["headline"]:
         if row["baseline"] == first["baseline"] and row["forms_choice"]:
-            ratios = row["ratios"]
+            ratios, accuracy = row["ratios"], row.get("forms_accuracy")
+            measured = (
+                ""
+                if accuracy is None
+                else f" The simulator measured {100 * accuracy['accuracy']:.2f}% at FORMS' choice (floor "
+                f"{100 * accuracy['floor']:.2f}%, {accuracy['images']} images)."
+            )
             out.append(
                 f"{network}, each design at its own {row['setting']} (the choices are tabled below): "
                 f"{row['forms']} reaches {ratios['gops_per_s_mm2']:.3g}x {row['baseline']} in GOPs/(s·mm²) "
-                f"and {ratios['gops_per_w']:.3g}x in GOPs/W, ahead on {_ahead(ratios)}."
+                f"and {ratios['gops_per_w']:.3g}x in GOPs/W, ahead on {_ahead(ratios)}.{measured}"
             )
     return out
+
+
+def _accuracy_cell(summary: Summary, row_at: str, key: str, record: dict[str, Any] | None) -> Cell:
+    """The measured accuracy of a headline's ``key`` record (a dash without a floor: the null record)."""
+    return ref(summary.extra, join_path(row_at, key, *(() if record is None else ("accuracy",))), "float")
 
 
 def headline_section(summary: Summary) -> Section:
@@ -84,7 +95,19 @@ def headline_section(summary: Summary) -> Section:
     choices = Table(
         "headline-optima",
         "Each design's free parameters at its optimum",
-        ["network", "setting", "FORMS", "its choice", "baseline", "its choice"],
+        [
+            "network",
+            "setting",
+            "FORMS",
+            "its choice",
+            "its accuracy",
+            "baseline",
+            "its choice",
+            "its accuracy",
+        ],
+        note="Accuracy: the simulator's test accuracy measured at the design's choice (packaged with forms; "
+        "the setting names the measured network, borrowed when it is another's); a dash: searched without "
+        "an accuracy floor.",
     )
     paragraphs: list[str] = []
     for network, record in verdicts(summary).items():
@@ -98,11 +121,18 @@ def headline_section(summary: Summary) -> Section:
                 ref(summary.extra, join_path(row_at, key), "text") for key in ("setting", "forms", "baseline")
             ]
             table.add([label(network), *texts, *skip, *_ratio_cells(summary, join_path(row_at, "ratios"))])
-            if record["headline"][i]["forms_choice"]:
-                keys = ("setting", "forms", "forms_choice", "baseline", "baseline_choice")
-                choices.add(
-                    [label(network), *[ref(summary.extra, join_path(row_at, k), "text") for k in keys]]
-                )
+            row = record["headline"][i]
+            if row["forms_choice"]:
+                cells = [
+                    ref(summary.extra, join_path(row_at, key), "text")
+                    if key.endswith(("_choice", "forms", "baseline", "setting"))
+                    else _accuracy_cell(summary, row_at, key, row[key])
+                    for key in (
+                        "setting", "forms", "forms_choice", "forms_accuracy",
+                        "baseline", "baseline_choice", "baseline_accuracy",
+                    )
+                ]  # fmt: skip
+                choices.add([label(network), *cells])
         paragraphs += _sentences(network, record)
     return Section("verdict", "The verdict", paragraphs=paragraphs, tables=[table, choices])
 
