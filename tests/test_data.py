@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 from forms.errors import ConfigError, DataError
 from forms.nn import data as D
 from forms.nn.fetch import fetch, idx_files_present
+from forms.nn.holdout import Holdout, split_train
 from nn_helpers import pattern_images, write_cifar, write_idx_dataset
 
 
@@ -173,23 +174,25 @@ REAL = D.default_data_root()
 
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(2, 60), data=st.data(), seed=st.integers(0, 2**31 - 1))
-def test_split_holdout_partitions_in_order_and_is_seeded(n: int, data: st.DataObject, seed: int) -> None:
+def test_split_train_partitions_in_order_and_is_seeded(n: int, data: st.DataObject, seed: int) -> None:
     held = data.draw(st.integers(1, n - 1))
     ds = torch.utils.data.TensorDataset(torch.arange(n) * 10, torch.arange(n))
-    rest, out = D.split_holdout(ds, held, seed)
+    rest, out = split_train(ds, n, Holdout(held, seed, n))
     assert len(out) == held and len(rest) == n - held
     ids_rest, ids_out = rest.tensors[1].tolist(), out.tensors[1].tolist()
     assert sorted(ids_rest + ids_out) == list(range(n))  # disjoint, together the whole set
     assert ids_rest == sorted(ids_rest) and ids_out == sorted(ids_out)  # order kept
     assert torch.equal(out.tensors[0], out.tensors[1] * 10)  # rows stay aligned across tensors
-    assert D.split_holdout(ds, held, seed)[1].tensors[1].tolist() == ids_out  # same seed, same choice
+    assert split_train(ds, n, Holdout(held, seed, n))[1].tensors[1].tolist() == ids_out  # same seed
 
 
-@pytest.mark.parametrize("held", [0, 5, 9])
-def test_split_holdout_refuses_an_impossible_size(held: int) -> None:
+@pytest.mark.parametrize("held", [5, 9])
+def test_split_train_refuses_an_impossible_size(held: int) -> None:
     ds = torch.utils.data.TensorDataset(torch.zeros(5))
     with pytest.raises(ConfigError, match="cannot hold out"):
-        D.split_holdout(ds, held, 0)
+        split_train(ds, 5, Holdout(held, 0, 5))
+    rest, none = split_train(ds, 5, Holdout(0, 0, 5))  # 0 held out: the whole set trains
+    assert none is None and len(rest) == 5
 
 
 @pytest.mark.slow

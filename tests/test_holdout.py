@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,34 +19,17 @@ from forms.compress.spec import CompressSpec
 from forms.compress.validation_split import resolve_validation
 from forms.errors import ConfigError
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from forms.nn.data import split_holdout
 from forms.nn.epoch import evaluate
-from forms.nn.holdout import HOLDOUT_KEY, Holdout, recorded_holdout
-from nn_helpers import write_idx_dataset
+from forms.nn.holdout import HOLDOUT_KEY, Holdout, recorded_holdout, split_train
 
-N_TRAIN = 192
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", N_TRAIN, 64)
-    return root
-
-
-@pytest.fixture(scope="module")
-def held_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def held_run(tiny_mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A float LeNet-5 trained 3 epochs on the first 160 images, 48 of them held out."""
     out = tmp_path_factory.mktemp("held") / "float"
-    T.train(_spec(data_root), out, progress=False)
+    T.train(_spec(tiny_mnist_root), out, progress=False)
     return out
 
 
@@ -72,22 +54,22 @@ def _rows(dataset: torch.utils.data.TensorDataset) -> set[bytes]:
 
 
 def test_train_records_its_hold_out_and_compress_validates_on_the_same_images(
-    data_root: Path, held_run: Path
+    tiny_mnist_root: Path, held_run: Path
 ) -> None:
-    spec = _spec(data_root)
+    spec = _spec(tiny_mnist_root)
     trained = T.load_train_test(spec)
     src = load_checkpoint(held_run)
     assert recorded_holdout(src) == Holdout(images=48, seed=3, pool=160)
-    # The train hold-out is split_holdout on the train_subset-limited set with the run's seed.
+    # The train hold-out is drawn from the train_subset-limited set with the run's seed.
     assert trained.validation is not None
-    full = T.load_dataset("mnist", "train", data_dir=str(data_root))
-    rest, held = split_holdout(torch.utils.data.TensorDataset(*(t[:160] for t in full.tensors)), 48, 3)
+    full = T.load_dataset("mnist", "train", data_dir=str(tiny_mnist_root))
+    rest, held = split_train(full, 160, Holdout(48, 3, 160))
     assert torch.equal(held.tensors[0], trained.validation.tensors[0])
     assert torch.equal(rest.tensors[0], trained.train.tensors[0])
     # Compress, whatever its own seed and training subset, validates on exactly those images and
     # trains on none of them.
     for subset in (None, 100):
-        data = load_data(src, tiny_spec(data_root, seed=0, train_subset=subset))
+        data = load_data(src, tiny_spec(tiny_mnist_root, seed=0, train_subset=subset))
         assert data.validation is not None and torch.equal(data.validation.tensors[0], held.tensors[0])
         assert not _rows(data.train) & _rows(held)
         assert data.plan.holdout.indices() == recorded_holdout(src).indices()  # type: ignore[union-attr]
@@ -95,7 +77,7 @@ def test_train_records_its_hold_out_and_compress_validates_on_the_same_images(
         assert (data.plan.spec.validation_images, data.plan.spec.validation_seed) == (48, 3)
 
 
-def test_train_keeps_the_epoch_of_best_validation_accuracy(data_root: Path, held_run: Path) -> None:
+def test_train_keeps_the_epoch_of_best_validation_accuracy(tiny_mnist_root: Path, held_run: Path) -> None:
     metrics = json.loads((held_run / "metrics.json").read_text())
     history = metrics["per_epoch"]
     best = max(h["validation_accuracy"] for h in history)
@@ -104,14 +86,14 @@ def test_train_keeps_the_epoch_of_best_validation_accuracy(data_root: Path, held
     assert metrics["test_accuracy"] == history[kept - 1]["test_accuracy"]
     # The checkpoint holds that epoch's weights: they score its validation accuracy again.
     src = load_checkpoint(held_run)
-    validation = T.load_train_test(_spec(data_root)).validation
+    validation = T.load_train_test(_spec(tiny_mnist_root)).validation
     assert validation is not None
     assert evaluate(model_from_checkpoint(src), validation) == pytest.approx(best)
     assert src["selected_epoch"] == kept
 
 
 def test_an_interrupted_run_with_a_hold_out_resumes_bit_identically(
-    data_root: Path, held_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_mnist_root: Path, held_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_save = T.save_checkpoint
 
@@ -123,33 +105,33 @@ def test_an_interrupted_run_with_a_hold_out_resumes_bit_identically(
 
     monkeypatch.setattr(T, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        T.train(_spec(data_root), tmp_path / "cut", progress=False)
+        T.train(_spec(tiny_mnist_root), tmp_path / "cut", progress=False)
     monkeypatch.setattr(T, "save_checkpoint", real_save)
-    T.train(_spec(data_root), tmp_path / "cut", resume=True, progress=False)
+    T.train(_spec(tiny_mnist_root), tmp_path / "cut", resume=True, progress=False)
     a, b = load_checkpoint(held_run)["state_dict"], load_checkpoint(tmp_path / "cut")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # The hold-out is part of the run's key: another one does not resume it.
     with pytest.raises(ConfigError, match="validation_images: checkpoint 48 vs now 32"):
-        T.train(_spec(data_root, validation_images=32), tmp_path / "cut", resume=True, progress=False)
+        T.train(_spec(tiny_mnist_root, validation_images=32), tmp_path / "cut", resume=True, progress=False)
 
 
 def test_compress_refuses_a_hold_out_with_images_the_float_model_trained_on(
-    data_root: Path, held_run: Path
+    tiny_mnist_root: Path, held_run: Path
 ) -> None:
     src = load_checkpoint(held_run)
     for bad in ({"validation_images": 60}, {"validation_images": 48, "validation_seed": 4}):
         with pytest.raises(ConfigError, match="images the float model trained on") as err:
-            load_data(src, tiny_spec(data_root, **bad))
+            load_data(src, tiny_spec(tiny_mnist_root, **bad))
         assert "--validation-images 48" in str(err.value) and "unset" in str(err.value)
     # Fewer images of the same draw are a subset of the float model's hold-out: accepted.
-    fewer = load_data(src, tiny_spec(data_root, validation_images=20))
+    fewer = load_data(src, tiny_spec(tiny_mnist_root, validation_images=20))
     assert fewer.plan.holdout.indices() <= recorded_holdout(src).indices()  # type: ignore[union-attr]
     # No hold-out at all is always allowed.
-    assert load_data(src, tiny_spec(data_root, validation_images=0)).validation is None
+    assert load_data(src, tiny_spec(tiny_mnist_root, validation_images=0)).validation is None
 
 
 def test_an_old_checkpoint_loads_and_its_validation_is_flagged_as_seen(
-    data_root: Path, held_run: Path, tmp_path: Path
+    tiny_mnist_root: Path, held_run: Path, tmp_path: Path
 ) -> None:
     """A float checkpoint from before the record keeps today's hold-out (seed, training set), flagged."""
     old = {k: v for k, v in load_checkpoint(held_run).items() if k not in (HOLDOUT_KEY, "format", "version")}
@@ -157,10 +139,10 @@ def test_an_old_checkpoint_loads_and_its_validation_is_flagged_as_seen(
     save_checkpoint(old, tmp_path / "old.pt")
     src = load_checkpoint(tmp_path / "old.pt")
     assert recorded_holdout(src) is None
-    spec = tiny_spec(data_root, validation_images=40, seed=5, train_subset=150)
+    spec = tiny_spec(tiny_mnist_root, validation_images=40, seed=5, train_subset=150)
     data = load_data(src, spec)
-    prefix = T.load_dataset("mnist", "train", data_dir=str(data_root))
-    _, today = split_holdout(torch.utils.data.TensorDataset(*(t[:150] for t in prefix.tensors)), 40, 5)
+    prefix = T.load_dataset("mnist", "train", data_dir=str(tiny_mnist_root))
+    _, today = split_train(prefix, 150, Holdout(40, 5, 150))
     assert data.validation is not None and torch.equal(data.validation.tensors[0], today.tensors[0])
     assert data.plan.seen_by_float_model is True
     assert (data.plan.spec.validation_seed, data.plan.spec.validation_pool) == (None, None)
@@ -195,10 +177,12 @@ def test_a_resolved_hold_out_lies_within_the_float_models(
             resolve_validation(CompressSpec(validation_images=held + 1), recorded, train_images)
 
 
-def test_the_cli_holds_images_out_and_compress_takes_them(data_root: Path, tmp_path: Path) -> None:
+def test_the_cli_holds_images_out_and_compress_takes_them(tiny_mnist_root: Path, tmp_path: Path) -> None:
     """`forms train --validation-images` and a `forms compress` without it: the float model's hold-out."""
     config = tmp_path / "train.yaml"
-    config.write_text(f"epochs: 2\ntrain_subset: 128\ntest_subset: 32\ndata_dir: {data_root}\ndevice: cpu\n")
+    config.write_text(
+        f"epochs: 2\ntrain_subset: 128\ntest_subset: 32\ndata_dir: {tiny_mnist_root}\ndevice: cpu\n"
+    )
     runner = CliRunner()
     args = ["train", "--config", str(config), "--validation-images", "32", "--out", str(tmp_path / "f")]
     trained = runner.invoke(app, [*args, "--quiet"])
@@ -215,7 +199,16 @@ def test_the_cli_holds_images_out_and_compress_takes_them(data_root: Path, tmp_p
                 "--out",
                 str(tmp_path / "c"),
             ),
-            *("--data-dir", str(data_root), "--device", "cpu", "--admm-rounds", "1", "--retrain-epochs", "1"),
+            *(
+                "--data-dir",
+                str(tiny_mnist_root),
+                "--device",
+                "cpu",
+                "--admm-rounds",
+                "1",
+                "--retrain-epochs",
+                "1",
+            ),
             *("--shift", "1", "--quiet"),
         ],
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,8 @@ import forms.nn.train as T
 from forms.cli import app
 from forms.errors import ConfigError
 from forms.nn.checkpoint import load_checkpoint
-from nn_helpers import write_idx_dataset
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models train far faster on one thread than on oversubscribed cores (shared CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", 192, 64)
-    return root
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(root: Path, **kw: object) -> T.TrainSpec:
@@ -60,8 +44,8 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_train_writes_metrics_and_learns(data_root: Path, tmp_path: Path) -> None:
-    metrics = T.train(_spec(data_root, epochs=4), tmp_path, progress=False)
+def test_train_writes_metrics_and_learns(tiny_mnist_root: Path, tmp_path: Path) -> None:
+    metrics = T.train(_spec(tiny_mnist_root, epochs=4), tmp_path, progress=False)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics.to_dict()))
     assert list(saved) == list(metrics.to_dict())
@@ -79,10 +63,10 @@ def test_train_writes_metrics_and_learns(data_root: Path, tmp_path: Path) -> Non
     }
 
 
-def test_same_seed_same_weights_other_seed_differs(data_root: Path, tmp_path: Path) -> None:
-    T.train(_spec(data_root, epochs=1), tmp_path / "a", progress=False)
-    T.train(_spec(data_root, epochs=1), tmp_path / "b", progress=False)
-    T.train(_spec(data_root, epochs=1, seed=1), tmp_path / "c", progress=False)
+def test_same_seed_same_weights_other_seed_differs(tiny_mnist_root: Path, tmp_path: Path) -> None:
+    T.train(_spec(tiny_mnist_root, epochs=1), tmp_path / "a", progress=False)
+    T.train(_spec(tiny_mnist_root, epochs=1), tmp_path / "b", progress=False)
+    T.train(_spec(tiny_mnist_root, epochs=1, seed=1), tmp_path / "c", progress=False)
     assert _equal(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
     assert not _equal(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
 
@@ -92,9 +76,11 @@ class Interrupted(Exception):
 
 
 def test_resume_after_interruption_is_bit_identical(
-    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = _spec(data_root, model="resnet20", pad_to=32, epochs=3, train_subset=96, test_subset=32, flip=True)
+    spec = _spec(
+        tiny_mnist_root, model="resnet20", pad_to=32, epochs=3, train_subset=96, test_subset=32, flip=True
+    )
     T.train(spec, tmp_path / "full", progress=False)
 
     real_save = T.save_checkpoint
@@ -119,10 +105,12 @@ def test_resume_after_interruption_is_bit_identical(
     assert again.per_epoch == resumed.per_epoch
 
 
-def test_resume_with_another_config_is_refused(data_root: Path, tmp_path: Path) -> None:
-    T.train(_spec(data_root, epochs=1, train_subset=32), tmp_path, progress=False)
+def test_resume_with_another_config_is_refused(tiny_mnist_root: Path, tmp_path: Path) -> None:
+    T.train(_spec(tiny_mnist_root, epochs=1, train_subset=32), tmp_path, progress=False)
     with pytest.raises(ConfigError, match=r"config differs \(lr: checkpoint 0.005 vs now 0.01\)"):
-        T.train(_spec(data_root, epochs=1, train_subset=32, lr=0.01), tmp_path, resume=True, progress=False)
+        T.train(
+            _spec(tiny_mnist_root, epochs=1, train_subset=32, lr=0.01), tmp_path, resume=True, progress=False
+        )
 
 
 @settings(max_examples=25, deadline=None)
@@ -170,7 +158,7 @@ def test_shift_moves_pixels_and_fills_the_border(dy: int, dx: int) -> None:
                 assert out[0, :, i, j].tolist() == [-1.0, -2.0]
 
 
-def test_extra_loss_is_added(data_root: Path) -> None:
+def test_extra_loss_is_added(tiny_mnist_root: Path) -> None:
     torch.manual_seed(0)
     model = T.build_model("mlp")
     ds = TensorDataset(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))
@@ -186,9 +174,9 @@ def test_extra_loss_is_added(data_root: Path) -> None:
     assert (model.net[1].weight - target).norm().item() != before
 
 
-def test_cli_train_and_bad_options(data_root: Path, tmp_path: Path) -> None:
+def test_cli_train_and_bad_options(tiny_mnist_root: Path, tmp_path: Path) -> None:
     config = tmp_path / "train.yaml"
-    config.write_text(f"epochs: 1\ntrain_subset: 64\ntest_subset: 32\ndata_dir: {data_root}\n")
+    config.write_text(f"epochs: 1\ntrain_subset: 64\ntest_subset: 32\ndata_dir: {tiny_mnist_root}\n")
     runner = CliRunner()
     result = runner.invoke(app, ["train", "--config", str(config), "--out", str(tmp_path / "r"), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -240,26 +228,28 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def test_a_folder_holding_a_run_is_refused_without_resume(data_root: Path, tmp_path: Path) -> None:
-    T.train(_spec(data_root, epochs=1, train_subset=32, test_subset=16), tmp_path, progress=False)
+def test_a_folder_holding_a_run_is_refused_without_resume(tiny_mnist_root: Path, tmp_path: Path) -> None:
+    T.train(_spec(tiny_mnist_root, epochs=1, train_subset=32, test_subset=16), tmp_path, progress=False)
     before = _files(tmp_path)
     with pytest.raises(
         ConfigError, match=r"already holds a float lenet5 model on mnist, 1 of 1 epochs.*--resume"
     ):
-        T.train(_spec(data_root, model="mlp", epochs=1), tmp_path, progress=False)
+        T.train(_spec(tiny_mnist_root, model="mlp", epochs=1), tmp_path, progress=False)
     (tmp_path / "checkpoint.pt").unlink()
     before.pop("checkpoint.pt")
     for resume in (False, True):  # a metrics.json of some other run is not overwritten either
         with pytest.raises(ConfigError, match=r"holds a metrics.json but no checkpoint.pt"):
-            T.train(_spec(data_root, epochs=1), tmp_path, resume=resume, progress=False)
+            T.train(_spec(tiny_mnist_root, epochs=1), tmp_path, resume=resume, progress=False)
     assert _files(tmp_path) == before
 
 
-def test_resume_refuses_a_checkpoint_that_is_not_a_training_run(data_root: Path, tmp_path: Path) -> None:
+def test_resume_refuses_a_checkpoint_that_is_not_a_training_run(
+    tiny_mnist_root: Path, tmp_path: Path
+) -> None:
     from forms.errors import CheckpointError
     from forms.nn.checkpoint import save_checkpoint
 
-    spec = _spec(data_root, epochs=1)
+    spec = _spec(tiny_mnist_root, epochs=1)
     state = {"stage": "compressed", "model": {"name": "lenet5", "kwargs": {}}, "state_dict": {}}
     save_checkpoint({**state, "config": spec.model_dump(mode="json")}, tmp_path / "c" / "checkpoint.pt")
     before = _files(tmp_path / "c")
@@ -274,21 +264,23 @@ def test_resume_refuses_a_checkpoint_that_is_not_a_training_run(data_root: Path,
 
 
 @pytest.mark.parametrize("lr", [float("inf"), float("nan")])
-def test_a_non_finite_learning_rate_is_refused(data_root: Path, lr: float) -> None:
+def test_a_non_finite_learning_rate_is_refused(tiny_mnist_root: Path, lr: float) -> None:
     with pytest.raises(ConfigError, match="lr: Input should be a finite number"):
-        _spec(data_root, lr=lr)
+        _spec(tiny_mnist_root, lr=lr)
 
 
-def test_a_diverging_run_stops_naming_the_epoch_and_saves_nothing(data_root: Path, tmp_path: Path) -> None:
-    spec = _spec(data_root, epochs=2, optimizer="sgd", schedule="constant", lr=1e38, train_subset=64)
+def test_a_diverging_run_stops_naming_the_epoch_and_saves_nothing(
+    tiny_mnist_root: Path, tmp_path: Path
+) -> None:
+    spec = _spec(tiny_mnist_root, epochs=2, optimizer="sgd", schedule="constant", lr=1e38, train_subset=64)
     with pytest.raises(ConfigError, match=r"training diverged in epoch 1: parameter \S+ holds NaN or inf"):
         T.train(spec, tmp_path, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "metrics.json").exists()
 
 
-def test_a_run_clears_the_temporary_files_a_kill_left(data_root: Path, tmp_path: Path) -> None:
+def test_a_run_clears_the_temporary_files_a_kill_left(tiny_mnist_root: Path, tmp_path: Path) -> None:
     tmp_path.joinpath(".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
     tmp_path.joinpath(".metrics.json.x.tmp").write_text("{")
     tmp_path.joinpath(".notes.txt.x.tmp").write_text("not ours")
-    T.train(_spec(data_root, epochs=1, train_subset=32, test_subset=16), tmp_path, progress=False)
+    T.train(_spec(tiny_mnist_root, epochs=1, train_subset=32, test_subset=16), tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.txt.x.tmp", "checkpoint.pt", "metrics.json"]

@@ -113,6 +113,22 @@ def test_a_conv_layer_counts_channels_in_kernel_rows() -> None:
         assert int(project(matrix, constraint).keep.sum()) == kept
 
 
+def test_tile_rounding_leaves_a_unit_at_ratio_0_unpruned() -> None:
+    """50 channels x 25 kernel rows = 1250 rows spill past 9 crossbar tiles of 128; rounding would keep
+    46 channels (1150 rows), but a channel ratio of 0 means no channel is pruned, not even to round.
+    The filter unit still rounds: 40 columns at 0.5 keep 20, within one 64-column tile."""
+    from forms.compress.projections import TileSize
+
+    matrix = torch.randn(1, 1250, 40, generator=torch.Generator().manual_seed(0))
+    keep = prune_mask(matrix, 0.5, "filter+channel", 25, TileSize(128, 64), {"filter": 0.5, "channel": 0.0})
+    assert int(keep[0].any(dim=1).sum()) == 1250
+    assert int(keep[0].any(dim=0).sum()) == 20
+    rounded = prune_mask(
+        matrix, 0.5, "filter+channel", 25, TileSize(128, 64), {"filter": 0.5, "channel": 0.01}
+    )
+    assert int(rounded[0].any(dim=1).sum()) == 1150  # a positive ratio rounds down to the tile boundary
+
+
 def test_the_cli_spelling_and_its_errors() -> None:
     parsed = layer_ratios(["classifier.1=filter:0.9,channel:0.3", "features.3=0.5"])
     assert parsed == {"classifier.1": {"filter": "0.9", "channel": "0.3"}, "features.3": "0.5"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -21,6 +22,9 @@ from forms.cli.estimate import (
 )
 from forms.errors import ConfigError
 from forms.io import check_output_folder
+
+if TYPE_CHECKING:
+    from forms.cost.optimize import Optimum
 
 _out = Console()
 
@@ -106,8 +110,15 @@ def optimize(
     ]
     paths = save_optima(optima, out)
     title = f"{workload.name}: max {objective} with {bound.describe()}"
-    table = Table(title=title if floor is None else f"{title}, {floor.describe()}")
-    columns = ("arch", "preset", "optimum", "gain", "choice", *(() if floor is None else ("accuracy",)))
+    _out.print(_optima_table(optima, title if floor is None else f"{title}, {floor.describe()}"))
+    _out.print(f"wrote {paths['json']} and {paths['csv']}")
+
+
+def _optima_table(optima: list[Optimum], title: str) -> Table:
+    """The optima as a table: preset and optimum objective, gain, choice and (with a floor) accuracy."""
+    floored = any(o.accuracy_floor is not None for o in optima)
+    table = Table(title=title)
+    columns = ("arch", "preset", "optimum", "gain", "choice", *(("accuracy",) if floored else ()))
     for column in columns:
         table.add_column(column, justify="left" if column in ("arch", "choice") else "right")
     for o in optima:
@@ -122,8 +133,7 @@ def optimize(
                 f"{o.accuracy.accuracy:.4f} ({source}; {o.below_floor} below, {o.unmeasured} unmeasured)"
             )
         table.add_row(*row)
-    _out.print(table)
-    _out.print(f"wrote {paths['json']} and {paths['csv']}")
+    return table
 
 
 def parse_held(items: list[str]) -> dict[str, object]:

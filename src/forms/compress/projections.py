@@ -251,13 +251,14 @@ def prune_mask(
     n - floor(r*n) nonzero groups of every unit. Pruning an already feasible matrix only zeroes
     groups that are zero (the floor(r*n) smallest norms are 0), so projecting twice gives the same
     matrix. With ``tile`` (one group of matrices only), the filter and channel counts are rounded down
-    to tile boundaries (:func:`tile_rounded_count`).
+    to tile boundaries (:func:`tile_rounded_count`); a unit at ratio 0 is not pruned, not even to round.
     """
     keep = torch.ones_like(matrix, dtype=torch.bool)
     for unit in granularity_units(granularity):
         scores = group_sq_norms(torch.where(keep, matrix, 0.0), unit, block)
-        n_prune = pruned_count(scores.numel(), (unit_ratios or {}).get(unit, ratio))
-        if tile is not None and matrix.shape[0] == 1 and unit != "fragment":
+        unit_ratio = (unit_ratios or {}).get(unit, ratio)
+        n_prune = pruned_count(scores.numel(), unit_ratio)
+        if tile is not None and matrix.shape[0] == 1 and unit != "fragment" and unit_ratio > 0:
             size, capacity = (1, tile.cols) if unit == "filter" else (block, tile.rows)
             n_prune = tile_rounded_count(scores.numel(), n_prune, size, capacity)
         unit_keep = keep_largest(scores, n_prune)

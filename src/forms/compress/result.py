@@ -51,8 +51,11 @@ class LayerRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerRecord:
-        """Inverse of :meth:`to_dict`."""
-        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        """Inverse of :meth:`to_dict` (``prune_unit_ratios`` absent in records written before it; every
+        other field required, so a damaged record raises KeyError)."""
+        values: dict[str, Any] = {
+            f.name: d.get(f.name) if f.name == "prune_unit_ratios" else d[f.name] for f in fields(cls)
+        }
         return cls(**values)
 
 

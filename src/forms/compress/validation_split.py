@@ -70,6 +70,7 @@ def _check_unseen(holdout: Holdout, float_held: Holdout) -> None:
         f"{holdout.pool}) would validate on {len(trained_on)} images the float model trained on: forms "
         f"train held out {float_held.describe()} (its --validation-images {float_held.images}, --seed "
         f"{float_held.seed}). Leave validation_images, validation_seed and validation_pool unset (no "
-        "--validation-images) to validate on the float model's held-out images, choose at most "
+        "--validation-images; in a forms search config, compress: {validation_images: null}) "
+        "to validate on the float model's held-out images, choose at most "
         f"{float_held.images} with the same seed and pool, or set validation_images 0 to hold none out"
     )

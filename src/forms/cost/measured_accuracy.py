@@ -96,7 +96,7 @@ class MeasuredAccuracy:
         takes the lossless width's measurement."""
         if _widths(arch) != self.conditions:
             return None
-        rows = arch.crossbar.fragment_size if arch.encoding.signs_per_fragment else arch.crossbar.rows
+        rows = arch.encoding.rows_per_conversion(arch.crossbar.rows, arch.crossbar.fragment_size)
         bits = min(arch.adc_bits, arch.lossless_adc_bits)  # wider than lossless converts exactly the same
         key = (arch.encoding.value, rows, bits, arch.adc.flip)
         return next(

@@ -279,11 +279,15 @@ def _search(
 
 def _nothing_feasible(arch: ArchSpec, constraint: Constraint, floor: AccuracyFloor | None, t: _Search) -> str:
     """Why no point of ``arch``'s grid was feasible, and what to change."""
-    if floor is not None and t.unmeasured + t.below_floor == t.tried - t.refused:
+    if floor is not None and t.tried > t.refused and t.unmeasured + t.below_floor == t.tried - t.refused:
+        fixes = [
+            *(["allow a larger drop (--max-accuracy-drop)"] if t.below_floor else []),
+            *([f"measure {arch.name}'s points (scripts/measure_accuracy.py)"] if t.unmeasured else []),
+        ]
         return (
             f"no point of {arch.name}'s grid meets {floor.describe()}: {t.below_floor} measured below it, "
-            f"{t.unmeasured} unmeasured; allow a larger drop or measure more points "
-            "(scripts/measure_accuracy.py)"
+            f"{t.unmeasured} unmeasured (no point at its encoding, fragment size, ADC width and flipping "
+            f"under {floor.measured.path.name}'s conditions); {' or '.join(fixes)}"
         )
     return (
         f"no point of {arch.name}'s grid meets {constraint.describe()} (smallest: {t.smallest:.4g}); "

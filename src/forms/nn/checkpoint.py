@@ -11,12 +11,13 @@ A checkpoint is a plain dict saved with ``torch.save``::
 (:mod:`forms.nn.user_data`).
 
 Training adds "scheduler", "rng" and "history", and the held-out validation images ("holdout",
-:mod:`forms.nn.holdout`; absent in checkpoints written before it), the epoch whose weights are kept
-("selected_epoch") and, while training, the best epoch's weights when they are not the current ones
-("best"); compression adds "integer_layers", "compression" and "admm". Files are written to a
-temporary file in the same directory and moved into place with ``os.replace``, so a crash never
-leaves a half-written checkpoint behind; a kill during a write can leave the temporary file, which
-:func:`forms.io.remove_orphan_temp_files` clears when a run starts again.
+:mod:`forms.nn.holdout`; absent in checkpoints written before it), the epoch whose weights
+``state_dict`` holds ("selected_epoch": the best one once training has finished) and, while training,
+the best epoch's weights when they are not the current ones ("best"); compression adds "integer_layers",
+"compression" and "admm". Files are written to a temporary file in the same directory and moved into
+place with ``os.replace``, so a crash never leaves a half-written checkpoint behind; a kill during a
+write can leave the temporary file, which :func:`forms.io.remove_orphan_temp_files` clears when a run
+starts again.
 """
 
 from __future__ import annotations

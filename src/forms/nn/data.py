@@ -325,37 +325,15 @@ def load_dataset(
 
 
 def holdout_mask(n: int, held: int, seed: int) -> torch.Tensor:
-    """Boolean mask over ``n`` examples marking the ``held`` that :func:`split_holdout` holds out with
-    ``seed``: the first ``held`` of a permutation seeded by ``seed`` (so fewer held with the same ``n``
-    and seed are a subset of more)."""
+    """Boolean mask over ``n`` examples marking the ``held`` that a hold-out draws with ``seed``
+    (:class:`forms.nn.holdout.Holdout`): the first ``held`` of a permutation seeded by ``seed`` (so
+    fewer held with the same ``n`` and seed are a subset of more)."""
     import torch
 
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     mask = torch.zeros(n, dtype=torch.bool)
     mask[order[:held]] = True
     return mask
-
-
-def split_holdout(dataset: TensorDataset, held: int, seed: int) -> tuple[TensorDataset, TensorDataset]:
-    """Hold ``held`` examples of ``dataset`` out, chosen at random with ``seed``: (rest, held-out).
-
-    Both parts keep the dataset's order, they are disjoint and together they are the dataset; the
-    same seed always holds out the same examples. Raises :class:`ConfigError` unless
-    ``0 < held < len(dataset)``.
-    """
-    n = len(dataset)
-    if not 0 < held < n:
-        raise ConfigError(
-            f"cannot hold out {held} of {n} examples: choose a number between 1 and {n - 1} "
-            "(a smaller validation_images, or a larger train_subset)"
-        )
-    from torch.utils.data import TensorDataset
-
-    mask = holdout_mask(n, held, seed)
-    return (
-        TensorDataset(*(t[~mask] for t in dataset.tensors)),
-        TensorDataset(*(t[mask] for t in dataset.tensors)),
-    )
 
 
 def input_shape(name: str, pad_to: int | None = None, channels: int | None = None) -> tuple[int, int, int]:

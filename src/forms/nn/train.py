@@ -266,7 +266,7 @@ def _save_epoch(run: _Run, epoch: int, ckpt_path: Path, keep_best: bool = False)
                 "data": spec.data_record(),
                 HOLDOUT_KEY: run.holdout.to_dict(),
                 "best": best if best_apart and not keep_best else None,
-                "selected_epoch": best["epoch"] if best is not None else epoch + 1,
+                "selected_epoch": best["epoch"] if keep_best and best is not None else epoch + 1,
                 "rng": _rng_state(),
                 "history": run.history,
                 "world_size": D.world_size(),
