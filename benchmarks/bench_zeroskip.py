@@ -6,9 +6,10 @@ W = rng.integers(-127, 128, (1152, 128)); X = rng.integers(1, 256, (4096, 1152))
 X[rng.random((4096, 1152)) < 0.5] = 0; 8-bit unsigned inputs, 1-bit DAC, 2-bit cells, 128 x 128
 crossbars, lossless ADCs (so every call takes the exact fast path). For the polarized encoding each
 fragment of W takes one sign drawn from the same generator (|W| kept). Each case times
-``CrossbarArray.forward`` with ``collect=False`` and ``collect=True`` alternately and reports medians.
+``CrossbarArray.forward`` with ``collect=False`` and ``collect=True`` alternately and reports medians,
+at each torch thread count given.
 
-    .venv/bin/python benchmarks/bench_zeroskip.py [--repeat 15] [--threads 2]
+    .venv/bin/python benchmarks/bench_zeroskip.py [--repeat 15] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -77,36 +78,58 @@ def time_case(array: CrossbarArray, codes: torch.Tensor, repeat: int) -> tuple[f
     return statistics.median(runs[False]), statistics.median(runs[True])
 
 
-def main() -> None:
-    """Time every case and write the section."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    weights, inputs, signs = workload()
+def thread_counts(text: str) -> list[int]:
+    """Torch thread counts from a comma-separated list such as ``1,2``."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give thread counts >= 1 separated by commas, e.g. 1,2")
+    return counts
+
+
+def time_rows(
+    weights: np.ndarray, inputs: np.ndarray, signs: np.ndarray, threads: int, repeat: int
+) -> list[str]:
+    """The table rows of every case at ``threads`` torch threads."""
+    torch.set_num_threads(threads)
     codes = torch.from_numpy(inputs).to(torch.int32).unsqueeze(1)
-    load_start = os.getloadavg()[0]
     rows = []
     for encoding, fragment in CASES:
-        off, on = time_case(crossbar(weights, signs, encoding, fragment), codes, args.repeat)
-        rows.append(f"| {encoding} | {fragment} | {off:.4f} | {on:.4f} | **{on / off:.3f}x** |")
+        off, on = time_case(crossbar(weights, signs, encoding, fragment), codes, repeat)
+        rows.append(f"| {threads} | {encoding} | {fragment} | {off:.4f} | {on:.4f} | **{on / off:.3f}x** |")
         print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    """Time every case at every thread count and write the section."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--threads", type=thread_counts, default=[2], help="comma-separated, e.g. 1,2")
+    args = parser.parse_args()
+    weights, inputs, signs = workload()
+    load_start = os.getloadavg()[0]
+    rows = [
+        row for threads in args.threads for row in time_rows(weights, inputs, signs, threads, args.repeat)
+    ]
     sha_w = hashlib.sha256(weights.astype(np.int64).tobytes()).hexdigest()[:16]
     sha_x = hashlib.sha256(inputs.astype(np.int64).tobytes()).hexdigest()[:16]
+    threads = ",".join(str(t) for t in args.threads)
     lines = [
         "## Simulator: zero-skip statistics (`benchmarks/bench_zeroskip.py`)",
         "",
-        f"Measured {stamp()} on {machine_line()}, torch threads = {args.threads}, 1-min load average "
+        f"Measured {stamp()} on {machine_line()}, torch threads = {threads}, 1-min load average "
         f"{load_start:.1f} at start and {os.getloadavg()[0]:.1f} at the end (shared machine). Command: "
-        f"`.venv/bin/python benchmarks/bench_zeroskip.py --repeat {args.repeat} --threads {args.threads}`. "
+        f"`.venv/bin/python benchmarks/bench_zeroskip.py --repeat {args.repeat} --threads {threads}`. "
         "Issue 20's workload (W 1152 x 128 8-bit, 4,096 8-bit input vectors, half the inputs zero; "
         f"SHA-256 of W and X as int64: {sha_w}..., {sha_x}...), lossless ADCs, exact fast path; "
         f"one `CrossbarArray.forward` call, medians of {args.repeat} alternating runs (target: statistics "
         "<= 1.10x the call without them):",
         "",
-        "| encoding | R | collect=False s | collect=True s | ratio |",
-        "|---|---|---|---|---|",
+        "| threads | encoding | R | collect=False s | collect=True s | ratio |",
+        "|---|---|---|---|---|---|",
         *rows,
     ]
     update_section("sim-zeroskip", "\n".join(lines))

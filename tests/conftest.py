@@ -11,10 +11,12 @@ import torch
 from nn_helpers import write_idx_dataset
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
-    """Run the test on one torch thread: tiny models train far faster so than on oversubscribed cores
-    (shared CI machine). A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """Run a module's tests on one torch thread: tiny models train far faster so than on oversubscribed
+    cores (shared CI machine), and module fixtures that train (request this fixture) then run on the
+    same thread count as the tests that compare with them. A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,3 +64,28 @@ def write_cifar(root: Path, name: str, per_file: int = 20) -> Path:
         with (directory / filename).open("wb") as fh:
             pickle.dump(batch, fh)
     return directory
+
+
+class Interrupted(Exception):
+    """Raised by :func:`train_interrupted_after_epoch_1` in place of a kill."""
+
+
+def train_interrupted_after_epoch_1(monkeypatch: Any, spec: Any, out: Path) -> None:
+    """Run ``forms.nn.train.train(spec, out)`` and stop it right after epoch 1's checkpoint is saved
+    (as a kill would), leaving ``out`` ready to resume."""
+    import pytest
+
+    import forms.nn.train as train_module
+
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(state: dict, path: Path) -> Path:
+        saved = real_save(state, path)
+        if state["epoch"] == 1:
+            raise Interrupted
+        return saved
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(Interrupted):
+        train_module.train(spec, out, progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)

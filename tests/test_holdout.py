@@ -21,12 +21,13 @@ from forms.errors import ConfigError
 from forms.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from forms.nn.epoch import evaluate
 from forms.nn.holdout import HOLDOUT_KEY, Holdout, recorded_holdout, split_train
+from nn_helpers import train_interrupted_after_epoch_1
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def held_run(tiny_mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def held_run(tiny_mnist_root: Path, tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
     """A float LeNet-5 trained 3 epochs on the first 160 images, 48 of them held out."""
     out = tmp_path_factory.mktemp("held") / "float"
     T.train(_spec(tiny_mnist_root), out, progress=False)
@@ -95,18 +96,7 @@ def test_train_keeps_the_epoch_of_best_validation_accuracy(tiny_mnist_root: Path
 def test_an_interrupted_run_with_a_hold_out_resumes_bit_identically(
     tiny_mnist_root: Path, held_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = T.save_checkpoint
-
-    def save_then_crash(state: dict, path: Path) -> Path:
-        out = real_save(state, path)
-        if state["epoch"] == 1:
-            raise KeyboardInterrupt
-        return out
-
-    monkeypatch.setattr(T, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(_spec(tiny_mnist_root), tmp_path / "cut", progress=False)
-    monkeypatch.setattr(T, "save_checkpoint", real_save)
+    train_interrupted_after_epoch_1(monkeypatch, _spec(tiny_mnist_root), tmp_path / "cut")
     T.train(_spec(tiny_mnist_root), tmp_path / "cut", resume=True, progress=False)
     a, b = load_checkpoint(held_run)["state_dict"], load_checkpoint(tmp_path / "cut")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)

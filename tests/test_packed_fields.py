@@ -1,7 +1,7 @@
 """The GEMM engine's fast pieces against direct computations.
 
 - packed columns: one float32 GEMM with several columns packed per float yields every column's
-  partial sums exactly (:mod:`forms.sim.packed_fields`);
+  partial sums exactly (:mod:`forms.sim.packed_fields`), for signed levels too;
 - per-pattern partial sums built row by row equal the digit GEMM they replace;
 - the counting ADC conversion equals the plain one and its clip count, and leaves sums a lossless ADC
   cannot change untouched;
@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forms.sim.adc import Adc
+from forms.sim.adc import Adc, count_above
 from forms.sim.bitplanes import digit_planes
 from forms.sim.lookup import pattern_digits, pattern_partial_sums
 from forms.sim.packed_fields import FLOAT32_SIGNIFICAND_BITS, field_bits, pack_columns
@@ -27,27 +27,28 @@ from forms.sim.workspace import Workspace
     seed=st.integers(0, 10_000),
     batch=st.integers(1, 3),
     rows=st.integers(1, 300),
-    units=st.integers(1, 9),
-    unit=st.integers(1, 5),
+    k=st.integers(1, 45),
     cell_bits=st.sampled_from([1, 2, 4]),
     dac_bits=st.sampled_from([1, 2, 3]),
+    signed=st.booleans(),
 )
-def test_unpacked_fields_equal_each_columns_gemm(seed, batch, rows, units, unit, cell_bits, dac_bits) -> None:
+def test_unpacked_fields_equal_each_columns_gemm(seed, batch, rows, k, cell_bits, dac_bits, signed) -> None:
     gen = torch.Generator().manual_seed(seed)
-    k = units * unit
-    levels = torch.randint(0, 1 << cell_bits, (batch, rows, k), generator=gen).float()
+    low = 1 - (1 << cell_bits) if signed else 0  # signed: the difference of two crossbar sets
+    levels = torch.randint(low, 1 << cell_bits, (batch, rows, k), generator=gen).float()
     max_digit = (1 << dac_bits) - 1
     digits = torch.randint(0, max_digit + 1, (batch, 17, rows), generator=gen).float()
     digits[:, 0] = max_digit  # the largest partial sums occur
-    packed = pack_columns(levels, max_digit, unit)
+    packed = pack_columns(levels, max_digit)
     width = field_bits(levels, max_digit)
     if packed is None:
         assert 2 * width > FLOAT32_SIGNIFICAND_BITS
         return
     assert packed.width == width and packed.fields == FLOAT32_SIGNIFICAND_BITS // width
+    assert packed.signed == bool((levels < 0).any())
     got = packed.unpack(torch.bmm(digits, packed.levels), Workspace())
     want = torch.bmm(digits.double(), levels.double())
-    assert got.shape == (batch, 17, packed.columns) and packed.columns % unit == 0
+    assert got.shape == (batch, 17, packed.columns) and packed.columns - k < packed.fields
     assert torch.equal(got[..., :k].double(), want)
     assert not got[..., k:].any()  # padding columns hold zero levels
 
@@ -86,6 +87,15 @@ def test_counted_conversion_equals_plain_conversion(seed, bits, step, integral) 
         clipped = adc.convert_(plain, True)
         assert adc.convert_counted_(bounded, True, max_sum=float(sums.max())) == int(clipped.sum())
         assert torch.equal(plain, bounded)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), limit=st.integers(0, 40), double=st.booleans())
+def test_count_above_equals_the_comparison_count(seed, limit, double) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randint(-5, 50, (7, 33), generator=gen).to(torch.float64 if double else torch.float32)
+    assert count_above(values, limit) == int((values > limit).sum())
+    assert count_above(values[:, ::2], limit) == int((values[:, ::2] > limit).sum())  # strided views
 
 
 def test_counted_conversion_leaves_lossless_sums_alone() -> None:

@@ -17,6 +17,7 @@ import forms.nn.train as T
 from forms.cli import app
 from forms.errors import ConfigError
 from forms.nn.checkpoint import load_checkpoint
+from nn_helpers import train_interrupted_after_epoch_1
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,10 +72,6 @@ def test_same_seed_same_weights_other_seed_differs(tiny_mnist_root: Path, tmp_pa
     assert not _equal(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
 
 
-class Interrupted(Exception):
-    pass
-
-
 def test_resume_after_interruption_is_bit_identical(
     tiny_mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,18 +80,7 @@ def test_resume_after_interruption_is_bit_identical(
     )
     T.train(spec, tmp_path / "full", progress=False)
 
-    real_save = T.save_checkpoint
-
-    def save_then_crash(state: dict, path: Path) -> Path:
-        out = real_save(state, path)
-        if state["epoch"] == 1:
-            raise Interrupted
-        return out
-
-    monkeypatch.setattr(T, "save_checkpoint", save_then_crash)
-    with pytest.raises(Interrupted):
-        T.train(spec, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(T, "save_checkpoint", real_save)
+    train_interrupted_after_epoch_1(monkeypatch, spec, tmp_path / "cut")
     assert load_checkpoint(tmp_path / "cut")["epoch"] == 1
     resumed = T.train(spec, tmp_path / "cut", resume=True, progress=False)
     assert _equal(_weights(tmp_path / "full"), _weights(tmp_path / "cut"))

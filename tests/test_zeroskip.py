@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -295,3 +296,52 @@ def test_both_popcounts_count_every_set_bit(seed: int, n: int) -> None:
     words = torch.randint(-(1 << 62), 1 << 62, (n,), generator=gen) * torch.randint(1, 4, (n,), generator=gen)
     want = sum(bin(w & ((1 << 64) - 1)).count("1") for w in words.tolist())
     assert zeroskip._popcount(words) == zeroskip._popcount_bytes(words) == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    rows=st.integers(1, 90),
+    r=st.sampled_from([1, 2, 3, 4, 8, 16, 32]),
+    per_tile_fragments=st.integers(1, 4),
+    bits=st.integers(1, 40),
+    dac=st.integers(1, 4),
+    signed=st.booleans(),
+    sparsity=st.floats(0.0, 0.99),
+)
+def test_smeared_flag_counts_match_reference_on_every_lane_width(
+    seed: int, rows: int, r: int, per_tile_fragments: int, bits: int, dac: int, signed: bool, sparsity: float
+) -> None:
+    """Every count from popcounts of digit flags and of flags smeared down (8-, 16-, 32- and 64-bit
+    lanes: codes of 1..40 bits) equals the plain per-step count, the float codes' counts the int
+    codes'."""
+    x, plan = sparse_codes(seed, rows, bits, dac, signed, sparsity)
+    tile = r * per_tile_fragments
+    counts = [
+        count_subarray_steps(
+            codes, plan, r, chunk_elements=1 + rows * 2, tile_rows=tile, crossbars_per_tile=2
+        )
+        for codes in (x, x.to(torch.float64))
+    ]
+    assert counts[0] == counts[1]
+    c = counts[0]
+    assert (c.rounds_total, c.rounds_needed_leading, c.rounds_needed_bitplane) == reference_counts(x, plan, r)
+    got = (c.reads_total, c.reads_needed_leading, c.reads_needed_bitplane, c.digits_total, c.digits_nonzero)
+    assert got == reference_activity(x, plan, tile, 2)
+
+
+def test_scratch_buffers_left_by_other_calls_change_no_count() -> None:
+    """The per-thread scratch buffers reused between calls (and a fresh thread's own) give every call
+    the counts it gives alone: a wider, larger call in between leaves nothing behind."""
+    small, plan = sparse_codes(3, 40, 8, 1, False, 0.5)
+    large, wide_plan = sparse_codes(4, 400, 12, 2, True, 0.3)
+    first = count_subarray_steps(small, plan, 8, tile_rows=16)
+    count_subarray_steps(large.repeat(50, 1, 1), wide_plan, 16, tile_rows=64)
+    assert count_subarray_steps(small, plan, 8, tile_rows=16) == first
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(lambda: count_subarray_steps(small, plan, 8, tile_rows=16)).result() == first
+    assert (
+        first.rounds_total,
+        first.rounds_needed_leading,
+        first.rounds_needed_bitplane,
+    ) == reference_counts(small, plan, 8)

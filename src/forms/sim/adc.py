@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 
 from forms.errors import ConfigError
+from forms.sim.integer_gemm import FLOAT32_EXACT
+from forms.sim.workspace import Workspace
 
 MAX_ADC_BITS = 32
 """Widest ADC a simulation accepts (beyond any built converter)."""
@@ -80,21 +82,28 @@ class Adc:
             partial.mul_(self.step)
         return clipped
 
-    def convert_counted_(self, partial: Tensor, integral: bool, max_sum: float | None = None) -> int:
+    def convert_counted_(
+        self,
+        partial: Tensor,
+        integral: bool,
+        max_sum: float | None = None,
+        workspace: Workspace | None = None,
+    ) -> int:
         """Convert ``partial`` IN PLACE like :meth:`convert_` and return how many conversions clipped.
 
         ``max_sum`` bounds the partial sums when they are known to be non-negative integers (``integral``
         and ideal levels): if the ADC is lossless for it every conversion is the identity and nothing
         is touched; otherwise only the top of the range can clip (one counting pass, then the clamp
-        where something clipped). Without it one pass finds the range of the (rounded) codes; the clip
-        count and the clamp run only when some code lies outside ``[0, max_code]``.
+        where something clipped; one read-only pass first skips both where nothing in ``partial``
+        clips). Without it one pass finds the range of the (rounded) codes; the clip count and the
+        clamp run only when some code lies outside ``[0, max_code]``. ``workspace`` holds the count's
+        scratch tensor.
         """
         if integral and max_sum is not None and self.step == 1.0:
-            if max_sum <= self.max_code:
+            if max_sum <= self.max_code or not partial.numel() or float(partial.amax()) <= self.max_code:
                 return 0
-            clipped = int(torch.count_nonzero(partial > self.max_code))
-            if clipped:
-                partial.clamp_(max=self.max_code)
+            clipped = count_above(partial, self.max_code, workspace)
+            partial.clamp_(max=self.max_code)
             return clipped
         if self.step != 1.0:
             partial.div_(self.step)
@@ -104,9 +113,19 @@ class Adc:
         if partial.numel():
             low, high = (float(v) for v in torch.aminmax(partial))
             if high > self.max_code:
-                clipped = int(torch.count_nonzero(partial > self.max_code))
+                clipped = count_above(partial, self.max_code, workspace)
             if low < 0 or high > self.max_code:
                 partial.clamp_(0, self.max_code)
         if self.step != 1.0:
             partial.mul_(self.step)
         return clipped
+
+
+def count_above(values: Tensor, limit: int, workspace: Workspace | None = None) -> int:
+    """How many of the integer-valued float ``values`` exceed the integer ``limit``: the sum of
+    ``clamp(values - limit, 0, 1)``, exact (three fast elementwise passes; a comparison to a bool
+    tensor and its count are several times slower on CPU), its scratch from ``workspace`` if given."""
+    ws = workspace or Workspace()
+    excess = ws.take("excess", tuple(values.shape), values.dtype, values.device)
+    torch.sub(values, limit, out=excess).clamp_(0, 1)
+    return int(excess.sum(dtype=torch.float64 if excess.numel() >= FLOAT32_EXACT else excess.dtype))

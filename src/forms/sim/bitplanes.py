@@ -63,11 +63,14 @@ def digit_planes(
     v, g, f, rg = u.shape
     ws = workspace or Workspace()
     device, steps = u.device, plan.steps
-    shifts = torch.tensor(plan.shifts, dtype=u.dtype, device=device).view(-1, 1, 1)
-    masks = torch.tensor([(1 << w) - 1 for w in plan.widths], dtype=u.dtype, device=device).view(-1, 1, 1)
-    by_group = u.permute(1, 2, 0, 3).contiguous().unsqueeze(2)  # (G, F, 1, V, Rg)
-    ints = ws.take("digit_ints", (g, f, steps, v, rg), u.dtype, device)
-    torch.bitwise_right_shift(by_group, shifts, out=ints).bitwise_and_(masks)
+    # the low plan.bits bits (two's complement) are all the digits read: a byte each up to 8 bits
+    small = torch.uint8 if plan.bits <= 8 else u.dtype
+    shifts = torch.tensor(plan.shifts, dtype=small, device=device).view(-1, 1, 1)
+    masks = torch.tensor([(1 << w) - 1 for w in plan.widths], dtype=small, device=device).view(-1, 1, 1)
+    by_group = ws.take("digit_codes", (g, f, v, rg), small, device)
+    by_group.copy_(u.permute(1, 2, 0, 3))  # (G, F, V, Rg), modulo 2^8 when bytes
+    ints = ws.take("digit_ints", (g, f, steps, v, rg), small, device)
+    torch.bitwise_right_shift(by_group.unsqueeze(2), shifts, out=ints).bitwise_and_(masks)
     digits = ws.take("digits", (g * f, steps * v, rg), dtype, device)
     digits.view(g, f, steps, v, rg).copy_(ints)
     return digits

@@ -37,6 +37,7 @@ from forms.sim.lookup import PartialSumTables
 from forms.sim.noise_events import MAX_EVENT_RATE, NoiseEvents
 from forms.sim.packed_fields import PackedColumns
 from forms.sim.quant_inputs import DigitPlan, code_dtype
+from forms.sim.slice_lanes import SliceLanes, slice_lanes
 from forms.sim.spec import DeviceSpec
 from forms.sim.table_engine import LayerTable, TableEngine, build_pattern_table, pattern_table_applies
 from forms.sim.zeroskip import count_layer_activity
@@ -100,6 +101,8 @@ class CrossbarArray(nn.Module):
         self._partials_checked = False
         self._packed: PackedColumns | None = None
         self._packed_checked = False
+        self._lanes: SliceLanes | None = None
+        self._lanes_checked = False
         self.stats = LayerStats()
         g, f, _, c, q = encoded.cells.shape
         self.register_buffer("weight_int", weight_int)
@@ -312,6 +315,8 @@ class CrossbarArray(nn.Module):
         self._partials = None
         self._packed_checked = False
         self._packed = None
+        self._lanes_checked = False
+        self._lanes = None
 
     def pattern_table(self) -> LayerTable | None:
         """The chip's per-pattern tables (:mod:`forms.sim.table_engine`), or None where they do not apply.
@@ -356,6 +361,7 @@ class CrossbarArray(nn.Module):
             self.generator,
             self.partial_tables(),
             self._packed_columns(),
+            self._slice_lanes(),
         )
 
     def _packed_columns(self) -> PackedColumns | None:
@@ -364,6 +370,21 @@ class CrossbarArray(nn.Module):
         if not self._packed_checked:
             self._packed_checked = True
             self._packed = packed_columns(
-                self.encoded, self.plan, self._bit_level_columns(), self.devices.read_noise, self.integral
+                self.plan, self._bit_level_columns(), self.devices.read_noise, self.integral
             )
         return self._packed
+
+    def _slice_lanes(self) -> SliceLanes | None:
+        """The signed-slice GEMM of a chip whose conversions are all the identity
+        (:func:`forms.sim.slice_lanes.slice_lanes`), built once per programmed chip."""
+        if not self._lanes_checked:
+            self._lanes_checked = True
+            self._lanes = slice_lanes(
+                self.encoded,
+                self.plan,
+                self._bit_level_columns(),
+                self.adc,
+                self.integral,
+                self.devices.read_noise,
+            )
+        return self._lanes

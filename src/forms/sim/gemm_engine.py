@@ -9,6 +9,11 @@ small, the partial sums (and read-noise sigmas) are looked up per digit pattern 
 elementwise, and the shift-and-add reduces with 2^(k*cell_bits), fragment/set/flip signs and the
 digit weights coef * 2^shift; flipped columns add M * U back. Work is chunked over vectors so at most
 ``chunk_elements`` partial sums are held at once.
+
+Where every conversion is provably the identity (a forced bit-level run of a lossless chip) the
+engine instead adds, inside the GEMM, the partial sums the shift-and-add adds with one place value
+(:mod:`forms.sim.slice_lanes`): the same result, bit for bit, at issue 20's floor of input steps x
+slices GEMMs.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from forms.sim.layer_stats import LayerStats
 from forms.sim.lookup import PartialSumTables
 from forms.sim.packed_fields import PackedColumns, pack_columns
 from forms.sim.quant_inputs import DigitPlan
+from forms.sim.slice_lanes import SliceLanes
 from forms.sim.workspace import Workspace
 
 
@@ -60,13 +66,13 @@ def partial_sum_tables(
 
 
 def packed_columns(
-    encoded: EncodedLayer, plan: DigitPlan, columns: BitLevelColumns, read_noise: float, integral: bool
+    plan: DigitPlan, columns: BitLevelColumns, read_noise: float, integral: bool
 ) -> PackedColumns | None:
     """``columns``' levels packed several to a float32 column (:mod:`forms.sim.packed_fields`), or None
     where they cannot be: read noise, non-integral levels, or partial sums too wide for two fields."""
     if read_noise > 0 or not integral or not columns.count:
         return None
-    return pack_columns(columns.cells, plan.max_digit, encoded.columns if columns.dense else 1)
+    return pack_columns(columns.cells, plan.max_digit)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class GemmEngine:
     """Per-pattern partial sums (:func:`partial_sum_tables`), or None to compute them by GEMM."""
     packed: PackedColumns | None
     """The columns packed several to a float32 GEMM column (:func:`packed_columns`), or None."""
+    lanes: SliceLanes | None = None
+    """The signed-slice GEMM where every conversion is provably the identity
+    (:func:`forms.sim.slice_lanes.slice_lanes`), or None to convert every partial sum."""
 
     def run(self, codes: Tensor, chunk_elements: int, stats: LayerStats | None) -> Tensor:
         """Bit-level sums (V, G, C) float64 of ``codes`` (V, G, rows) over the engine's columns.
@@ -95,6 +104,8 @@ class GemmEngine:
         for codes that are not finite integers in the plan's range or not shaped for the layer.
         """
         codes = layer_codes(codes, self.encoded, self.plan)
+        if self.lanes is not None:  # nothing can clip
+            return self.lanes.run(codes, self.plan, chunk_elements)
         enc, plan = self.encoded, self.plan
         count = self.packed.columns if self.packed is not None else self.columns.count
         per_vector = plan.steps * enc.groups * (enc.row_groups * count + enc.columns)
@@ -120,7 +131,7 @@ class GemmEngine:
         g, c, nd, v = enc.groups, enc.columns, plan.steps, codes.shape[0]
         partial, digit_sum = self._partial_sums(codes, gemm_dtype(enc, plan), ws)
         partial = partial.to(bounds[0])
-        clipped = self.adc.convert_counted_(partial, self.integral and self.read_noise == 0, bounds[1])
+        clipped = self.adc.convert_counted_(partial, self.integral and self.read_noise == 0, bounds[1], ws)
         if stats is not None:
             stats.clipped += clipped
         red = self._shift_and_add(partial, ws)
@@ -133,8 +144,8 @@ class GemmEngine:
 
     def _partial_sums(self, codes: Tensor, dtype: torch.dtype, ws: Workspace) -> tuple[Tensor, Tensor | None]:
         """Noisy analog partial sums (G*F, nd*V, K) and, where flipped columns need them, the digit
-        sums U (G, F, nd*V) of ``codes``. K is :attr:`PackedColumns.columns` when packed (zero-level
-        columns appended)."""
+        sums U (G, F, nd*V) of ``codes`` (K: the engine's converted columns; a view of the unpacked
+        fields when packed)."""
         enc, plan = self.encoded, self.plan
         flips = bool(self.columns.flip_correction.any())
         if self.tables is not None:  # partial sums and noise sigmas looked up per digit pattern
@@ -146,9 +157,10 @@ class GemmEngine:
         digits = digit_planes(codes, plan, enc.group_rows, dtype, ws)  # (G*F, nd*V, Rg)
         digit_sum = digits.view(enc.groups, enc.row_groups, -1, enc.group_rows).sum(-1) if flips else None
         n = digits.shape[:2]
-        if self.packed is not None:
+        if self.packed is not None:  # the converted columns first, zero-level padding after them
             packed = ws.take("packed", (*n, self.packed.levels.shape[-1]), dtype, digits.device)
-            return self.packed.unpack(torch.bmm(digits, self.packed.levels, out=packed), ws), digit_sum
+            fields = self.packed.unpack(torch.bmm(digits, self.packed.levels, out=packed), ws)
+            return fields[..., : self.columns.count], digit_sum
         partial = ws.take("partial", (*n, self.columns.count), dtype, digits.device)
         torch.bmm(digits, self.columns.cells.to(dtype), out=partial)  # (G*F, nd*V, K)
         if self.read_noise > 0:
@@ -174,12 +186,10 @@ class GemmEngine:
 
     def _shift_and_add(self, partial: Tensor, ws: Workspace) -> Tensor:
         """Converted partial sums (G*F, nd*V, K) -> (G, nd*V, C) float64, weighted and summed over
-        row groups and slices/sets (IN PLACE on ``partial``). Columns beyond the engine's (packing
-        padding) carry zero levels and get a zero weight."""
+        row groups and slices/sets (IN PLACE on ``partial``)."""
         enc, cols = self.encoded, self.columns
         g, f, c, n, k = enc.groups, enc.row_groups, enc.columns, partial.shape[1], partial.shape[2]
-        mult = cols.signed_place_value.to(partial.dtype).reshape(g, f, -1)
-        mult = torch.nn.functional.pad(mult, (0, k - mult.shape[-1]))
+        mult = cols.signed_place_value.to(partial.dtype).reshape(g, f, k)
         if cols.dense:  # outer-dimension sums are fast
             dense = partial.view(g, f, n, k // c, c)
             by_slice = ws.take("by_slice", (g, n, k // c, c), dense.dtype, dense.device)
@@ -193,7 +203,6 @@ class GemmEngine:
         compact.mul_(mult.view(g, f, 1, k))
         # (row group, risky column) pairs side by side, then one scatter-add onto the C outputs
         flat = compact.permute(0, 2, 1, 3).reshape(g, n, f * k)
-        columns = torch.nn.functional.pad(cols.output_columns, (0, k - cols.count))
-        index = columns.reshape(g, 1, f * k).expand(g, n, f * k)
+        index = cols.output_columns.reshape(g, 1, f * k).expand(g, n, f * k)
         out = torch.zeros(g, n, c, dtype=partial.dtype, device=partial.device)
         return out.scatter_add_(2, index, flat).to(torch.float64)

@@ -14,8 +14,13 @@ Unpacking is exact float arithmetic: ``t = floor(P * 2^-w)`` holds the fields ab
 PRIME columns of 2-bit cells with a 1-bit DAC, n = 2 where some column's sums reach 9 bits (at most
 384), n = 3 where they all stay below 256.
 
-Fields are padded in whole units of ``unit`` columns (the C weight columns of one slice in the
-dense layout), so the unpacked columns keep the engine layout with zero-level slices appended.
+The K columns are zero-padded to ``n * J``, ``J = ceil(K / n)``, so column ``i`` of the unpacked
+result is column ``i`` of the levels (the padding columns after them are zero).
+
+Signed levels (the signed slices of :mod:`forms.sim.slice_lanes`) take one more bit per field: a
+field's sums lie in ``(-2^(w-1), 2^(w-1))`` when ``w - 1`` bits hold the largest sum of |levels| times
+the largest digit, and unpacking first adds ``2^(w-1)`` to every field (one add of a constant to the
+packed sum: every field is then non-negative), unpacks, and subtracts it again.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class PackedColumns:
     """n: columns per packed column."""
     width: int
     """w: bits per field."""
+    signed: bool = False
+    """True when levels may be negative (fields carry a sign bit)."""
 
     @property
     def columns(self) -> int:
@@ -56,32 +63,41 @@ class PackedColumns:
         ws = workspace or Workspace()
         out = ws.take("fields", (b, m, self.fields, j), torch.float32, packed.device)
         scale = float(1 << self.width)
+        half = float(1 << (self.width - 1))
         rest = packed  # holds fields k and above
+        if self.signed:  # every field offset by 2^(w-1): non-negative
+            bias = sum(half * float(1 << (self.width * k)) for k in range(self.fields))
+            rest = torch.add(packed, bias, out=out[:, :, 0])
         for k in range(self.fields - 1):  # a handful of fields, three elementwise passes each
             above = torch.mul(rest, 1.0 / scale, out=out[:, :, k + 1]).floor_()
             torch.add(rest, above, alpha=-scale, out=out[:, :, k])
             rest = above
+        if self.signed:
+            out.sub_(half)
         return out.view(b, m, self.fields * j)
 
 
 def field_bits(levels: Tensor, max_digit: int) -> int:
-    """Bits of the largest partial sum of integral ``levels`` (B, Rg, K) with digits up to ``max_digit``."""
-    largest = int(levels.sum(1).max()) * max_digit if levels.numel() else 0
-    return max(1, largest.bit_length())
+    """Bits of a field of integral ``levels`` (B, Rg, K) with digits up to ``max_digit``: those of the
+    largest sum of |levels| over a column times ``max_digit``, plus a sign bit where a level is negative."""
+    if not levels.numel():
+        return 1
+    largest = int(levels.abs().sum(1).max()) * max_digit
+    return max(1, largest.bit_length()) + int(bool((levels < 0).any()))
 
 
-def pack_columns(levels: Tensor, max_digit: int, unit: int) -> PackedColumns | None:
-    """Pack integral, non-negative ``levels`` (G*F, Rg, K), K a multiple of ``unit``; None when fewer
-    than two fields fit in float32."""
+def pack_columns(levels: Tensor, max_digit: int) -> PackedColumns | None:
+    """Pack integral ``levels`` (G*F, Rg, K) (signed fields where some level is negative); None when
+    fewer than two fields fit in float32."""
     b, rg, k = levels.shape
     width = field_bits(levels, max_digit)
     fields = FLOAT32_SIGNIFICAND_BITS // width
     if fields < 2 or k == 0:
         return None
-    units = math.ceil(k // unit / fields)  # packed units per field
-    padded = torch.nn.functional.pad(levels.to(torch.float64), (0, fields * units * unit - k))
+    per_field = math.ceil(k / fields)  # J packed columns
+    padded = torch.nn.functional.pad(levels.to(torch.float64), (0, fields * per_field - k))
     weights = torch.tensor(
         [float(1 << (width * i)) for i in range(fields)], dtype=torch.float64, device=levels.device
     )
-    packed = (padded.view(b, rg, fields, units * unit) * weights.view(1, 1, fields, 1)).sum(2)
-    return PackedColumns(packed.to(torch.float32), fields, width)
+    packed = (padded.view(b, rg, fields, per_field) * weights.view(1, 1, fields, 1)).sum(2)
+    return PackedColumns(packed.to(torch.float32), fields, width, bool((levels < 0).any()))

@@ -32,11 +32,21 @@ digit leaves its row driver idle.
 
 Sub-arrays of a short last tile are padded with zero inputs (they never add a needed step). Skipping
 never changes a result: a step whose inputs are all zero sums to exactly zero.
+
+How it is counted, in one read of the codes: they are narrowed to 8- or 16-bit lanes (the low
+``plan.bits`` bits, all that a rule reads) and packed 8 or 4 to a 64-bit word. A digit of an OR of
+codes is non-zero exactly when that digit of some code is, so everything follows from ORs and digit
+*flags* (one bit per non-zero digit, at the digit's least significant bit): the non-zero digits are
+the popcount of the codes' flags; a sub-array's "bitplane" steps the popcount of the flags of its OR
+(its words OR-ed, then each word's lanes folded onto one), its "leading" steps the popcount of those
+flags smeared down to the lowest digit; a row tile's reads the same two counts of the OR of its
+sub-arrays' ORs.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -46,12 +56,10 @@ from torch import Tensor
 
 from forms.sim.bitplanes import int_codes
 from forms.sim.quant_inputs import DigitPlan
+from forms.sim.workspace import Workspace
 
 if TYPE_CHECKING:
     from forms.sim.encodings import EncodedLayer
-
-LOOKUP_BITS = 16
-"""Codes up to this many bits count zero-skips with lookup tables of 2^bits entries."""
 
 
 @dataclass
@@ -82,66 +90,20 @@ class ZeroSkipCounts:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-@functools.lru_cache(maxsize=32)
-def _needed_steps_tables(plan: DigitPlan, values: int, device: str) -> tuple[Tensor, Tensor]:
-    """Steps needed under "leading" and "bitplane" for every OR value below ``values`` (int64 each)."""
-    leading, bitplane = _steps_needed(torch.arange(values, dtype=torch.int64), plan)
-    return leading.to(device), bitplane.to(device)
+_HALF_WIDTH = {torch.int64: torch.int32, torch.int32: torch.int16, torch.int16: torch.uint8}
+"""The integer dtype of half the width, for folding a word's two halves onto one."""
+
+_SCRATCH = threading.local()
+"""Per-thread :class:`Workspace` kept between calls: the counting's buffers of a few megabytes, allocated
+afresh on every call, would cost more in page faults than the counting itself."""
 
 
-def _histogram(ored: Tensor, plan: DigitPlan) -> Tensor | None:
-    """How often each OR value occurs (None for codes wider than ``LOOKUP_BITS``): byte lanes are
-    counted as they are (256 values, the bits above ``plan.bits`` ignored by the tables), wider codes
-    on their low ``plan.bits`` bits."""
-    flat = ored.reshape(-1)
-    if flat.dtype == torch.uint8:
-        return torch.bincount(flat, minlength=256)
-    if plan.bits > LOOKUP_BITS:
-        return None
-    low = torch.bitwise_and(flat.to(torch.int64), (1 << plan.bits) - 1)
-    return torch.bincount(low, minlength=1 << plan.bits)
-
-
-def _steps_needed(ored: Tensor, plan: DigitPlan) -> tuple[Tensor, Tensor]:
-    """Steps needed under "leading" (up to the last non-zero digit) and "bitplane" (non-zero digits)
-    for each OR value in ``ored``, int64 of ``ored``'s shape."""
-    masks = [((1 << w) - 1) << s for s, w in zip(plan.shifts, plan.widths, strict=True)]
-    present = torch.stack([torch.bitwise_and(ored, m) != 0 for m in masks])  # (steps, ...)
-    idx = torch.arange(1, plan.steps + 1, device=ored.device, dtype=torch.int64)
-    return (present * idx.view(-1, *([1] * ored.dim()))).amax(0), present.sum(0)
-
-
-def _or_reduce(u: Tensor) -> Tensor:
-    """Bitwise OR over the last dimension (log2 of its size halving passes)."""
-    width = u.shape[-1]
-    while width > 1:
-        half = width // 2
-        head = torch.bitwise_or(u[..., :half], u[..., half : 2 * half])
-        if width % 2:
-            head[..., :1] |= u[..., 2 * half :]
-        u, width = head, half
-    return u[..., 0]
-
-
-def count_ored(ored: Tensor, plan: DigitPlan) -> ZeroSkipCounts:
-    """Counts of sub-arrays given the OR of each one's R integer codes (any shape, any int dtype).
-
-    Both rules depend only on which digits of the OR are non-zero, so for codes of at most
-    ``LOOKUP_BITS`` bits the counts are a histogram of the OR values dotted with two per-value tables;
-    wider codes test each step's digit mask. Bits above ``plan.bits`` (two's complement sign
-    extension) are ignored.
-    """
-    counts = ZeroSkipCounts(rounds_total=int(ored.numel()) * plan.steps)
-    histogram = _histogram(ored, plan)
-    if histogram is not None:
-        leading, bitplane = _needed_steps_tables(plan, histogram.numel(), str(ored.device))
-        counts.rounds_needed_leading = int(torch.dot(histogram, leading))
-        counts.rounds_needed_bitplane = int(torch.dot(histogram, bitplane))
-        return counts
-    leading, bitplane = _steps_needed(ored, plan)
-    counts.rounds_needed_bitplane = int(bitplane.sum())
-    counts.rounds_needed_leading = int(leading.sum())
-    return counts
+def _scratch() -> Workspace:
+    """This thread's counting workspace."""
+    workspace: Workspace | None = getattr(_SCRATCH, "workspace", None)
+    if workspace is None:
+        workspace = _SCRATCH.workspace = Workspace()
+    return workspace
 
 
 def _lane_dtype(plan: DigitPlan) -> torch.dtype | None:
@@ -151,28 +113,35 @@ def _lane_dtype(plan: DigitPlan) -> torch.dtype | None:
     return torch.int16 if plan.bits <= 16 else None
 
 
-_HALF_WIDTH = {torch.int64: torch.int32, torch.int32: torch.int16, torch.int16: torch.uint8}
-"""The integer dtype of half the width, for folding a word's two halves onto one."""
+def _lane_codes(codes: Tensor, plan: DigitPlan, ws: Workspace) -> Tensor:
+    """Integer ``codes`` on the narrowest lane (a wrapping copy into ``ws``: it keeps the low
+    ``plan.bits`` bits, all that the rules read), or as :func:`int_codes` beyond 16 bits."""
+    lane = _lane_dtype(plan)
+    if codes.is_floating_point() or lane is None:
+        codes = int_codes(codes, plan)
+    if lane is None:
+        return codes
+    return ws.take("lanes", tuple(codes.shape), lane, codes.device).copy_(codes)
 
 
-def _or_subarrays(u: Tensor, fragment_size: int) -> Tensor:
-    """OR of each sub-array of lane codes ``u`` (..., rows), rows a multiple of ``fragment_size``:
-    (..., rows // fragment_size), in ``u``'s dtype.
+def _as_int64(mask: int) -> int:
+    """A 64-bit pattern as the signed int64 holding the same bits."""
+    return mask - (1 << 64) if mask >= 1 << 63 else mask
 
-    Where a sub-array fills whole 64-bit words, its words are OR-ed together and each word's halves
-    are then OR-ed down to one lane (int64 -> int32 -> int16 -> uint8 views), so the work runs on
-    words rather than on single lanes.
-    """
-    lanes = 8 // u.element_size()
-    subarrays = u.shape[-1] // fragment_size
-    if lanes < 4 or fragment_size % lanes:
-        return _or_reduce(u.unflatten(-1, (subarrays, fragment_size)))
-    words = u.contiguous().view(torch.int64).unflatten(-1, (subarrays, fragment_size // lanes))
-    ored = _or_reduce(words)
-    while ored.element_size() > u.element_size():
-        halves = ored.unsqueeze(-1).view(_HALF_WIDTH[ored.dtype])
-        ored = torch.bitwise_or(halves[..., 0], halves[..., 1])
-    return ored.view(u.dtype)
+
+def _word_blocks(lanes: Tensor) -> list[Tensor]:
+    """Integer ``lanes`` (any shape) packed 8, 4, 2 or 1 to an int64 word: the whole words (a view of
+    contiguous lanes), then the lanes left over in one zero-padded word (zero lanes have no non-zero
+    digit, so they count nothing)."""
+    flat = lanes.reshape(-1)
+    per_word = 8 // flat.element_size()
+    whole = flat.numel() // per_word * per_word
+    blocks = [flat[:whole].contiguous().view(torch.int64)] if whole else []
+    if whole < flat.numel():
+        tail = flat.new_zeros(per_word)
+        tail[: flat.numel() - whole] = flat[whole:]
+        blocks.append(tail.view(torch.int64))
+    return blocks
 
 
 @functools.lru_cache(maxsize=4)
@@ -188,19 +157,43 @@ def _popcount_bytes(words: Tensor) -> int:
 
 
 def _popcount(words: Tensor) -> int:
-    """Set bits of int64 ``words``: numpy's ``bitwise_count`` on the CPU, else :func:`_popcount_bytes`."""
-    if words.device.type == "cpu":
-        return int(np.bitwise_count(words.numpy().view(np.uint64)).sum())
-    return _popcount_bytes(words)
+    """Set bits of int64 ``words``: numpy's ``bitwise_count`` on the CPU (summed on 32-bit lanes where no
+    total can overflow them: at most 64 set bits a word), else :func:`_popcount_bytes`."""
+    if words.device.type != "cpu":
+        return _popcount_bytes(words)
+    flat = words.reshape(-1).numpy().view(np.uint64)
+    return int(np.bitwise_count(flat).sum(dtype=np.uint32 if flat.size < 1 << 26 else np.uint64))
 
 
-def _digit_lsb_masks(plan: DigitPlan, lane_bits: int) -> dict[int, int]:
-    """Per digit width w: a 64-bit word mask with a 1 at the LSB of every w-bit digit of every lane."""
+@dataclass(frozen=True)
+class _LaneMasks:
+    """Word masks of one digit plan on lanes of one width (each a signed int64 pattern)."""
+
+    digit_lsbs: dict[int, int]
+    """Per digit width w: a 1 at the least significant bit of every w-bit digit of every lane."""
+    flags: int
+    """A 1 at the least significant bit of every digit of every lane (all of ``digit_lsbs``)."""
+    smear: tuple[tuple[int, int], ...]
+    """(k, mask) for k = 1, 2, 4, ... below the plan's bits: the bits of each lane that a right shift
+    by k fills from the same lane (the low lane_bits - k bits of every lane)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _lane_masks(plan: DigitPlan, lane_bits: int) -> _LaneMasks:
+    """The masks of ``plan`` on lanes of ``lane_bits`` bits packed into 64-bit words."""
+    lanes = range(0, 64, lane_bits)
     masks: dict[int, int] = {}
     for shift, width in zip(plan.shifts, plan.widths, strict=True):
-        for lane in range(0, 64, lane_bits):
+        for lane in lanes:
             masks[width] = masks.get(width, 0) | (1 << (lane + shift))
-    return {w: m - (1 << 64) if m >= 1 << 63 else m for w, m in masks.items()}  # as signed int64
+    smear = []
+    k = 1
+    while k < plan.bits:
+        smear.append((k, _as_int64(sum(((1 << (lane_bits - k)) - 1) << lane for lane in lanes))))
+        k *= 2
+    return _LaneMasks(
+        {w: _as_int64(m) for w, m in masks.items()}, _as_int64(sum(masks.values())), tuple(smear)
+    )
 
 
 def _digit_flags(words: Tensor, plan: DigitPlan, lane_bits: int) -> Tensor:
@@ -211,56 +204,113 @@ def _digit_flags(words: Tensor, plan: DigitPlan, lane_bits: int) -> Tensor:
     if all(w == 1 for w in plan.widths) and (not plan.signed or plan.bits == lane_bits):
         return words
     flags = torch.zeros_like(words)
-    for width, mask in _digit_lsb_masks(plan, lane_bits).items():
+    for width, mask in _lane_masks(plan, lane_bits).digit_lsbs.items():
         ored = words
         for k in range(1, width):
             ored = ored | (words >> k)
-        flags |= ored & torch.tensor(mask, dtype=torch.int64, device=words.device)
+        flags |= ored & mask
     return flags
+
+
+def _flags_up_to_last(flags: Tensor, plan: DigitPlan, lane_bits: int, ws: Workspace) -> Tensor:
+    """Digit flags (:func:`_digit_flags`) plus the flag of every digit below each lane's highest
+    non-zero digit, so that their popcount is the "leading" rule's steps: each lane is smeared down
+    (OR-ed with itself shifted right by 1, 2, 4, ..., bits from the lane above masked off) and only
+    the digits' flag positions are kept. The result is a view of ``ws``'s buffers."""
+    masks = _lane_masks(plan, lane_bits)
+    smeared = ws.take("smeared", tuple(flags.shape), flags.dtype, flags.device).copy_(flags)
+    shifted = ws.take("smear-shifted", tuple(flags.shape), flags.dtype, flags.device)
+    for k, lane_mask in masks.smear:
+        smeared |= torch.bitwise_right_shift(smeared, k, out=shifted).bitwise_and_(lane_mask)
+    return smeared.bitwise_and_(masks.flags)
+
+
+def count_ored(ored: Tensor, plan: DigitPlan, ws: Workspace | None = None) -> ZeroSkipCounts:
+    """Counts of sub-arrays given the OR of each one's R integer codes (any shape; lane dtype, int32 or
+    int64; bits above ``plan.bits``, the two's complement sign extension, are ignored).
+
+    A digit of the OR is non-zero exactly when that digit of some code is, so the "bitplane" rule's
+    steps are the popcount of the OR's digit flags and the "leading" rule's the popcount of the flags
+    smeared down to the lowest digit (:func:`_flags_up_to_last`), both over words of packed lanes.
+    Scratch buffers come from ``ws`` (a new workspace when None).
+    """
+    ws = ws or Workspace()
+    counts = ZeroSkipCounts(rounds_total=int(ored.numel()) * plan.steps)
+    lane_bits = 8 * ored.element_size()
+    for words in _word_blocks(ored):
+        flags = _digit_flags(words, plan, lane_bits)
+        counts.rounds_needed_bitplane += _popcount(flags)
+        counts.rounds_needed_leading += _popcount(_flags_up_to_last(flags, plan, lane_bits, ws))
+    return counts
 
 
 def _nonzero_digits(u: Tensor, plan: DigitPlan) -> int:
     """Non-zero digits of integer codes ``u`` (lane dtype or int32/int64), over every element: the
-    popcount of the codes' digit flags, packed 8, 4, 2 or 1 to a 64-bit word (a code left over is
-    counted by the "bitplane" rule of that code alone)."""
-    flat = u.reshape(-1)
-    lanes = 8 // flat.element_size()
-    whole = flat.numel() // lanes * lanes
-    count = count_ored(flat[whole:], plan).rounds_needed_bitplane if whole < flat.numel() else 0
-    if whole:
-        words = flat[:whole].contiguous().view(torch.int64)
-        count += _popcount(_digit_flags(words, plan, 8 * flat.element_size()))
-    return count
+    popcount of the codes' digit flags, packed 8, 4, 2 or 1 to a 64-bit word."""
+    lane_bits = 8 * u.element_size()
+    return sum(_popcount(_digit_flags(words, plan, lane_bits)) for words in _word_blocks(u))
 
 
-def _subarray_ors(u: Tensor, fragment_size: int) -> Tensor:
-    """OR of each sub-array of ``fragment_size`` rows of lane codes ``u`` (V, G, rows): (V, G, F),
-    the short last sub-array OR-ed on its own (the zero rows that pad it would not change its OR)."""
-    full, rest = divmod(u.shape[-1], fragment_size)
+def _or_reduce(u: Tensor, ws: Workspace | None = None, role: str = "") -> Tensor:
+    """Bitwise OR over the last dimension (log2 of its size halving passes; with ``ws``, into two of
+    its buffers named after ``role`` in turn)."""
+    width, level = u.shape[-1], 0
+    while width > 1:
+        half = width // 2
+        low, high = u[..., :half], u[..., half : 2 * half]
+        out = None if ws is None else ws.take(f"{role}-or{level % 2}", tuple(low.shape), u.dtype, u.device)
+        head = torch.bitwise_or(low, high, out=out)
+        if width % 2:
+            head[..., :1] |= u[..., 2 * half :]
+        u, width, level = head, half, level + 1
+    return u[..., 0]
+
+
+def _fold_words(words: Tensor, lane: torch.dtype, ws: Workspace, role: str) -> Tensor:
+    """OR of the lanes of each int64 word, as ``lane``: each word's two halves are OR-ed into one of
+    half the width (into ``ws``'s buffers named after ``role``), down to one lane."""
+    folded = words
+    while folded.element_size() > lane.itemsize:
+        halves = folded.unsqueeze(-1).view(_HALF_WIDTH[folded.dtype])
+        out = ws.take(f"{role}-{halves.dtype}", tuple(folded.shape), halves.dtype, folded.device)
+        folded = torch.bitwise_or(halves[..., 0], halves[..., 1], out=out)
+    return folded.view(lane)
+
+
+def _or_subarrays(u: Tensor, fragment_size: int, ws: Workspace, role: str) -> Tensor:
+    """OR of each sub-array of lane codes ``u`` (..., rows), rows a multiple of ``fragment_size``:
+    (..., rows // fragment_size), in ``u``'s dtype.
+
+    Where a sub-array fills whole 64-bit words, its words are OR-ed together and each word's lanes
+    then folded onto one (:func:`_fold_words`), so the work runs on words rather than on single lanes.
+    """
+    lanes = 8 // u.element_size()
+    subarrays = u.shape[-1] // fragment_size
+    if lanes < 4 or fragment_size % lanes:
+        return _or_reduce(u.unflatten(-1, (subarrays, fragment_size)))
+    words = u.contiguous().view(torch.int64).unflatten(-1, (subarrays, fragment_size // lanes))
+    return _fold_words(_or_reduce(words, ws, role), u.dtype, ws, role)
+
+
+def _run_ors(u: Tensor, run: int, ws: Workspace, role: str) -> Tensor:
+    """OR of each run of ``run`` lanes of ``u`` (..., rows): (..., ceil(rows / run)), a short last run
+    OR-ed on its own (the zero rows that pad it would not change its OR). Applied to codes it gives
+    the sub-arrays' ORs; applied to those, the row tiles'. The result may be a view of ``ws``'s
+    buffers named after ``role``."""
+    full, rest = divmod(u.shape[-1], run)
     parts = []
     if full:
-        parts.append(_or_subarrays(u[..., : full * fragment_size], fragment_size))
+        parts.append(_or_subarrays(u[..., : full * run], run, ws, role))
     if rest:
-        parts.append(_or_reduce(u[..., full * fragment_size :]).unsqueeze(-1))
+        parts.append(_or_reduce(u[..., full * run :]).unsqueeze(-1))
     return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
-
-
-def _tile_ors(subarray_ors: Tensor, per_tile: int) -> Tensor:
-    """OR of each run of ``per_tile`` sub-array ORs (V, G, F) (the row tiles), zero-padded: (V, G, T)."""
-    if per_tile == 1:
-        return subarray_ors
-    f = subarray_ors.shape[-1]
-    pad = -f % per_tile
-    if pad:
-        subarray_ors = torch.nn.functional.pad(subarray_ors, (0, pad))
-    return _or_reduce(subarray_ors.unflatten(-1, ((f + pad) // per_tile, per_tile)))
 
 
 def count_subarray_steps(
     codes: Tensor,
     plan: DigitPlan,
     fragment_size: int,
-    chunk_elements: int = 1 << 22,
+    chunk_elements: int = 1 << 23,
     tile_rows: int | None = None,
     crossbars_per_tile: int = 1,
 ) -> ZeroSkipCounts:
@@ -269,28 +319,30 @@ def count_subarray_steps(
     ``codes`` holds exact integers (any dtype); signed codes are read in two's complement. A read cycle
     covers a row tile of ``tile_rows`` rows (a multiple of ``fragment_size``; None: one sub-array) on
     each of its ``crossbars_per_tile`` crossbars (column tiles x crossbar sets). Vectors are processed
-    in chunks of about ``chunk_elements`` inputs to bound memory.
+    in chunks of about ``chunk_elements`` inputs to bound memory; the chunk's scratch buffers (about 2
+    bytes per input of up to 8-bit codes, 4 up to 16-bit) are kept per thread for the next call.
     """
     tile_rows = fragment_size if tile_rows is None else tile_rows
     if tile_rows % fragment_size:
         raise ValueError(f"tile_rows={tile_rows} is not a multiple of the sub-array rows {fragment_size}")
     vectors, groups, rows = codes.shape
-    chunk = max(1, chunk_elements // max(1, groups * rows))
+    chunks = -(-vectors * groups * rows // chunk_elements)
+    chunk = max(1, -(-vectors // max(1, chunks)))  # even chunks
     counts = ZeroSkipCounts(digits_total=vectors * groups * rows * plan.steps)
     if rows == 0:
         return counts
-    lane = _lane_dtype(plan)
+    ws, per_tile = _scratch(), tile_rows // fragment_size
     for start in range(0, vectors, chunk):
-        u = int_codes(codes[start : start + chunk], plan)
-        if lane is not None:
-            u = u.to(lane)  # wraps: keeps the low plan.bits bits, all that the rules read
-        subarrays = _subarray_ors(u, fragment_size)
-        counts.add(count_ored(subarrays, plan))
-        tiles = count_ored(_tile_ors(subarrays, tile_rows // fragment_size), plan)
+        u = _lane_codes(codes[start : start + chunk], plan, ws)
+        counts.digits_nonzero += _nonzero_digits(u, plan)
+        subarrays = _run_ors(u, fragment_size, ws, "subarrays")
+        tiles = count_ored(subarrays, plan, ws)
+        counts.add(tiles)
+        if per_tile > 1:
+            tiles = count_ored(_run_ors(subarrays, per_tile, ws, "tiles"), plan, ws)
         counts.reads_total += tiles.rounds_total * crossbars_per_tile
         counts.reads_needed_leading += tiles.rounds_needed_leading * crossbars_per_tile
         counts.reads_needed_bitplane += tiles.rounds_needed_bitplane * crossbars_per_tile
-        counts.digits_nonzero += _nonzero_digits(u, plan)
     return counts
 
 
