@@ -121,6 +121,19 @@ INPUTS = [
     ),
     _case("optimize-bad-objective", "optimize --model lenet5 --objective speed --out run", "objective"),
     _case(
+        "prune-layer-unknown-unit",
+        "compress --checkpoint ck.pt --prune-granularity filter+channel "
+        "--prune-layer classifier.1=filter:0.5,width:0.2 --out run",
+        "prune.layer_ratios",
+        "'width'",
+    ),
+    _case(
+        "train-holds-out-every-image",
+        "train --validation-images 60000 --out run",
+        "cannot hold out 60000 of 60000",
+        "validation_images",
+    ),
+    _case(
         "optimize-accuracy-unmeasured",
         "optimize --model resnet18 --max-accuracy-drop 0.5 --out run",
         "no measured accuracy for 'resnet18'",

@@ -38,6 +38,7 @@ ACTIVITY_OPTION = typer.Option(
 SKIP_FRACTION_OPTION = typer.Option(
     None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
 )
+SKIP_RULE_OPTION = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading).")
 
 
 def workload_from_options(
@@ -125,7 +126,7 @@ def compare(
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
     activity: str | None = ACTIVITY_OPTION,
-    skip_rule: str | None = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading)."),
+    skip_rule: str | None = SKIP_RULE_OPTION,
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Several architectures side by side on one network, with ratios to the first."""

@@ -17,6 +17,7 @@ from forms.cli.estimate import (
     MODEL_HELP,
     NUM_CLASSES_OPTION,
     SKIP_FRACTION_OPTION,
+    SKIP_RULE_OPTION,
     skip_figures,
     workload_from_options,
 )
@@ -72,7 +73,7 @@ def optimize(
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
     activity: str | None = ACTIVITY_OPTION,
-    skip_rule: str | None = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading)."),
+    skip_rule: str | None = SKIP_RULE_OPTION,
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
 ) -> None:
     """Choose each architecture's free parameters (ADCs per crossbar, ADC width and flipping, fragment
