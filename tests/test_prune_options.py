@@ -61,6 +61,19 @@ def test_round_to_tiles_uses_the_polarized_tile_and_needs_layer_scope() -> None:
         CompressSpec.from_dict({"prune": {"ratio": 0.5, "round_to_tiles": True, "scope": "global"}})
 
 
+def test_global_scope_refuses_a_layer_ratio_it_would_ignore() -> None:
+    ratios = {"features.3": 0.2, "classifier.3": 0}
+    with pytest.raises(ConfigError, match=r"prune\.scope 'layer'") as err:
+        CompressSpec.from_dict({"prune": {"ratio": 0.5, "scope": "global", "layer_ratios": ratios}})
+    named = str(err.value).split("(got")[0]
+    assert "features.3" in named and "classifier.3" not in named
+    excluded = CompressSpec.from_dict(
+        {"prune": {"ratio": 0.5, "scope": "global", "layer_ratios": {"classifier.3": 0.0}}}
+    )
+    ratios = {c.name: c.prune_ratio for c in layer_constraints(build_model("lenet5"), excluded)}
+    assert ratios["classifier.3"] == 0 and ratios["features.3"] == 0.5  # 0 takes a layer out of the ranking
+
+
 def test_help_names_the_layer_options() -> None:
     proc = run_forms("compress", "--help")
     text = " ".join(proc.stdout.split())

@@ -80,7 +80,8 @@ class PruneSpec(Spec):
     scope: Literal["layer", "global"] = Field(
         "layer",
         description="'layer': the ratio applies to each layer (exact Euclidean projection per layer); "
-        "'global': groups of all layers are ranked together by RMS relative to their layer's RMS.",
+        "'global': groups of all layers are ranked together by RMS relative to their layer's RMS (a layer "
+        "in layer_ratios may then only have ratio 0, which takes it out of the ranking).",
     )
     layer_ratios: dict[str, float | dict[PruneUnit, float]] = Field(
         default_factory=dict,
@@ -139,6 +140,18 @@ class PruneSpec(Spec):
         if self.round_to_tiles and self.scope == "global":
             raise ValueError(
                 "prune.round_to_tiles needs prune.scope 'layer' (a global ranking sets the counts)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _global_scope_takes_no_layer_ratio(self) -> PruneSpec:
+        sized = sorted(name for name in self.layer_ratios if max(self.unit_ratios(name).values()) > 0)
+        if self.scope == "global" and sized:
+            raise ValueError(
+                f"prune.layer_ratios gives nonzero ratios for {', '.join(sized)}, which prune.scope 'global' "
+                "would not use (one ratio, prune.ratio, ranks the groups of all layers together); set "
+                "prune.scope 'layer' to prune each layer at its own ratio, or keep 'global' and give those "
+                "layers ratio 0 (which only takes them out of the ranking)"
             )
         return self
 
