@@ -23,6 +23,7 @@ from forms.sim.encodings import encode
 from forms.sim.integer_gemm import integer_matmul
 from forms.sim.quant_inputs import digit_plan
 from forms.sim.spec import DeviceSpec
+from forms.sim.workspace import Workspace
 from forms.sim.zeroskip import count_subarray_steps
 
 
@@ -59,6 +60,10 @@ def test_patterns_equal_per_step_digits(seed, rows, rg, bits, dac, signed) -> No
     plan = digit_plan(bits, dac, signed)
     got = fragment_patterns(fragment_int_view(int_codes(x, plan), rg), plan)
     assert torch.equal(got.to(torch.int64), direct_patterns(x, bits, dac, signed, rg))
+    ws = Workspace()  # buffers left by a larger call of other codes change nothing
+    fragment_patterns(fragment_int_view(int_codes(-x.flip(0).repeat(3, 1, 2), plan), rg), plan, ws)
+    again = fragment_patterns(fragment_int_view(int_codes(x, plan), rg), plan, ws)
+    assert torch.equal(again, got)
 
 
 def arrays(
@@ -211,3 +216,35 @@ def test_table_split_by_row_groups_equals_gemm_engine(bits: int) -> None:
     groups = layer_table.table.step_groups
     by_row_groups = any(grp.first_row_group > 0 for grp in groups)
     assert len(groups) > 1 and by_row_groups == (bits == 8)  # 12 bits: step ranges need fewer groups
+
+
+def test_table_engine_results_do_not_depend_on_threads_or_chunks() -> None:
+    """A narrow ADC on polarized R = 8 (some conversions clip): outputs, clips and zero-skips are the
+    same at 1 and 2 threads and for chunks of a few vectors or of all of them."""
+    gen = torch.Generator().manual_seed(21)
+    w = torch.randint(0, 64, (1, 64, 12), generator=gen)
+    w = w * (torch.randint(0, 2, (1, 8, 12), generator=gen) * 2 - 1).repeat_interleave(8, 1)
+    x = torch.randint(0, 256, (300, 1, 64), generator=gen).double()
+    x[x % 3 == 0] = 0
+    enc = encode(w, "polarized", 6, 2, 16, 8)
+    runs = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for chunk_elements in (1 << 10, 1 << 22):
+                arr = CrossbarArray(
+                    w,
+                    enc,
+                    Adc(4),
+                    digit_plan(8, 1, False),
+                    8,
+                    chunk_elements=chunk_elements,
+                    force_bit_level=True,
+                )
+                runs.append((arr(x), arr.stats.clipped, arr.stats.zero_skip, arr.engine))
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[0][1] > 0 and runs[0][3] == "table"
+    for run in runs[1:]:
+        assert torch.equal(run[0], runs[0][0]) and run[1:] == runs[0][1:]

@@ -20,6 +20,7 @@ from forms.sim.lookup import pattern_digits, pattern_partial_sums
 from forms.sim.packed_fields import FLOAT32_SIGNIFICAND_BITS, field_bits, pack_columns
 from forms.sim.quant_inputs import digit_plan
 from forms.sim.workspace import Workspace
+from forms.sim.zeroskip import narrow_codes
 
 
 @settings(max_examples=60, deadline=None)
@@ -126,3 +127,5 @@ def test_digit_planes_equal_per_step_digits(seed, rows, group_rows, bits, dac, s
     want = torch.nn.functional.pad(plan.digits(x), (0, frags * group_rows - rows))  # (S, V, G, F*Rg)
     want = want.view(plan.steps, 5, 2, frags, group_rows).permute(2, 3, 0, 1, 4)
     assert torch.equal(got, want.reshape(2 * frags, plan.steps * 5, group_rows).float())
+    lanes = narrow_codes(x, plan)  # uint8 up to 8 bits: the low bits, two's complement
+    assert torch.equal(digit_planes(lanes, plan, group_rows, torch.float32), got)

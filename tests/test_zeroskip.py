@@ -13,8 +13,13 @@ from torch import nn
 
 import forms
 from _simhelpers import Block, projection_spec
+from forms.encoding import Encoding, lossless_adc_bits
 from forms.errors import ConfigError
 from forms.sim import zeroskip
+from forms.sim.adc import Adc
+from forms.sim.crossbar import CrossbarArray
+from forms.sim.encodings import encode
+from forms.sim.integer_gemm import integer_matmul
 from forms.sim.quant_inputs import DigitPlan, calibrate_inputs, digit_plan
 from forms.sim.result import LayerZeroSkip, SimulationResult
 from forms.sim.simnet import build_simulated_model, simulated_layers
@@ -345,3 +350,71 @@ def test_scratch_buffers_left_by_other_calls_change_no_count() -> None:
         first.rounds_needed_leading,
         first.rounds_needed_bitplane,
     ) == reference_counts(small, plan, 8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    rows=st.integers(1, 70),
+    r=st.sampled_from([1, 4, 8, 16]),
+    bits=st.integers(1, 20),
+    dac=st.integers(1, 3),
+    signed=st.booleans(),
+)
+def test_narrowed_codes_hold_the_values_and_count_as_the_codes(
+    seed: int, rows: int, r: int, bits: int, dac: int, signed: bool
+) -> None:
+    """The narrow lanes a crossbar counts from and then multiplies hold every code's value exactly
+    (unless they wrap: unsigned 16-bit codes), at the range's ends too, and count as the codes do."""
+    x, plan = sparse_codes(seed, rows, bits, dac, signed, 0.4)
+    low, high = (-(1 << (plan.bits - 1)), (1 << (plan.bits - 1)) - 1) if signed else (0, (1 << plan.bits) - 1)
+    x[0, 0, 0], x[-1, -1, -1] = low, high
+    codes = x.to(torch.int32)
+    lanes = zeroskip.narrow_codes(codes, plan)
+    assert lanes.element_size() <= codes.element_size()
+    values = zeroskip.lane_values(lanes, codes, plan)
+    if not signed and plan.bits == 16:  # they would wrap in int16 lanes
+        assert values is codes
+    assert torch.equal(values.to(torch.int64), x.to(torch.int64))
+    tile = 2 * r
+    assert count_subarray_steps(lanes, plan, r, tile_rows=tile) == count_subarray_steps(
+        codes, plan, r, tile_rows=tile
+    )
+
+
+@pytest.mark.parametrize(
+    ("bits", "signed"), [(3, True), (8, False), (8, True), (15, False), (16, False), (16, True)]
+)
+def test_statistics_change_no_output_of_the_exact_path(bits: int, signed: bool) -> None:
+    """With statistics the exact path multiplies the narrowed codes (:func:`zeroskip.lane_values`), or
+    the codes where the lanes wrap: the same integer product as without them, at the range's ends."""
+    x, plan = sparse_codes(7, 40, bits, 1, signed, 0.3)
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    x[0, :, :3] = high
+    x[1, :, :3] = low
+    w = torch.randint(-31, 32, (2, 40, 6), generator=torch.Generator().manual_seed(3))
+    enc = encode(w, Encoding.OFFSET, 6, 2, 16, 16)
+    arr = CrossbarArray(w, enc, Adc(lossless_adc_bits(16, 2, 1, False)), plan, 16)
+    with_stats, without = arr(x), arr(x, collect=False)
+    assert arr.lossless and torch.equal(with_stats, without)
+    assert torch.equal(with_stats, integer_matmul(x, w))
+    assert arr.stats.zero_skip == zeroskip.count_layer_activity(x, plan, arr.encoded)
+
+
+def test_table_engine_counts_every_vector_once_whatever_its_chunks() -> None:
+    """The table engine counts zero-skips over all its codes at once: the same record for chunks of a
+    few vectors as for one chunk, and as the exact path's."""
+    x, plan = sparse_codes(11, 48, 8, 1, False, 0.5)
+    x = x.repeat(8, 1, 1)
+    sign = torch.randint(0, 2, (2, 6, 5), generator=torch.Generator().manual_seed(4)) * 2 - 1
+    w = torch.randint(0, 32, (2, 48, 5), generator=torch.Generator().manual_seed(5))
+    w = w * sign.repeat_interleave(8, 1)
+    enc = encode(w, Encoding.POLARIZED, 6, 2, 16, 8)
+    records = []
+    for chunk_elements, force in ((1 << 10, True), (1 << 24, True), (1 << 24, False)):
+        adc = Adc(lossless_adc_bits(8, 2, 1, False))
+        arr = CrossbarArray(w, enc, adc, plan, 8, chunk_elements=chunk_elements, force_bit_level=force)
+        assert torch.equal(arr(x), integer_matmul(x, w))
+        assert arr.engine == ("table" if force else "exact")
+        records.append(arr.stats.zero_skip)
+    assert records[0] == records[1] == records[2]

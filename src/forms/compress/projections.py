@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from forms.compress.scale_grids import search_grid
 from forms.geometry import fragment_view, from_fragment_view
 from forms.intweights import max_magnitude
 
@@ -98,18 +99,22 @@ def column_scale(scale: Tensor, matrix: Tensor) -> Tensor:
     return scale if scale.dim() == 0 else scale.unsqueeze(-2)
 
 
+def _grid_error(x: Tensor, scale: Tensor, weight_bits: int, dims: tuple[int, ...]) -> Tensor:
+    return (x - quantize(x, scale, weight_bits)).square().sum(dim=dims, keepdim=True)
+
+
 def choose_scale(
     matrix: Tensor, weight_bits: int, mode: str = "channel", method: str = "lsq", iterations: int = 8
 ) -> Tensor:
     """Step size of the symmetric quantizer: shape () for ``mode='layer'``, (groups, cols) for 'channel'.
 
-    'maxabs' maps the largest magnitude to 2^b - 1. 'lsq' starts from the best of the grids
-    maxabs / j (j = 1 .. 2^b - 1: the grids on which the largest magnitude is exactly representable,
-    so a matrix that is already quantized is reproduced exactly, which makes the projection
-    idempotent), then alternates the two exact partial minimizations of ||x - s*k||^2: k = nearest
-    integers for fixed s, then s = <x, k> / <k, k> for fixed k. No step can raise the error, so it
-    never exceeds the max-abs error. An all-zero channel (or layer) gets scale 1 (any positive value
-    gives integers 0).
+    'maxabs' maps the largest magnitude to 2^b - 1. 'lsq' starts from the best grid maxabs / j (which
+    holds the largest magnitude exactly; :mod:`forms.compress.scale_grids`): every j up to 8 bits, above
+    that coarse to fine plus each unit's own grid (<= 257 passes at any b), so a matrix already quantized
+    (s * k, integers |k| <= 2^b - 1) is reproduced exactly (to its dtype's rounding) and the projection
+    is idempotent. It then alternates the two exact partial minimizations of ||x - s*k||^2: k = nearest
+    integers for fixed s, then s = <x, k> / <k, k> for fixed k. No step raises the error and j = 2^b - 1
+    is tried, so it never exceeds the max-abs error. An all-zero channel (or layer) gets scale 1.
     """
     dims = _reduce_dims(mode)
     limit = max_magnitude(weight_bits)
@@ -117,14 +122,9 @@ def choose_scale(
     maxabs = x.abs().amax(dim=dims, keepdim=True)
     scale = torch.where(maxabs > 0, maxabs / limit, torch.ones_like(maxabs))
     if method == "lsq":
-        best = scale
-        best_err = (x - quantize(x, scale, weight_bits)).square().sum(dim=dims, keepdim=True)
-        for j in range(limit - 1, 0, -1):
-            grid = torch.where(maxabs > 0, maxabs / j, torch.ones_like(maxabs))
-            err = (x - quantize(x, grid, weight_bits)).square().sum(dim=dims, keepdim=True)
-            better = err < best_err
-            best = torch.where(better, grid, best)
-            best_err = torch.where(better, err, best_err)
+        best, best_err = search_grid(
+            x, maxabs, mode, limit, matrix.dtype, lambda s: _grid_error(x, s, weight_bits, dims)
+        )
         scale = best
         for _ in range(iterations):
             k = torch.round(x / scale).clamp(-limit, limit)
@@ -132,7 +132,7 @@ def choose_scale(
             xk = (x * k).sum(dim=dims, keepdim=True)
             scale = torch.where(kk > 0, xk / kk.clamp(min=1), scale)
             scale = torch.where(scale > 0, scale, best)
-            err = (x - quantize(x, scale, weight_bits)).square().sum(dim=dims, keepdim=True)
+            err = _grid_error(x, scale, weight_bits, dims)
             better = err < best_err
             best = torch.where(better, scale, best)
             best_err = torch.where(better, err, best_err)

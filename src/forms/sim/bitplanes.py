@@ -58,17 +58,21 @@ def digit_planes(
     """Digits (G*F, steps*V, Rg) in ``dtype`` of integer codes (V, G, rows), rows zero-padded to F
     row groups of ``group_rows``: row ``b*V + v`` of matrix ``g*F + f`` holds step ``b``'s digits of
     vector ``v`` on row group ``f`` (the GEMM engine's batched-GEMM operand), all steps at once.
-    With a ``workspace`` the result and its integer scratch are views of its buffers."""
-    u = fragment_int_view(int_codes(codes, plan), group_rows)  # (V, G, F, Rg)
+    Codes of at most 8 bits may come as uint8 lanes holding their low 8 bits (two's complement: all
+    the digits read, :func:`forms.sim.zeroskip.narrow_codes`). With a ``workspace`` the result and its
+    integer scratch are views of its buffers."""
+    # the low plan.bits bits (two's complement) are all the digits read: a byte each up to 8 bits
+    lanes = plan.bits <= 8 and codes.dtype == torch.uint8
+    u = fragment_int_view(codes if lanes else int_codes(codes, plan), group_rows)  # (V, G, F, Rg)
     v, g, f, rg = u.shape
     ws = workspace or Workspace()
     device, steps = u.device, plan.steps
-    # the low plan.bits bits (two's complement) are all the digits read: a byte each up to 8 bits
     small = torch.uint8 if plan.bits <= 8 else u.dtype
     shifts = torch.tensor(plan.shifts, dtype=small, device=device).view(-1, 1, 1)
     masks = torch.tensor([(1 << w) - 1 for w in plan.widths], dtype=small, device=device).view(-1, 1, 1)
-    by_group = ws.take("digit_codes", (g, f, v, rg), small, device)
-    by_group.copy_(u.permute(1, 2, 0, 3))  # (G, F, V, Rg), modulo 2^8 when bytes
+    by_group = u.permute(1, 2, 0, 3)  # (G, F, V, Rg), modulo 2^8 when bytes
+    if by_group.dtype != small or not by_group.is_contiguous():
+        by_group = ws.take("digit_codes", (g, f, v, rg), small, device).copy_(by_group)
     ints = ws.take("digit_ints", (g, f, steps, v, rg), small, device)
     torch.bitwise_right_shift(by_group.unsqueeze(2), shifts, out=ints).bitwise_and_(masks)
     digits = ws.take("digits", (g * f, steps * v, rg), dtype, device)
@@ -96,12 +100,13 @@ def _spread_table(lane_bits: int, rows: int, device: str) -> Tensor:
     return table.reshape(-1).to(device)
 
 
-def fragment_patterns(u: Tensor, plan: DigitPlan) -> Tensor:
+def fragment_patterns(u: Tensor, plan: DigitPlan, workspace: Workspace | None = None) -> Tensor:
     """Patterns (V, G, F, steps) of int codes ``u`` (V, G, F, Rg) (see the module doc).
 
     ``u`` holds :func:`int_codes` (two's complement digits in its low bits), split into fragments with
     :func:`fragment_int_view`. Patterns need ``dac_bits * Rg <= 16`` bits; the result is uint8 when
-    they fit in 8 bits, else int32.
+    they fit in 8 bits, else int32. With a ``workspace`` the 1-bit DAC's transposed patterns are a
+    view of its buffers (valid until the next call with it).
     """
     rg = u.shape[-1]
     if pattern_bits(plan, rg) > MAX_PATTERN_BITS:
@@ -110,7 +115,7 @@ def fragment_patterns(u: Tensor, plan: DigitPlan) -> Tensor:
         )
     if _one_bit_plan(plan) and sys.byteorder == "little":
         if rg <= 8 and u.dtype == torch.int32:
-            return _transposed_patterns(u, plan.bits)
+            return _transposed_patterns(u, plan.bits, workspace or Workspace())
         return _spread_patterns(u, plan.bits)
     shifts = torch.tensor(plan.shifts, dtype=torch.int32, device=u.device)
     masks = torch.tensor([(1 << w) - 1 for w in plan.widths], dtype=torch.int32, device=u.device)
@@ -122,16 +127,18 @@ def fragment_patterns(u: Tensor, plan: DigitPlan) -> Tensor:
 _TRANSPOSE8 = ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0))
 
 
-def _transposed_patterns(u: Tensor, bits: int) -> Tensor:
+def _transposed_patterns(u: Tensor, bits: int, ws: Workspace) -> Tensor:
     v, g, f, rg = u.shape
     nbytes = math.ceil(bits / 8)
     planes = u.view(torch.uint8).view(v, g, f, rg, 4)[..., :nbytes].transpose(-1, -2)  # (V,G,F,B,Rg)
-    block = u.new_zeros((v, g, f, nbytes, 8), dtype=torch.uint8)
+    block = ws.take("pattern-words", (v, g, f, nbytes, 8), torch.uint8, u.device)
     block[..., :rg] = planes
+    block[..., rg:] = 0
     x = block.view(torch.int64)  # (V, G, F, B, 1): byte r of word k = byte k of row r
-    for shift, mask in _TRANSPOSE8:
-        t = torch.bitwise_and(torch.bitwise_xor(x, torch.bitwise_right_shift(x, shift)), mask)
-        x = torch.bitwise_xor(torch.bitwise_xor(x, t), torch.bitwise_left_shift(t, shift))
+    t = ws.take("pattern-swaps", tuple(x.shape), torch.int64, u.device)
+    for shift, mask in _TRANSPOSE8:  # in place: t = (x ^ x >> s) & mask; x ^= t ^ t << s
+        torch.bitwise_right_shift(x, shift, out=t).bitwise_xor_(x).bitwise_and_(mask)
+        x.bitwise_xor_(t).bitwise_xor_(t.bitwise_left_shift_(shift))
     return x.view(torch.uint8).view(v, g, f, nbytes * 8)[..., :bits]
 
 

@@ -40,7 +40,7 @@ from forms.sim.quant_inputs import DigitPlan, code_dtype
 from forms.sim.slice_lanes import SliceLanes, slice_lanes
 from forms.sim.spec import DeviceSpec
 from forms.sim.table_engine import LayerTable, TableEngine, build_pattern_table, pattern_table_applies
-from forms.sim.zeroskip import count_layer_activity
+from forms.sim.zeroskip import count_layer_activity, lane_values, narrow_codes
 
 DEFAULT_TABLE_LIMIT = 1 << 24
 """Largest per-pattern table (entries) the bit-level path builds per layer (float32: 64 MiB)."""
@@ -270,14 +270,17 @@ class CrossbarArray(nn.Module):
             )
         if self.lossless:
             self.stats.fast_calls += 1
-            if stats is not None:
-                stats.zero_skip.add(count_layer_activity(codes, self.plan, self.encoded))
+            exact_codes = codes
+            if stats is not None:  # counted from narrow lanes, which the GEMM then reads
+                lanes = narrow_codes(codes, self.plan)
+                stats.zero_skip.add(count_layer_activity(lanes, self.plan, self.encoded))
+                exact_codes = lane_values(lanes, codes, self.plan)
             if self.noise_events is None:
-                return self._exact_sums(codes)
+                return self._exact_sums(exact_codes)
             errors, clipped = self.noise_events.errors(codes, self.generator)
             if stats is not None:
                 stats.clipped += clipped
-            return self._exact_sums(codes) + errors
+            return self._exact_sums(exact_codes) + errors
         self.stats.bit_level_calls += 1
         return self._bit_level_sums(codes.to(code_dtype(self.plan.bits)), stats)
 
@@ -285,13 +288,18 @@ class CrossbarArray(nn.Module):
         """Sums of integer ``codes`` through the table engine, or the GEMM engine plus the exact columns."""
         table = self.pattern_table()
         if table is not None:
-            analog = TableEngine(table, self.encoded, self.plan).run(codes, self.chunk_elements, stats)
+            engine = TableEngine(table, self.encoded, self.plan)
+            analog = engine.run(codes, self.chunk_elements, stats, checked=True)
             if table.folds_input_sum:
                 return analog
         else:
+            gemm, digit_codes = self.gemm_engine(), codes
             if stats is not None:
-                stats.zero_skip.add(count_layer_activity(codes, self.plan, self.encoded))
-            analog = self.gemm_engine().run(codes, self.chunk_elements, stats)
+                lanes = narrow_codes(codes, self.plan)
+                stats.zero_skip.add(count_layer_activity(lanes, self.plan, self.encoded))
+                if gemm.lanes is not None and lanes.dtype == torch.uint8:  # the digits' bytes
+                    digit_codes = lanes
+            analog = gemm.run(digit_codes, self.chunk_elements, stats, checked=True)
         if self.dense and not self.encoded.input_sum_coefficient:
             return analog
         return analog + self._exact_sums(codes)

@@ -8,7 +8,7 @@ small, the partial sums (and read-noise sigmas) are looked up per digit pattern 
 (:class:`forms.sim.lookup.PartialSumTables`). Read noise is added, the ADC clips/quantizes
 elementwise, and the shift-and-add reduces with 2^(k*cell_bits), fragment/set/flip signs and the
 digit weights coef * 2^shift; flipped columns add M * U back. Work is chunked over vectors so at most
-``chunk_elements`` partial sums are held at once.
+``chunk_elements`` partial sums are held at once (per intra-op thread on the signed-slice path).
 
 Where every conversion is provably the identity (a forced bit-level run of a lossless chip) the
 engine instead adds, inside the GEMM, the partial sums the shift-and-add adds with one place value
@@ -32,7 +32,7 @@ from forms.sim.bitplanes import (
     int_codes,
     pattern_bits,
 )
-from forms.sim.boundary import layer_codes
+from forms.sim.boundary import check_code_shape, layer_codes
 from forms.sim.column_split import BitLevelColumns
 from forms.sim.devices import add_read_noise_, add_read_noise_sigma_
 from forms.sim.encodings import EncodedLayer
@@ -97,13 +97,20 @@ class GemmEngine:
     """The signed-slice GEMM where every conversion is provably the identity
     (:func:`forms.sim.slice_lanes.slice_lanes`), or None to convert every partial sum."""
 
-    def run(self, codes: Tensor, chunk_elements: int, stats: LayerStats | None) -> Tensor:
+    def run(
+        self, codes: Tensor, chunk_elements: int, stats: LayerStats | None, checked: bool = False
+    ) -> Tensor:
         """Bit-level sums (V, G, C) float64 of ``codes`` (V, G, rows) over the engine's columns.
 
         Clipped conversions are added to ``stats`` when given. Raises :class:`~forms.errors.ConfigError`
-        for codes that are not finite integers in the plan's range or not shaped for the layer.
+        for codes that are not finite integers in the plan's range or not shaped for the layer;
+        ``checked`` says the caller has checked their values (a crossbar array does), so only their
+        shape is checked.
         """
-        codes = layer_codes(codes, self.encoded, self.plan)
+        if checked:
+            check_code_shape(codes, self.encoded)
+        else:
+            codes = layer_codes(codes, self.encoded, self.plan)
         if self.lanes is not None:  # nothing can clip
             return self.lanes.run(codes, self.plan, chunk_elements)
         enc, plan = self.encoded, self.plan

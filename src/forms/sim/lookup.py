@@ -38,6 +38,7 @@ from forms.sim.adc import Adc
 from forms.sim.boundary import check_shape
 from forms.sim.integer_gemm import FLOAT32_EXACT
 from forms.sim.quant_inputs import DigitPlan
+from forms.sim.workspace import Workspace
 
 BUILD_ELEMENTS = 1 << 22
 """Partial sums held at once while a table is built (row groups are processed in chunks)."""
@@ -242,10 +243,28 @@ class PatternTable:
             columns=c,
         )
 
-    def run(self, patterns: Tensor, collect: bool = True) -> tuple[Tensor, int]:
+    def bag_weights(self, bags: int) -> list[Tensor]:
+        """Per step group, the ``per_sample_weights`` of ``bags`` bags (bags, row groups x steps): each
+        lookup's step weight. Built once per run and sliced for its chunks (:meth:`run`)."""
+        weights = []
+        for grp in self.step_groups:
+            f = self.offsets[:, grp.first_row_group : grp.last_row_group].shape[1]
+            n = grp.stop - grp.start
+            weights.append(grp.weights.expand(bags, f, n).reshape(bags, f * n))
+        return weights
+
+    def run(
+        self,
+        patterns: Tensor,
+        collect: bool = True,
+        bag_weights: list[Tensor] | None = None,
+        workspace: Workspace | None = None,
+    ) -> tuple[Tensor, int]:
         """Outputs (V, G, C) float64 and clipped conversions of ``patterns`` (V, G, F, steps).
 
-        Raises :class:`~forms.errors.ConfigError` when ``patterns`` is not shaped for these tables.
+        ``bag_weights`` (:meth:`bag_weights` of at least V * G bags) and ``workspace`` (for the lookup
+        indices) let a caller running several chunks build them once. Raises
+        :class:`~forms.errors.ConfigError` when ``patterns`` is not shaped for these tables.
         """
         groups, row_groups, _ = self.offsets.shape
         steps = max(grp.stop for grp in self.step_groups)
@@ -253,15 +272,17 @@ class PatternTable:
             patterns, (None, groups, row_groups, steps), "patterns (vectors, groups, row groups, steps)"
         )
         v, g, _, _ = patterns.shape
+        weights = bag_weights if bag_weights is not None else self.bag_weights(v * g)
+        ws = workspace or Workspace()
         y = torch.zeros(v * g, self.columns, dtype=torch.float64, device=patterns.device)
         clipped = 0
-        for grp in self.step_groups:
+        for i, grp in enumerate(self.step_groups):
             n, rows = grp.stop - grp.start, slice(grp.first_row_group, grp.last_row_group)
             f = self.offsets[:, rows].shape[1]
-            index = torch.empty(v, g, f, n, dtype=torch.int32, device=patterns.device)
+            index = ws.take(f"lookups{i}", (v, g, f, n), torch.int32, patterns.device)
             torch.add(patterns[:, :, rows, grp.start : grp.stop], self.offsets[:, rows], out=index)
             bags = index.view(v * g, f * n)
-            psw = grp.weights.expand(v * g, f, n).reshape(v * g, f * n)
+            psw = weights[i][: v * g]
             sums = F.embedding_bag(bags, self.values, mode="sum", per_sample_weights=psw)  # (V*G, C)
             y.add_(sums, alpha=grp.scale)
             if collect and self.clips is not None:

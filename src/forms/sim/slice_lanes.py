@@ -35,7 +35,7 @@ from forms.sim.encodings import EncodedLayer
 from forms.sim.integer_gemm import exact_float_dtype
 from forms.sim.packed_fields import PackedColumns, pack_columns
 from forms.sim.quant_inputs import DigitPlan
-from forms.sim.workspace import Workspace
+from forms.sim.workspace import Workspace, vectors_per_chunk
 
 
 def conversions_are_identity(
@@ -66,10 +66,11 @@ class SliceLanes:
     """Dtype exact for one step's sum over place values (and U terms)."""
 
     def run(self, codes: Tensor, plan: DigitPlan, chunk_elements: int) -> Tensor:
-        """Sums (V, G, C) float64 of checked integer ``codes`` (V, G, rows), chunked over vectors."""
+        """Sums (V, G, C) float64 of checked integer ``codes`` (V, G, rows), chunked over vectors
+        (``chunk_elements`` digits and GEMM results per intra-op thread: :func:`vectors_per_chunk`)."""
         g, rows, j = self.levels.shape
         lanes = self.packed.columns if self.packed is not None else j
-        chunk = max(1, chunk_elements // max(1, plan.steps * g * (rows + 2 * lanes)))
+        chunk = vectors_per_chunk(chunk_elements, plan.steps * g * (rows + 2 * lanes))
         ws = Workspace()
         out = torch.empty(codes.shape[0], g, self.columns, dtype=torch.float64, device=codes.device)
         for s in range(0, codes.shape[0], chunk):

@@ -136,7 +136,9 @@ class SimSpec(Spec):
     chunk_elements: int = Field(
         1 << 21,
         ge=1 << 10,
-        description="Bound on partial sums held at once by the bit-level path (memory vs overhead).",
+        description="Bound on partial sums held at once by the bit-level path (memory vs overhead): per "
+        "intra-op thread on the signed-slice path and the table engine (forms.sim.workspace."
+        "vectors_per_chunk), per call on the every-conversion path.",
     )
     devices: DeviceSpec = Field(
         default_factory=lambda: DeviceSpec.model_validate({}), description="Cell non-idealities."

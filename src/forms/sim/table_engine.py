@@ -24,12 +24,13 @@ from forms.sim.bitplanes import (
     int_codes,
     pattern_bits,
 )
-from forms.sim.boundary import layer_codes
+from forms.sim.boundary import check_code_shape, layer_codes
 from forms.sim.column_split import BitLevelColumns
 from forms.sim.encodings import EncodedLayer
 from forms.sim.layer_stats import LayerStats
 from forms.sim.lookup import PatternTable, table_size
 from forms.sim.quant_inputs import DigitPlan
+from forms.sim.workspace import Workspace, vectors_per_chunk
 from forms.sim.zeroskip import count_layer_activity
 
 
@@ -101,25 +102,35 @@ class TableEngine:
     encoded: EncodedLayer
     plan: DigitPlan
 
-    def run(self, codes: Tensor, chunk_elements: int, stats: LayerStats | None) -> Tensor:
+    def run(
+        self, codes: Tensor, chunk_elements: int, stats: LayerStats | None, checked: bool = False
+    ) -> Tensor:
         """Sums (V, G, C) float64 of ``codes`` (V, G, rows); clips and zero-skips counted into ``stats``.
 
-        Raises :class:`~forms.errors.ConfigError` for codes that are not finite integers in the plan's
-        range or not shaped for the layer.
+        Vectors run in chunks holding about ``chunk_elements`` codes, patterns, table lookups (an index
+        and a weight each) and outputs per intra-op thread (:func:`vectors_per_chunk`). Raises
+        :class:`~forms.errors.ConfigError` for codes that are not finite integers in the plan's range
+        or not shaped for the layer; ``checked`` says the caller has checked their values (a crossbar
+        array does), so only their shape is checked.
         """
-        codes = layer_codes(codes, self.encoded, self.plan)
+        if checked:
+            check_code_shape(codes, self.encoded)
+        else:
+            codes = layer_codes(codes, self.encoded, self.plan)
         enc = self.encoded
         g, f, rg = enc.groups, enc.row_groups, enc.group_rows
         steps, v = self.plan.steps, codes.shape[0]
-        per_vector = g * (f * rg * 8 + f * steps * 3 + steps * enc.columns)
-        chunk = max(1, chunk_elements // per_vector)
+        per_vector = g * (f * (rg + steps) + enc.columns)
+        chunk = vectors_per_chunk(chunk_elements, per_vector)
+        if stats is not None:  # once over every vector: short chunks would pay its fixed costs each
+            stats.zero_skip.add(count_layer_activity(codes, self.plan, enc))
+        table, ws = self.layer_table.table, Workspace()
+        weights = table.bag_weights(min(chunk, v) * g)  # every chunk's lookup weights: sliced
         outs = []
         for s in range(0, v, chunk):
-            u = int_codes(codes[s : s + chunk], self.plan)
-            frags = fragment_int_view(u, rg)
-            if stats is not None:
-                stats.zero_skip.add(count_layer_activity(u, self.plan, enc))
-            y, clipped = self.layer_table.table.run(fragment_patterns(frags, self.plan), stats is not None)
+            frags = fragment_int_view(int_codes(codes[s : s + chunk], self.plan), rg)
+            patterns = fragment_patterns(frags, self.plan, ws)
+            y, clipped = table.run(patterns, stats is not None, weights, ws)
             if stats is not None:
                 stats.clipped += clipped
             outs.append(y)

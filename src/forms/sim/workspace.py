@@ -1,4 +1,4 @@
-"""Reusable scratch buffers for chunked engines.
+"""Reusable scratch buffers for chunked engines, and their chunk size.
 
 The GEMM engine processes vectors in chunks of a few megabytes; allocating every chunk's tensors
 afresh makes the allocator hand back new pages each time, and the first write to each page faults.
@@ -28,3 +28,14 @@ class Workspace:
             buf = torch.empty(size, dtype=dtype, device=device)
             self._buffers[name] = buf
         return buf[:size].view(shape)
+
+
+def vectors_per_chunk(chunk_elements: int, per_vector: int) -> int:
+    """Vectors per chunk of an engine whose vectors hold ``per_vector`` elements each: ``chunk_elements``
+    per intra-op thread (``torch.get_num_threads()``), at least one vector.
+
+    Each thread's share of a chunk then stays the same at every thread count: a chunk's elementwise
+    passes and GEMMs are split over the threads, and with a fixed chunk size each thread's share (and
+    so the work between two fork/joins) would shrink as threads are added (docs/design.md, "Making the
+    simulator fast", has the measurements)."""
+    return max(1, chunk_elements * torch.get_num_threads() // max(1, per_vector))

@@ -40,13 +40,16 @@ codes is non-zero exactly when that digit of some code is, so everything follows
 the popcount of the codes' flags; a sub-array's "bitplane" steps the popcount of the flags of its OR
 (its words OR-ed, then each word's lanes folded onto one), its "leading" steps the popcount of those
 flags smeared down to the lowest digit; a row tile's reads the same two counts of the OR of its
-sub-arrays' ORs.
+sub-arrays' ORs. The passes run on one intra-op thread; a caller that also computes with the codes
+narrows them once for both (:func:`narrow_codes`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -90,6 +93,10 @@ class ZeroSkipCounts:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
+NARROWED_SCRATCH_CODES = 1 << 24
+"""Most codes :func:`narrow_codes` narrows into the thread's kept scratch buffer (16 MiB of 8-bit
+lanes; a kept buffer stays allocated, so larger calls take one of their own)."""
+
 _HALF_WIDTH = {torch.int64: torch.int32, torch.int32: torch.int16, torch.int16: torch.uint8}
 """The integer dtype of half the width, for folding a word's two halves onto one."""
 
@@ -106,6 +113,22 @@ def _scratch() -> Workspace:
     return workspace
 
 
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """Run the enclosed torch ops on one intra-op thread (the calling thread's count restored after):
+    the counting's passes are short and memory-bound, and split over threads each pays a fork/join
+    that costs more than the split saves (issue 20's workload, polarized R = 8, 2 threads: a count
+    took 8.1 ms split, 4.9 ms on one thread)."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
 def _lane_dtype(plan: DigitPlan) -> torch.dtype | None:
     """The narrowest integer lane holding a code's ``plan.bits`` low bits (None beyond 16 bits)."""
     if plan.bits <= 8:
@@ -113,15 +136,36 @@ def _lane_dtype(plan: DigitPlan) -> torch.dtype | None:
     return torch.int16 if plan.bits <= 16 else None
 
 
-def _lane_codes(codes: Tensor, plan: DigitPlan, ws: Workspace) -> Tensor:
-    """Integer ``codes`` on the narrowest lane (a wrapping copy into ``ws``: it keeps the low
-    ``plan.bits`` bits, all that the rules read), or as :func:`int_codes` beyond 16 bits."""
+def _lane_codes(codes: Tensor, plan: DigitPlan, ws: Workspace, role: str = "lanes") -> Tensor:
+    """Integer ``codes`` on the narrowest lane (a wrapping copy into ``ws``'s buffer ``role``: it keeps
+    the low ``plan.bits`` bits, all that the rules read; codes on that lane already are returned as
+    they are), or as :func:`int_codes` beyond 16 bits."""
     lane = _lane_dtype(plan)
     if codes.is_floating_point() or lane is None:
         codes = int_codes(codes, plan)
-    if lane is None:
+    if lane is None or codes.dtype == lane:
         return codes
-    return ws.take("lanes", tuple(codes.shape), lane, codes.device).copy_(codes)
+    return ws.take(role, tuple(codes.shape), lane, codes.device).copy_(codes)
+
+
+def narrow_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
+    """Integer ``codes`` on the narrowest lane holding their ``plan.bits`` low bits (uint8 up to 8 bits,
+    int16 up to 16; :func:`int_codes` beyond), for a caller that counts them (the counting reads them
+    as they are) and computes with them (:func:`lane_values`). Up to :data:`NARROWED_SCRATCH_CODES`
+    codes they are this thread's scratch buffer, valid until its next call."""
+    ws = _scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
+    return _lane_codes(codes, plan, ws, "narrowed")
+
+
+def lane_values(lanes: Tensor, codes: Tensor, plan: DigitPlan) -> Tensor:
+    """The values of ``codes``, as a view of their :func:`narrow_codes` ``lanes`` where these hold them
+    (unsigned uint8 lanes themselves, signed ones viewed as int8, int16 lanes of signed or at most
+    15-bit codes, wider lanes), else ``codes`` (unsigned 16-bit codes wrap in int16)."""
+    if lanes.dtype == torch.uint8:
+        return lanes.view(torch.int8) if plan.signed else lanes
+    if lanes.dtype == torch.int16 and not plan.signed and plan.bits > 15:
+        return codes
+    return lanes
 
 
 def _as_int64(mask: int) -> int:
@@ -169,10 +213,11 @@ def _popcount(words: Tensor) -> int:
 class _LaneMasks:
     """Word masks of one digit plan on lanes of one width (each a signed int64 pattern)."""
 
-    digit_lsbs: dict[int, int]
-    """Per digit width w: a 1 at the least significant bit of every w-bit digit of every lane."""
+    wider: tuple[tuple[int, int], ...]
+    """(k, mask) for k = 1 .. widest digit - 1: a 1 at the least significant bit of every digit wider
+    than k bits, of every lane (the flags a right shift by k still reaches from inside the digit)."""
     flags: int
-    """A 1 at the least significant bit of every digit of every lane (all of ``digit_lsbs``)."""
+    """A 1 at the least significant bit of every digit of every lane."""
     smear: tuple[tuple[int, int], ...]
     """(k, mask) for k = 1, 2, 4, ... below the plan's bits: the bits of each lane that a right shift
     by k fills from the same lane (the low lane_bits - k bits of every lane)."""
@@ -182,33 +227,35 @@ class _LaneMasks:
 def _lane_masks(plan: DigitPlan, lane_bits: int) -> _LaneMasks:
     """The masks of ``plan`` on lanes of ``lane_bits`` bits packed into 64-bit words."""
     lanes = range(0, 64, lane_bits)
-    masks: dict[int, int] = {}
-    for shift, width in zip(plan.shifts, plan.widths, strict=True):
-        for lane in lanes:
-            masks[width] = masks.get(width, 0) | (1 << (lane + shift))
+    digits = tuple(zip(plan.shifts, plan.widths, strict=True))
+
+    def lsbs(min_width: int) -> int:
+        return _as_int64(sum(1 << (lane + s) for lane in lanes for s, w in digits if w >= min_width))
+
     smear = []
     k = 1
     while k < plan.bits:
         smear.append((k, _as_int64(sum(((1 << (lane_bits - k)) - 1) << lane for lane in lanes))))
         k *= 2
-    return _LaneMasks(
-        {w: _as_int64(m) for w, m in masks.items()}, _as_int64(sum(masks.values())), tuple(smear)
-    )
+    wider = tuple((k, lsbs(k + 1)) for k in range(1, max(plan.widths)))
+    return _LaneMasks(wider, lsbs(1), tuple(smear))
 
 
-def _digit_flags(words: Tensor, plan: DigitPlan, lane_bits: int) -> Tensor:
+def _digit_flags(words: Tensor, plan: DigitPlan, lane_bits: int, ws: Workspace) -> Tensor:
     """int64 ``words`` of packed codes (lanes of ``lane_bits`` bits) with exactly one set bit per
-    non-zero digit: each digit of width w is OR-ed down onto its least significant bit (shifts by
-    1..w-1 stay inside the digit) and only those bits are kept. 1-bit digits of codes without bits
-    above them (unsigned, or signed filling the lane) are the words themselves."""
+    non-zero digit: each digit's bits are OR-ed down onto its least significant bit (a right shift by
+    k < w stays inside a w-bit digit) and only those bits are kept, in place in ``ws``'s buffers (three
+    passes per bit of the widest digit beyond the first). 1-bit digits of codes without bits above them
+    (unsigned, or signed filling the lane) are the words themselves."""
     if all(w == 1 for w in plan.widths) and (not plan.signed or plan.bits == lane_bits):
         return words
-    flags = torch.zeros_like(words)
-    for width, mask in _lane_masks(plan, lane_bits).digit_lsbs.items():
-        ored = words
-        for k in range(1, width):
-            ored = ored | (words >> k)
-        flags |= ored & mask
+    masks = _lane_masks(plan, lane_bits)
+    flags = ws.take("flags", tuple(words.shape), words.dtype, words.device)
+    torch.bitwise_and(words, masks.flags, out=flags)
+    if masks.wider:
+        shifted = ws.take("flags-shifted", tuple(words.shape), words.dtype, words.device)
+        for k, mask in masks.wider:
+            flags |= torch.bitwise_right_shift(words, k, out=shifted).bitwise_and_(mask)
     return flags
 
 
@@ -238,17 +285,17 @@ def count_ored(ored: Tensor, plan: DigitPlan, ws: Workspace | None = None) -> Ze
     counts = ZeroSkipCounts(rounds_total=int(ored.numel()) * plan.steps)
     lane_bits = 8 * ored.element_size()
     for words in _word_blocks(ored):
-        flags = _digit_flags(words, plan, lane_bits)
+        flags = _digit_flags(words, plan, lane_bits, ws)
         counts.rounds_needed_bitplane += _popcount(flags)
         counts.rounds_needed_leading += _popcount(_flags_up_to_last(flags, plan, lane_bits, ws))
     return counts
 
 
-def _nonzero_digits(u: Tensor, plan: DigitPlan) -> int:
+def _nonzero_digits(u: Tensor, plan: DigitPlan, ws: Workspace) -> int:
     """Non-zero digits of integer codes ``u`` (lane dtype or int32/int64), over every element: the
     popcount of the codes' digit flags, packed 8, 4, 2 or 1 to a 64-bit word."""
     lane_bits = 8 * u.element_size()
-    return sum(_popcount(_digit_flags(words, plan, lane_bits)) for words in _word_blocks(u))
+    return sum(_popcount(_digit_flags(words, plan, lane_bits, ws)) for words in _word_blocks(u))
 
 
 def _or_reduce(u: Tensor, ws: Workspace | None = None, role: str = "") -> Tensor:
@@ -277,32 +324,25 @@ def _fold_words(words: Tensor, lane: torch.dtype, ws: Workspace, role: str) -> T
     return folded.view(lane)
 
 
-def _or_subarrays(u: Tensor, fragment_size: int, ws: Workspace, role: str) -> Tensor:
-    """OR of each sub-array of lane codes ``u`` (..., rows), rows a multiple of ``fragment_size``:
-    (..., rows // fragment_size), in ``u``'s dtype.
-
-    Where a sub-array fills whole 64-bit words, its words are OR-ed together and each word's lanes
-    then folded onto one (:func:`_fold_words`), so the work runs on words rather than on single lanes.
-    """
-    lanes = 8 // u.element_size()
-    subarrays = u.shape[-1] // fragment_size
-    if lanes < 4 or fragment_size % lanes:
-        return _or_reduce(u.unflatten(-1, (subarrays, fragment_size)))
-    words = u.contiguous().view(torch.int64).unflatten(-1, (subarrays, fragment_size // lanes))
-    return _fold_words(_or_reduce(words, ws, role), u.dtype, ws, role)
-
-
 def _run_ors(u: Tensor, run: int, ws: Workspace, role: str) -> Tensor:
     """OR of each run of ``run`` lanes of ``u`` (..., rows): (..., ceil(rows / run)), a short last run
-    OR-ed on its own (the zero rows that pad it would not change its OR). Applied to codes it gives
-    the sub-arrays' ORs; applied to those, the row tiles'. The result may be a view of ``ws``'s
-    buffers named after ``role``."""
+    OR-ed on its own (the zero rows that pad it would not change its OR): the sub-arrays' ORs of
+    codes, the row tiles' of those. Where the runs (the short one too) fill whole 64-bit words, each
+    run's words are OR-ed and each word's lanes folded onto one (:func:`_fold_words`). The result may
+    be a view of ``ws``'s buffers named after ``role``."""
     full, rest = divmod(u.shape[-1], run)
-    parts = []
-    if full:
-        parts.append(_or_subarrays(u[..., : full * run], run, ws, role))
-    if rest:
-        parts.append(_or_reduce(u[..., full * run :]).unsqueeze(-1))
+    lanes = 8 // u.element_size()
+    if lanes < 4 or run % lanes or rest % lanes:
+        parts = [_or_reduce(u[..., : full * run].unflatten(-1, (full, run)))] if full else []
+        if rest:
+            parts.append(_or_reduce(u[..., full * run :]).unsqueeze(-1))
+    else:
+        words, per_run = u.contiguous().view(torch.int64), run // lanes
+        runs = [words[..., : full * per_run].unflatten(-1, (full, per_run))] if full else []
+        if rest:
+            runs.append(words[..., full * per_run :].unsqueeze(-2))
+        roles = [f"{role}{i}" for i in range(len(runs))]  # the short run's buffers apart
+        parts = [_fold_words(_or_reduce(w, ws, r), u.dtype, ws, r) for w, r in zip(runs, roles, strict=True)]
     return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
 
@@ -332,17 +372,18 @@ def count_subarray_steps(
     if rows == 0:
         return counts
     ws, per_tile = _scratch(), tile_rows // fragment_size
-    for start in range(0, vectors, chunk):
-        u = _lane_codes(codes[start : start + chunk], plan, ws)
-        counts.digits_nonzero += _nonzero_digits(u, plan)
-        subarrays = _run_ors(u, fragment_size, ws, "subarrays")
-        tiles = count_ored(subarrays, plan, ws)
-        counts.add(tiles)
-        if per_tile > 1:
-            tiles = count_ored(_run_ors(subarrays, per_tile, ws, "tiles"), plan, ws)
-        counts.reads_total += tiles.rounds_total * crossbars_per_tile
-        counts.reads_needed_leading += tiles.rounds_needed_leading * crossbars_per_tile
-        counts.reads_needed_bitplane += tiles.rounds_needed_bitplane * crossbars_per_tile
+    with _one_intra_op_thread():
+        for start in range(0, vectors, chunk):
+            u = _lane_codes(codes[start : start + chunk], plan, ws)
+            counts.digits_nonzero += _nonzero_digits(u, plan, ws)
+            subarrays = _run_ors(u, fragment_size, ws, "subarrays")
+            tiles = count_ored(subarrays, plan, ws)
+            counts.add(tiles)
+            if per_tile > 1:
+                tiles = count_ored(_run_ors(subarrays, per_tile, ws, "tiles"), plan, ws)
+            counts.reads_total += tiles.rounds_total * crossbars_per_tile
+            counts.reads_needed_leading += tiles.rounds_needed_leading * crossbars_per_tile
+            counts.reads_needed_bitplane += tiles.rounds_needed_bitplane * crossbars_per_tile
     return counts
 
 
