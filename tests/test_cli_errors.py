@@ -101,6 +101,12 @@ INPUTS = [
     _case("config-boolean-epochs", "train --config bool.yaml --out run", "epochs", "boolean"),
     _case("config-unknown-key", "train --config unknown.yaml --out run", "unknown key 'epoch'"),
     _case("config-bad-yaml", "compress --config broken.yaml --checkpoint ck.pt --out run", "not valid YAML"),
+    _case(
+        "prune-global-layer-ratio",
+        "compress --config global-ratios.yaml --checkpoint ck.pt --out run",
+        "prune.scope 'global' would not use",
+        "features.3",
+    ),
     _case("sweep-duplicate-key", "sweep --config dup.yaml --out run", "duplicate key 'epochs'"),
     _case("seed-beyond-64-bits", f"train --seed {HUGE_SEED} --out run", "seed", "4294967295"),
     _case("train-device-tpu", "train --device tpu --out run", "device", "'cpu'"),
@@ -190,6 +196,9 @@ def _make_workspace(root: Path) -> Path:
     (root / "bool.yaml").write_text("epochs: true\n")
     (root / "unknown.yaml").write_text("epoch: 3\n")
     (root / "broken.yaml").write_text("schedule: [1, 2\n")
+    (root / "global-ratios.yaml").write_text(
+        "prune: {ratio: 0.5, scope: global, layer_ratios: {features.3: 0.2}}\n"
+    )
     (root / "latin1.yaml").write_bytes("model: l\xe9net\n".encode("latin-1"))
     (root / "list.json").write_text("[1, 2, 3]\n")
     np.savez(root / "bad.npz", foo=np.zeros(2))  # no FORMS metadata: every check is a violation

@@ -149,8 +149,11 @@ def check_code_shape(codes: Tensor, encoded: EncodedLayer) -> None:
     check_shape(codes, (None, encoded.groups, encoded.rows), what)
 
 
-def layer_codes(codes: Tensor, encoded: EncodedLayer, plan: DigitPlan) -> Tensor:
+def layer_codes(
+    codes: Tensor, encoded: EncodedLayer, plan: DigitPlan, values_checked: bool = False
+) -> Tensor:
     """Input codes (vectors, groups, rows) of ``encoded``'s layer, checked (shape, then values), as
-    integers."""
+    integers; with ``values_checked`` (a caller that checked them already) only the shape is checked
+    and ``codes`` come back as they are."""
     check_code_shape(codes, encoded)
-    return integer_codes(codes, plan, f"{encoded.name}: input codes")
+    return codes if values_checked else integer_codes(codes, plan, f"{encoded.name}: input codes")

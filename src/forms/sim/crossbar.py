@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from forms.sim.adc import Adc
-from forms.sim.boundary import check_code_shape, check_encoded_weights, layer_codes
+from forms.sim.boundary import check_encoded_weights, layer_codes
 from forms.sim.column_split import BitLevelColumns, ChipColumns, engine_layout, split_columns
 from forms.sim.devices import ProgrammedCells, program_cells
 from forms.sim.encodings import EncodedLayer
@@ -254,10 +254,7 @@ class CrossbarArray(nn.Module):
         simulated layer does, before a convolution copies each code into many vectors): only the shape
         is checked then.
         """
-        if checked:
-            check_code_shape(codes, self.encoded)
-        else:
-            codes = layer_codes(codes, self.encoded, self.plan)
+        codes = layer_codes(codes, self.encoded, self.plan, values_checked=checked)
         enc = self.encoded
         stats = self.stats if collect else None
         if stats is not None:

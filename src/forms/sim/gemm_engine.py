@@ -32,7 +32,7 @@ from forms.sim.bitplanes import (
     int_codes,
     pattern_bits,
 )
-from forms.sim.boundary import check_code_shape, layer_codes
+from forms.sim.boundary import layer_codes
 from forms.sim.column_split import BitLevelColumns
 from forms.sim.devices import add_read_noise_, add_read_noise_sigma_
 from forms.sim.encodings import EncodedLayer
@@ -107,10 +107,7 @@ class GemmEngine:
         ``checked`` says the caller has checked their values (a crossbar array does), so only their
         shape is checked.
         """
-        if checked:
-            check_code_shape(codes, self.encoded)
-        else:
-            codes = layer_codes(codes, self.encoded, self.plan)
+        codes = layer_codes(codes, self.encoded, self.plan, values_checked=checked)
         if self.lanes is not None:  # nothing can clip
             return self.lanes.run(codes, self.plan, chunk_elements)
         enc, plan = self.encoded, self.plan

@@ -24,7 +24,7 @@ from forms.sim.bitplanes import (
     int_codes,
     pattern_bits,
 )
-from forms.sim.boundary import check_code_shape, layer_codes
+from forms.sim.boundary import layer_codes
 from forms.sim.column_split import BitLevelColumns
 from forms.sim.encodings import EncodedLayer
 from forms.sim.layer_stats import LayerStats
@@ -113,10 +113,7 @@ class TableEngine:
         or not shaped for the layer; ``checked`` says the caller has checked their values (a crossbar
         array does), so only their shape is checked.
         """
-        if checked:
-            check_code_shape(codes, self.encoded)
-        else:
-            codes = layer_codes(codes, self.encoded, self.plan)
+        codes = layer_codes(codes, self.encoded, self.plan, values_checked=checked)
         enc = self.encoded
         g, f, rg = enc.groups, enc.row_groups, enc.group_rows
         steps, v = self.plan.steps, codes.shape[0]
