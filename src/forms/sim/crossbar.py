@@ -303,9 +303,7 @@ class CrossbarArray(nn.Module):
 
     def _exact_sums(self, codes: Tensor) -> Tensor:
         """The exact columns' sums (and the input-sum term): one integer GEMM of checked codes."""
-        return exact_matmul(
-            codes, self.exact_weight, self.encoded.rows * self.max_code * self.exact_weight_max
-        )
+        return exact_matmul(codes, self.exact_weight, self.max_code, self.exact_weight_max)
 
     def set_table_limit(self, limit: int) -> None:
         """Allow per-pattern tables of at most ``limit`` entries (0: always use the GEMM engine)."""

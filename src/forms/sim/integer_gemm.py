@@ -5,14 +5,24 @@ exact sum the simulator forms in floats picks its dtype by :func:`exact_float_dt
 the magnitudes it can reach and the grid its values lie on (1 for integers, a power of two below 1 for
 the outputs of an ADC with a fractional step), so float32 (fast) is used only where it is provably
 exact.
+
+:func:`exact_matmul` goes further for a GEMM whose whole sums would need float64: every partial sum of
+``k`` rows is below ``k * max|x| * max|w|``, so a GEMM over row chunks short enough to keep that below
+2^24 is exact in float32, and float64 adds the chunks' integer sums exactly. On issue 20's workload
+(W 1152 x 128 8-bit, 8-bit codes: three chunks of at most 518 rows) the float32 chunks cost about a
+third of one float64 GEMM on the machines of docs/benchmarks.md. The codes are converted chunk by
+chunk of vectors into a buffer kept per thread, so no call writes a fresh tensor of every code.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from forms.sim.boundary import IntegerRange, check_integers, check_shape
+from forms.sim.workspace import thread_scratch
 
 FLOAT32_EXACT = 1 << 24
 """Integers below 2^24 are exact in float32 (24-bit significand)."""
@@ -32,15 +42,63 @@ def exact_float_dtype(bound: float, grid: float = 1.0) -> torch.dtype:
     return torch.float32 if bound / grid < FLOAT32_EXACT else torch.float64
 
 
-def exact_matmul(codes: Tensor, weight: Tensor, bound: float) -> Tensor:
-    """``codes @ W`` per group in the dtype exact for sums up to ``bound``: codes (V, G, rows), W (G,
-    rows, cols) -> (V, G, cols) float64. The caller has checked that both hold integers
-    (:func:`integer_matmul` does; a crossbar array checks its codes per call and its weights when
-    programmed)."""
-    dtype = exact_float_dtype(bound)
-    x = codes.to(dtype).transpose(0, 1)  # (G, V, rows)
-    y = torch.bmm(x, weight.to(dtype))  # (G, V, cols)
-    return y.transpose(0, 1).to(torch.float64)
+MIN_SPLIT_ROWS = 64
+"""Shortest row chunk a float64 GEMM is split into to run in float32: shorter chunks would spend more
+on adding their (vectors x columns) partial results than the float32 GEMMs save."""
+
+EXACT_CHUNK_CODES = 1 << 22
+"""Codes converted per chunk of vectors (16 MiB of float32 in the kept buffer)."""
+
+
+@dataclass(frozen=True)
+class ExactPlan:
+    """How :func:`exact_matmul` forms exact sums: the float dtype and the rows per GEMM."""
+
+    dtype: torch.dtype
+    """float32 where every partial sum of ``chunk_rows`` rows is exact in it, else float64."""
+    chunk_rows: int
+    """Rows per GEMM (all rows when one GEMM is exact)."""
+
+
+def exact_plan(rows: int, max_code: float, max_weight: float) -> ExactPlan:
+    """The :class:`ExactPlan` of ``rows``-row sums of codes up to ``max_code`` times weights up to
+    ``max_weight`` in magnitude: one float32 GEMM when all ``rows`` keep their sums below 2^24, float32
+    chunks of as many rows as keep them so (at least :data:`MIN_SPLIT_ROWS`), else one float64 GEMM."""
+    product = max_code * max_weight
+    if product == 0 or rows * product < FLOAT32_EXACT:
+        return ExactPlan(torch.float32, max(rows, 1))
+    chunk = int((FLOAT32_EXACT - 1) // product)
+    if chunk >= MIN_SPLIT_ROWS and max(max_code, max_weight) < FLOAT32_EXACT:
+        return ExactPlan(torch.float32, chunk)
+    return ExactPlan(torch.float64, max(rows, 1))
+
+
+def exact_matmul(codes: Tensor, weight: Tensor, max_code: float, max_weight: float) -> Tensor:
+    """``codes @ W`` per group, exactly: codes (V, G, rows), W (G, rows, cols) -> (V, G, cols) float64,
+    with |codes| <= ``max_code`` and |W| <= ``max_weight`` (:func:`exact_plan` picks the GEMMs). The
+    caller has checked that both hold integers (:func:`integer_matmul` does; a crossbar array checks its
+    codes per call and its weights when programmed)."""
+    vectors, groups, rows = codes.shape
+    plan = exact_plan(rows, max_code, max_weight)
+    w = weight.to(plan.dtype)
+    out = torch.empty(vectors, groups, weight.shape[-1], dtype=torch.float64, device=codes.device)
+    step = max(1, EXACT_CHUNK_CODES // max(1, groups * rows))
+    ws = thread_scratch()
+    for start in range(0, vectors, step):
+        part = codes[start : start + step].transpose(0, 1)  # (G, n, rows)
+        x = ws.take("exact-codes", tuple(part.shape), plan.dtype, codes.device).copy_(part)
+        out[start : start + step] = _chunked_bmm(x, w, plan.chunk_rows).transpose(0, 1)
+    return out
+
+
+def _chunked_bmm(x: Tensor, w: Tensor, chunk_rows: int) -> Tensor:
+    """``x @ w`` (G, n, rows) x (G, rows, cols) as the sum of GEMMs over ``chunk_rows`` rows each,
+    added in float64 (each GEMM's sums exact in its own dtype)."""
+    rows = x.shape[-1]
+    total = torch.bmm(x[..., :chunk_rows], w[:, :chunk_rows]).to(torch.float64)
+    for start in range(chunk_rows, rows, chunk_rows):
+        total += torch.bmm(x[..., start : start + chunk_rows], w[:, start : start + chunk_rows])
+    return total
 
 
 def integer_matmul(codes: Tensor, weight_int: Tensor, max_code: int | None = None) -> Tensor:
@@ -57,4 +115,4 @@ def integer_matmul(codes: Tensor, weight_int: Tensor, max_code: int | None = Non
     max_w = check_integers(weight_int, _EXACT_INTEGERS, "integer_matmul: weights")
     allowed = _EXACT_INTEGERS if max_code is None else IntegerRange(-max_code, max_code, "|code| <= max_code")
     max_x = check_integers(codes, allowed, "integer_matmul: codes")
-    return exact_matmul(codes, weight_int, rows * float(max_x if max_code is None else max_code) * max_w)
+    return exact_matmul(codes, weight_int, float(max_x if max_code is None else max_code), max_w)

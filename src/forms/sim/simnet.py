@@ -170,7 +170,7 @@ class SimulatedLayer(nn.Module):
         # not check again each of the kernel-area times more codes of the vectors copied from them
         vec, shape = self._lowered(self.quantizer.codes(x))
         if self.mode == "reference":
-            sums = exact_matmul(vec, self.weight_int, self.rows * self.array.max_code * self.weight_max)
+            sums = exact_matmul(vec, self.weight_int, self.array.max_code, self.weight_max)
         else:
             sums = self.array(vec, checked=True)
         y = self.assemble((sums * self.out_scale).to(x.dtype), shape)

@@ -8,6 +8,7 @@ A :class:`Workspace` keeps one flat buffer per role and hands out views of its p
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 from torch import Tensor
@@ -28,6 +29,20 @@ class Workspace:
             buf = torch.empty(size, dtype=dtype, device=device)
             self._buffers[name] = buf
         return buf[:size].view(shape)
+
+
+_THREAD_SCRATCH = threading.local()
+"""Each thread's :func:`thread_scratch` workspace."""
+
+
+def thread_scratch() -> Workspace:
+    """This thread's workspace kept between calls, for short passes whose buffers of a few megabytes,
+    allocated afresh on every call, would cost more in page faults than the passes themselves (the
+    zero-skip counting, the exact GEMM's converted codes). Its users take distinct buffer names."""
+    workspace: Workspace | None = getattr(_THREAD_SCRATCH, "workspace", None)
+    if workspace is None:
+        workspace = _THREAD_SCRATCH.workspace = Workspace()
+    return workspace
 
 
 def vectors_per_chunk(chunk_elements: int, per_vector: int) -> int:

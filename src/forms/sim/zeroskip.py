@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
@@ -59,7 +58,7 @@ from torch import Tensor
 
 from forms.sim.bitplanes import int_codes
 from forms.sim.quant_inputs import DigitPlan
-from forms.sim.workspace import Workspace
+from forms.sim.workspace import Workspace, thread_scratch
 
 if TYPE_CHECKING:
     from forms.sim.encodings import EncodedLayer
@@ -99,18 +98,6 @@ lanes; a kept buffer stays allocated, so larger calls take one of their own)."""
 
 _HALF_WIDTH = {torch.int64: torch.int32, torch.int32: torch.int16, torch.int16: torch.uint8}
 """The integer dtype of half the width, for folding a word's two halves onto one."""
-
-_SCRATCH = threading.local()
-"""Per-thread :class:`Workspace` kept between calls: the counting's buffers of a few megabytes, allocated
-afresh on every call, would cost more in page faults than the counting itself."""
-
-
-def _scratch() -> Workspace:
-    """This thread's counting workspace."""
-    workspace: Workspace | None = getattr(_SCRATCH, "workspace", None)
-    if workspace is None:
-        workspace = _SCRATCH.workspace = Workspace()
-    return workspace
 
 
 @contextlib.contextmanager
@@ -153,7 +140,7 @@ def narrow_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
     int16 up to 16; :func:`int_codes` beyond), for a caller that counts them (the counting reads them
     as they are) and computes with them (:func:`lane_values`). Up to :data:`NARROWED_SCRATCH_CODES`
     codes they are this thread's scratch buffer, valid until its next call."""
-    ws = _scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
+    ws = thread_scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
     return _lane_codes(codes, plan, ws, "narrowed")
 
 
@@ -371,7 +358,7 @@ def count_subarray_steps(
     counts = ZeroSkipCounts(digits_total=vectors * groups * rows * plan.steps)
     if rows == 0:
         return counts
-    ws, per_tile = _scratch(), tile_rows // fragment_size
+    ws, per_tile = thread_scratch(), tile_rows // fragment_size
     with _one_intra_op_thread():
         for start in range(0, vectors, chunk):
             u = _lane_codes(codes[start : start + chunk], plan, ws)
