@@ -67,7 +67,8 @@ def test_compress_export_check_end_to_end(
         assert key in metrics
     assert metrics["fragments_mixed_sign"] == 0 and metrics["fragment_size"] == fragment
     assert set(metrics["crossbars"]["final"]) == {"polarized", "offset", "differential"}
-    assert list(metrics["reduction"]) == ["physical", "per_weight"]
+    assert list(metrics["reduction"]) == ["final_encoding", "physical", "per_weight"]
+    assert metrics["reduction"]["final_encoding"] == metrics["crossbars"]["final_encoding"] == "polarized"
     assert list(metrics["reduction"]["physical"]) == ["pruning", "quantization", "polarization", "total"]
     per_weight = metrics["reduction"]["per_weight"]
     assert list(per_weight) == ["pruning", "quantization", "polarization", "total", "area_equivalent"]

@@ -97,12 +97,16 @@ def sample_compress() -> CompressResult:
             "dense_32bit": 96,
             "pruned_32bit": 48,
             "final": {"polarized": 12, "offset": 15, "differential": 24},
+            "final_usable": 12,
+            "final_encoding": "polarized",
             "factors": {"pruning": 2.0, "quantization": 4.0, "polarization": 2.0, "total": 16.0},
         },
         crossbar_geometry={"rows": 128, "cols": 128, "cell_bits": 2},
         crossbar_layers=[],
         reduction=Reduction(
-            PhysicalReduction(2.0, 4.0, 2.0, 16.0), PerWeightReduction(2.5, 4.0, 2.0, 20.0, 9.5)
+            "polarized",
+            PhysicalReduction(2.0, 4.0, 2.0, 16.0),
+            PerWeightReduction(2.5, 4.0, 2.0, 20.0, 9.5),
         ),
         layers=[],
         admm=AdmmSummary(1, 0.01, [AdmmRound(1, 0.001, 0.2, [3.0], residuals, 0.05, 0.9861)]),
@@ -306,9 +310,21 @@ def test_crossbar_section_shows_both_reduction_counts() -> None:
         ["quantization", "4x", "4x"],
         ["polarization", "2x", "2x"],
         ["total", "16x", "20x"],
-        ["crossbars of the final polarized model (per weight: area equivalent)", "12", "9.5"],
+        ["crossbars of the final polarized design (per weight: area equivalent)", "12", "9.5"],
     ]
     assert table.rows[3][2].path == "compress.reduction.per_weight.total"
+
+
+def test_reduction_table_counts_the_usable_design_the_reduction_names() -> None:
+    summary = make_summary()
+    assert summary.compress is not None
+    counts = replace(summary.compress.reduction, final_encoding="differential")
+    crossbars = {**summary.compress.crossbars, "final_usable": 24, "final_encoding": "differential"}
+    summary = replace(summary, compress=replace(summary.compress, reduction=counts, crossbars=crossbars))
+    table = next(t for t in stage_report(summary).tables() if t.id == "crossbar-reduction")
+    final = table.rows[4]
+    assert final[0].text == "crossbars of the final differential design (per weight: area equivalent)"
+    assert (final[1].text, final[1].path) == ("24", "compress.crossbars.final_usable")
 
 
 def test_report_has_every_section_and_embedded_images(written: Path) -> None:

@@ -176,7 +176,10 @@ def layer_ratios(options: list[str]) -> dict[str, str | dict[str, str]]:
 
 
 def _summary(m: CompressResult, out: Path) -> str:
-    """One line: accuracies, mixed-sign fragments, sparsity and both crossbar reductions of a compression."""
+    """One line: accuracies, mixed-sign fragments, sparsity and both crossbar reductions of a compression
+    (the final crossbars on the encoding the reductions count)."""
+    from forms.compress.counting import final_crossbars
+
     f = m.crossbars["factors"]
     w = m.reduction.per_weight
     return (
@@ -185,7 +188,8 @@ def _summary(m: CompressResult, out: Path) -> str:
         f"projected {m.accuracy_projected:.4f}{_kept_epoch(m.retrain)}); "
         f"mixed-sign fragments {m.fragments_mixed_sign}/{m.fragments_total}, sparsity "
         f"{m.sparsity:.3f}; crossbars {m.crossbars['dense_32bit']} -> "
-        f"{m.crossbars['final']['polarized']} (x{f['total']:.2f} = pruning {f['pruning']:.2f} x "
+        f"{final_crossbars(m.crossbars)} {m.reduction.final_encoding} (x{f['total']:.2f} = pruning "
+        f"{f['pruning']:.2f} x "
         f"quantization {f['quantization']:.2f} x polarization {f['polarization']:.2f}); "
         f"per weight x{w.total:.2f} = pruning {w.pruning:.2f} x quantization {w.quantization:.2f} x "
         f"polarization {w.polarization:.2f}, area of {w.area_equivalent:.2f} crossbars; "

@@ -188,7 +188,8 @@ _NESTED = ("reduction", "layers", "admm", "retrain")
 
 
 def _reduction_from_tables(d: dict[str, Any]) -> Reduction:
-    """Both reduction counts recomputed from the crossbar tables of a ``metrics.json`` without them."""
+    """Both reduction counts recomputed from the crossbar tables of a ``metrics.json`` without them (on
+    the tables' ``final_encoding``, polarized in tables from before it was kept)."""
     geometry = d["crossbar_geometry"]
     crossbar = CrossbarSpec(
         rows=geometry["rows"],
@@ -196,7 +197,7 @@ def _reduction_from_tables(d: dict[str, Any]) -> Reduction:
         cell_bits=geometry["cell_bits"],
         fragment_size=d["fragment_size"],
     )
-    report = {"factors": d["crossbars"]["factors"], "layers": d["crossbar_layers"]}
+    report = {**d["crossbars"], "layers": d["crossbar_layers"]}
     return reduction(report, d["weight_bits"], crossbar)
 
 
@@ -206,8 +207,9 @@ class CompressResult:
 
     ``crossbars``, ``crossbar_geometry`` and ``crossbar_layers`` are the tables of
     :func:`forms.compress.counting.crossbar_report` (totals and factors, crossbar size, per layer);
-    ``reduction`` holds both reduction counts, physical and per-weight
-    (:class:`forms.compress.counting.Reduction`); ``config`` is the full :class:`CompressSpec` as JSON.
+    ``reduction`` holds both reduction counts, physical and per-weight, and the encoding their final
+    design uses (:class:`forms.compress.counting.Reduction`: polarized only when no fragment of the
+    integer weights holds both signs); ``config`` is the full :class:`CompressSpec` as JSON.
     """
 
     model: str

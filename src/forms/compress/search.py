@@ -31,6 +31,7 @@ from typing import Any
 from torch.utils.data import TensorDataset
 
 from forms.compress.constraints import layer_constraints
+from forms.compress.counting import final_crossbars
 from forms.compress.phases import accuracy
 from forms.compress.pipeline import compress, load_data
 from forms.compress.result import CompressResult
@@ -86,7 +87,7 @@ class Trial:
     test_accuracy: float
     """Test accuracy of the compressed model."""
     crossbars: int
-    """Polarized crossbars (physical count)."""
+    """Final crossbars of the usable design (physical count; polarized where fragments allow)."""
     physical_total: float
     """Physical crossbar reduction (whole crossbars per layer)."""
     per_weight_total: float
@@ -341,7 +342,7 @@ def _measured(index: int, folder: Path, m: CompressResult, result: SearchResult)
     """The :class:`Trial` of compression result ``m`` against ``result``'s floor and budget."""
     kept = m.retrain.history[m.retrain.selected_epoch - 1].validation_accuracy
     assert kept is not None  # SearchSpec requires validation images and retraining epochs
-    crossbars = int(m.crossbars["final"]["polarized"])
+    crossbars = final_crossbars(m.crossbars)
     return Trial(
         candidate=index,
         folder=str(folder),

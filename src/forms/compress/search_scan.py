@@ -27,7 +27,7 @@ from rich.progress import Progress
 from torch import nn
 
 from forms.compress.constraints import excluding_option, model_matrices, project_all
-from forms.compress.counting import crossbar_report, reduction
+from forms.compress.counting import crossbar_report, final_crossbars, reduction
 from forms.compress.projections import LayerConstraint, prune_mask
 from forms.compress.propagation import channel_links, removed_channels
 from forms.compress.spec import CompressSpec
@@ -196,7 +196,7 @@ class Prediction:
     """Counts of an allocation on the one-shot projection of the float weights."""
 
     crossbars: int
-    """Polarized crossbars (whole crossbars per layer)."""
+    """Final crossbars of the usable design (whole crossbars per layer; polarized where fragments allow)."""
     per_weight_total: float
     """Per-weight total reduction (pruning x quantization x polarization)."""
     empty_layers: int
@@ -216,4 +216,4 @@ def predict(
     report = crossbar_report(ints, spec.quant.weight_bits, spec.crossbar)
     counts = reduction(report, spec.quant.weight_bits, spec.crossbar)
     empty = sum(1 for w in ints.values() if not bool(w.ne(0).any()))
-    return Prediction(int(report["final"]["polarized"]), counts.per_weight.total, empty)
+    return Prediction(final_crossbars(report), counts.per_weight.total, empty)

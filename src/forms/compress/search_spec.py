@@ -45,7 +45,8 @@ class SearchSpec(Spec):
     crossbar_budget: int | None = Field(
         None,
         ge=1,
-        description="Most polarized crossbars (whole crossbars per layer, the physical count) accepted; "
+        description="Most final crossbars (whole crossbars per layer, the physical count, polarized where "
+        "fragments allow) accepted; "
         "the search then looks for the least pruned allocation within the budget (and the floor, if set).",
     )
     ratios: list[float] = Field(

@@ -5,6 +5,7 @@ cell carries the summary.json path of the field it was read from.
 
 from __future__ import annotations
 
+from forms.compress.counting import final_crossbars
 from forms.compress.result import CompressResult
 from forms.config import CROSSBAR_COLS, CROSSBAR_ROWS
 from forms.report import plots
@@ -13,7 +14,6 @@ from forms.report.model import (
     Figure,
     Section,
     Table,
-    entry_cell,
     field_cell,
     join_path,
     label,
@@ -27,7 +27,8 @@ REDUCTION_FACTORS = ("pruning", "quantization", "polarization", "total")
 
 def _reduction_table(compress: CompressResult | None, path: str) -> Table:
     """Both reduction counts side by side: each factor, physical and per weight, then the final
-    polarized crossbars beside their area equivalent. ``compress`` sits at ``path`` in summary.json."""
+    crossbars, on the encoding the counts use, beside their area equivalent. ``compress`` sits at
+    ``path`` in summary.json."""
     table = Table(
         "crossbar-reduction",
         "Reduction: physical (whole crossbars) and per weight",
@@ -48,11 +49,11 @@ def _reduction_table(compress: CompressResult | None, path: str) -> Table:
                 field_cell(counts.per_weight, per_weight_at, name, "ratio"),
             ]
         )
-    final = compress.crossbars.get("final", {})
+    final = Cell(final_crossbars(compress.crossbars), join_path(path, "crossbars", "final_usable"), "int")
     table.add(
         [
-            label("crossbars of the final polarized model (per weight: area equivalent)"),
-            entry_cell(final, join_path(path, "crossbars", "final"), "polarized", "int"),
+            label(f"crossbars of the final {counts.final_encoding} design (per weight: area equivalent)"),
+            final,
             field_cell(counts.per_weight, per_weight_at, "area_equivalent", "float"),
         ]
     )
@@ -95,8 +96,9 @@ def crossbar_section(
             'Two counts (docs/design.md, "Two reduction counts"): physical, in whole crossbars per layer '
             "(the factors above); per weight, free of the rounding to whole crossbars: pruning = dense / "
             "kept weights, quantization = 32 / weight bits, polarization = crossbar sets of the "
-            "differential design / of the polarized one, total = their product; beside it the area "
-            "equivalent, cells used / cells per crossbar.",
+            "differential design / of the final one, total = their product; beside it the area "
+            "equivalent, cells used / cells per crossbar. The final design counts each layer polarized "
+            "only when none of its fragments holds both signs, differential otherwise (polarization 1).",
         ],
         tables=[counts, factors, _reduction_table(compress, path)],
     )
