@@ -74,7 +74,7 @@ def _optima_table(verdicts: dict[str, Verdict]) -> list[str]:
 def _floor(at: AccuracyAtOptimum | None) -> str:
     if at is None:
         return "none"
-    return f"{at.max_drop_points:g} pt below float ({at.measured_on}{', borrowed' if at.borrowed else ''})"
+    return f"{at.max_drop_points:g} pt below float ({at.measured_on}{f', {at.label}' if at.label else ''})"
 
 
 def _accuracy(at: AccuracyAtOptimum | None) -> str:
@@ -136,8 +136,9 @@ def _markdown(verdicts: dict[str, Verdict]) -> str:
     return "\n\n".join("\n".join(b) for b in [*blocks, _break_even_table(verdicts), _measured_table()])
 
 
-def _packaged_only(workloads: list[Workload], mode: str | None) -> list[Workload]:
-    """A workload for every packaged network (at its measured input shape) that ``workloads`` lacks."""
+def _packaged_only(workloads: list[Workload], mode: str | None) -> list[tuple[Workload, str]]:
+    """A workload for every packaged network (at its measured input shape) that ``workloads`` lacks, with
+    the data set it was measured on."""
     from forms.cost.measured_activity import DEFAULT_MODE, list_packaged_activity
     from forms.io import read_json
 
@@ -147,7 +148,8 @@ def _packaged_only(workloads: list[Workload], mode: str | None) -> list[Workload
         if entry.mode == (mode or DEFAULT_MODE) and entry.model not in known:
             shape = read_json(entry.path, "packaged activity")["provenance"]["input_shape"]
             label = f"{entry.model} ({entry.dataset})"
-            out.append(Workload.from_dict({"model": entry.model, "input_shape": shape, "label": label}))
+            workload = Workload.from_dict({"model": entry.model, "input_shape": shape, "label": label})
+            out.append((workload, entry.dataset))
     return out
 
 
@@ -161,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     rule = split_archs(spec.archs, spec.baseline)[0].zero_skip.rule
     verdicts: dict[str, Verdict] = {}
     sources: list[str] = []
-    for w in [*spec.workloads, *_packaged_only(spec.workloads, args.mode)]:
-        skip, source = packaged_skip(w.model, rule, args.mode)
+    # the spec's workloads record no data set: their packaged measurements read 'data set unknown'
+    unrecorded: list[tuple[Workload, str | None]] = [(w, None) for w in spec.workloads]
+    for w, dataset in [*unrecorded, *_packaged_only(spec.workloads, args.mode)]:
+        skip, source = packaged_skip(w.model, rule, args.mode, dataset)
         sources.append(f"{w.label}: FORMS' skip figures: {source}")
         verdicts[w.label] = verdict_stage(
             args.out / w.model,
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             model=w.model,
             activity=skip,
             input_shape=w.input_shape,
+            dataset=dataset,
         )
     command = "python scripts/verdict_report.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     parameters: dict[str, Any] = {"mode": args.mode, "archs": spec.archs, "baseline": spec.baseline}

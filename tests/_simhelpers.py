@@ -1,6 +1,9 @@
-"""Test helpers: a small model of every conv geometry, and the projection settings the sim tests use."""
+"""Test helpers: a small model of every conv geometry, the projection settings the sim tests use, and a
+one-shot projected LeNet-5 checkpoint."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +24,34 @@ def projection_spec(
             "polarize": {"enabled": polarize},
         }
     )
+
+
+def compressed_lenet5_checkpoint(
+    path: Path, fragment_size: int = 8, seed: int = 0, dataset: str = "mnist"
+) -> Path:
+    """An untrained LeNet-5, projected one-shot (the simulator and cost model only need valid integers),
+    saved as a compressed checkpoint recording ``dataset`` as its data."""
+    from forms.nn.checkpoint import save_checkpoint
+    from forms.nn.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("lenet5")
+    layers = forms.project(model, projection_spec(weight_bits=8, fragment_size=fragment_size))
+    save_checkpoint(
+        {
+            "stage": "compressed",
+            "model": {"name": "lenet5", "kwargs": {"in_channels": 1, "num_classes": 10, "image_size": 28}},
+            "state_dict": model.state_dict(),
+            "optimizer": None,
+            "epoch": 0,
+            "seed": 0,
+            "config": {},
+            "data": {"dataset": dataset, "pad_to": None, "channels": None},
+            "integer_layers": [layer.state() for layer in layers],
+        },
+        path,
+    )
+    return path
 
 
 class Block(nn.Module):

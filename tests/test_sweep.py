@@ -13,6 +13,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _simhelpers import compressed_lenet5_checkpoint
 from forms.errors import ConfigError
 from forms.experiments import sweep
 from forms.experiments.sweep import run_sweep
@@ -136,39 +137,10 @@ def test_pareto_front_is_exactly_the_non_dominated_points(points: list[tuple[int
         assert on_front == (not dominated)
 
 
-def _compressed_checkpoint(path: Path, fragment_size: int, seed: int = 0) -> Path:
-    """An untrained LeNet-5, projected one-shot (the simulator only needs valid integers)."""
-    import torch
-
-    import forms
-    from _simhelpers import projection_spec
-    from forms.nn.checkpoint import save_checkpoint
-    from forms.nn.models import build_model
-
-    torch.manual_seed(seed)
-    model = build_model("lenet5")
-    layers = forms.project(model, projection_spec(weight_bits=8, fragment_size=fragment_size))
-    save_checkpoint(
-        {
-            "stage": "compressed",
-            "model": {"name": "lenet5", "kwargs": {"in_channels": 1, "num_classes": 10, "image_size": 28}},
-            "state_dict": model.state_dict(),
-            "optimizer": None,
-            "epoch": 0,
-            "seed": 0,
-            "config": {},
-            "data": {"dataset": "mnist", "pad_to": None, "channels": None},
-            "integer_layers": [layer.state() for layer in layers],
-        },
-        path,
-    )
-    return path
-
-
 def test_simulated_sweep_measures_accuracy_and_clipping(tmp_path: Path) -> None:
     """With `simulate`, each point holds the simulator's accuracy and clip rate; a narrower ADC clips
     at least as often; fragment sizes the checkpoint's polarization cannot give are refused up front."""
-    ckpt = _compressed_checkpoint(tmp_path / "c.pt", fragment_size=8)
+    ckpt = compressed_lenet5_checkpoint(tmp_path / "c.pt", fragment_size=8)
     data = {
         "grid": {"arch": ["forms-8"], "model": ["lenet5"], "fragment_size": [8], "adc_bits": [3, None]},
         "allow_clipping": True,
@@ -184,7 +156,7 @@ def test_simulated_sweep_measures_accuracy_and_clipping(tmp_path: Path) -> None:
     again = run_sweep(_spec(tmp_path, data), tmp_path / "out", progress=False)
     assert (again.reused, again.computed) == (2, 0)
 
-    _compressed_checkpoint(ckpt, fragment_size=8, seed=1)  # other weights, same path
+    compressed_lenet5_checkpoint(ckpt, fragment_size=8, seed=1)  # other weights, same path
     other = run_sweep(_spec(tmp_path, data), tmp_path / "out", progress=False)
     assert (other.reused, other.computed) == (0, 2), "points of another checkpoint must not be reused"
 

@@ -88,15 +88,17 @@ def _settings(fallback: str | None = None, drop: float = 1.0) -> OptimumSettings
     )
 
 
-def _headlines(model: str, settings: OptimumSettings) -> tuple[list[Headline], list[str]]:
+def _headlines(
+    model: str, settings: OptimumSettings, dataset: str | None = None
+) -> tuple[list[Headline], list[str]]:
     forms, baselines = split_archs(["forms-8", "isaac-opt", "isaac-ce"], "isaac-opt")
-    return optimum_headlines(Costing(zoo_workload(model)), forms, baselines, settings)
+    return optimum_headlines(Costing(zoo_workload(model), dataset=dataset), forms, baselines, settings)
 
 
 def test_a_point_refused_by_the_floor_is_not_the_optimum(packaged: Path) -> None:
     # Without a floor FORMS' best GOPs/(s mm2) on LeNet-5 is at R = 32; R = 32 measured 4 points below
     # float is refused by a 1-point floor, so the floor's optimum is the optimizer's with that floor.
-    rows, notes = _headlines("lenet5", _settings())
+    rows, notes = _headlines("lenet5", _settings(), dataset="mnist")
     free = [h for h in rows if h.setting.endswith("no accuracy floor")]
     held = [h for h in rows if "accuracy within 1 point of float (lenet5-mnist)" in h.setting]
     assert len(free) == len(held) == 2 and len(rows) == 4
@@ -134,6 +136,29 @@ def test_a_borrowed_measurement_is_labelled_in_the_rows_and_notes(packaged: Path
     assert held and all(h.forms_accuracy.borrowed for h in held if h.forms_accuracy)
     assert all("(lenet5-mnist, borrowed)" in h.setting for h in held)
     assert any("borrowed from lenet5-mnist (mlp not measured)" in n for n in notes)
+
+
+def test_the_same_model_on_other_data_is_borrowed_and_on_unknown_data_is_labelled(packaged: Path) -> None:
+    other, notes = _headlines("lenet5", _settings(), dataset="fashion-mnist")
+    held = [h.forms_accuracy for h in other if h.forms_accuracy is not None]
+    assert held and all(a.borrowed and a.text.endswith(", borrowed)") for a in held)
+    assert any("borrowed from lenet5-mnist (lenet5 on fashion-mnist not measured)" in n for n in notes)
+    unknown, notes = _headlines("lenet5", _settings())
+    held = [h.forms_accuracy for h in unknown if h.forms_accuracy is not None]
+    assert held and all(not a.borrowed and not a.dataset_known for a in held)
+    assert all(a.text.endswith(", data set unknown)") for a in held)
+    assert all("(lenet5-mnist, data set unknown)" in h.setting for h in unknown if h.forms_accuracy)
+    assert any("measured on mnist, lenet5's data set unknown" in n for n in notes)
+    for h in unknown:
+        assert Headline.from_dict(json.loads(json.dumps(asdict(h)))) == h
+
+
+def test_a_record_written_before_data_sets_were_asked_reads_back_as_unknown(packaged: Path) -> None:
+    rows, _ = _headlines("lenet5", _settings(), dataset="mnist")
+    record = asdict(next(h for h in rows if h.forms_accuracy is not None))
+    assert record["forms_accuracy"].pop("dataset_known") is True
+    at = Headline.from_dict(record).forms_accuracy
+    assert at is not None and not at.dataset_known and at.label == "data set unknown"
 
 
 def test_without_a_measurement_or_fallback_there_is_no_floor_and_a_note_says_so(packaged: Path) -> None:

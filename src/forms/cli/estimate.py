@@ -39,6 +39,13 @@ SKIP_FRACTION_OPTION = typer.Option(
     None, "--skip-fraction", help="Skipped conversions assumed for layers without measured activity."
 )
 SKIP_RULE_OPTION = typer.Option(None, "--skip-rule", help="leading or bitplane (default: leading).")
+DATASET_OPTION = typer.Option(
+    None,
+    "--dataset",
+    help="The data set the network is meant for (e.g. fashion-mnist; a --checkpoint records its own): a "
+    "packaged measurement (--activity measured, the accuracy floor) taken on other data is labelled "
+    "borrowed; without it, the model's own measurement is labelled 'data set unknown'.",
+)
 
 
 def workload_from_options(
@@ -52,14 +59,20 @@ def workload_from_options(
 
 
 def skip_figures(
-    activity: str | None, rule: str | None, arch_rule: str, model: str, default: float | None
+    activity: str | None,
+    rule: str | None,
+    arch_rule: str,
+    model: str,
+    default: float | None,
+    dataset: str | None = None,
 ) -> SkipFractions:
     """The skip figures ``--activity``, ``--skip-rule`` and ``--skip-fraction`` ask for (the rule
-    defaults to the arch's, else leading)."""
+    defaults to the arch's, else leading), for ``model`` on ``dataset`` (None: not known; see
+    :func:`forms.cost.measured_activity.costed_dataset`)."""
     from forms.cost.measured_activity import skip_from_option
 
     chosen = rule or (arch_rule if arch_rule != "none" else "leading")
-    return skip_from_option(activity, model, chosen, default)
+    return skip_from_option(activity, model, chosen, default, dataset)
 
 
 def _fmt(value: float) -> str:
@@ -79,16 +92,19 @@ def estimate(
         None, "--skip-rule", help="leading or bitplane (default: the arch's)."
     ),
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
+    dataset: str | None = DATASET_OPTION,
 ) -> None:
     """Area, power, energy, FPS, latency and GOPs/(s*mm2), GOPs/W of one network on one architecture."""
     check_output_folder(out, "--out folder")
     from forms.cost.arch import load_arch
     from forms.cost.estimate import estimate as run_estimate
     from forms.cost.files import save_estimate
+    from forms.cost.measured_activity import costed_dataset
 
     spec = load_arch(arch)
     workload = workload_from_options(model, input_shape, num_classes, checkpoint)
-    skip = skip_figures(activity, skip_rule, spec.zero_skip.rule, workload.name, skip_fraction)
+    costed = costed_dataset(dataset, checkpoint)
+    skip = skip_figures(activity, skip_rule, spec.zero_skip.rule, workload.name, skip_fraction, costed)
     est = run_estimate(spec, workload, skip)
     paths = save_estimate(est, out)
     table = Table(title=f"{est.arch} running {est.model} ({'x'.join(map(str, est.input_shape))})")
@@ -128,6 +144,7 @@ def compare(
     activity: str | None = ACTIVITY_OPTION,
     skip_rule: str | None = SKIP_RULE_OPTION,
     skip_fraction: float | None = SKIP_FRACTION_OPTION,
+    dataset: str | None = DATASET_OPTION,
 ) -> None:
     """Several architectures side by side on one network, with ratios to the first."""
     check_output_folder(out, "--out folder")
@@ -135,14 +152,16 @@ def compare(
     from forms.cost.compare import COMPARE_FIELDS
     from forms.cost.compare import compare as run_compare
     from forms.cost.files import save_comparison
+    from forms.cost.measured_activity import costed_dataset
 
     names = [a.strip() for a in archs.split(",") if a.strip()]
     if not names:
         raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
     specs = [load_arch(n) for n in names]
     workload = workload_from_options(model, input_shape, num_classes, checkpoint)
+    costed = costed_dataset(dataset, checkpoint)
     cmp = run_compare(
-        specs, workload, skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction)
+        specs, workload, skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction, costed)
     )
     paths = save_comparison(cmp, out)
     table = Table(title=f"{workload.name}: ratios to {specs[0].name}")

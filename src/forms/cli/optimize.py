@@ -13,6 +13,7 @@ from forms.cli.app import app
 from forms.cli.estimate import (
     ACTIVITY_OPTION,
     CHECKPOINT_OPTION,
+    DATASET_OPTION,
     INPUT_SHAPE_OPTION,
     MODEL_HELP,
     NUM_CLASSES_OPTION,
@@ -69,6 +70,7 @@ def optimize(
         "--accuracy-from",
         help="Judge the floor by this measured network's accuracy (e.g. lenet5-mnist), labelled borrowed.",
     ),
+    dataset: str | None = DATASET_OPTION,
     input_shape: str | None = INPUT_SHAPE_OPTION,
     num_classes: int | None = NUM_CLASSES_OPTION,
     checkpoint: Path | None = CHECKPOINT_OPTION,
@@ -83,6 +85,7 @@ def optimize(
     from forms.cost.arch import load_arch
     from forms.cost.files import save_optima
     from forms.cost.measured_accuracy import floor_from_options
+    from forms.cost.measured_activity import costed_dataset
     from forms.cost.optimize import Constraint, held_grid
     from forms.cost.optimize import optimize as run_optimize
 
@@ -92,9 +95,10 @@ def optimize(
     specs = [load_arch(n) for n in names]
     bound = Constraint.against(constraint, limit, adc_anchor)
     workload = workload_from_options(model, input_shape, num_classes, checkpoint)
-    skip = skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction)
+    costed = costed_dataset(dataset, checkpoint)
+    skip = skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction, costed)
     held = parse_held(hold)
-    floor = floor_from_options(workload.name, max_accuracy_drop, accuracy_from)
+    floor = floor_from_options(workload.name, max_accuracy_drop, accuracy_from, costed)
     optima = [
         run_optimize(
             spec,
@@ -129,7 +133,8 @@ def _optima_table(optima: list[Optimum], title: str) -> Table:
         preset = f"{o.preset_value:.4g}" + ("" if o.preset_feasible else " (infeasible)")
         row = [o.arch, preset, f"{o.value:.4g}", f"{gain:.2f}x", choice]
         if o.accuracy is not None and o.accuracy_floor is not None:
-            source = o.accuracy_floor.measured.name + (", borrowed" if o.accuracy_floor.borrowed else "")
+            label = o.accuracy_floor.source.label
+            source = o.accuracy_floor.measured.name + (f", {label}" if label else "")
             row.append(
                 f"{o.accuracy.accuracy:.4f} ({source}; {o.below_floor} below, {o.unmeasured} unmeasured)"
             )

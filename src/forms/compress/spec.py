@@ -103,7 +103,10 @@ class PruneSpec(Spec):
         description="Round each layer's kept filters and input channels down to a crossbar tile "
         "boundary (crossbar.rows rows; crossbar.cols / cells per weight columns) when they spill past "
         "one, which saves a row or column of crossbars; layers within one tile are left as they are. "
-        "'layer' scope, ungrouped layers, filter and channel units.",
+        "'layer' scope, ungrouped layers, filter and channel units. Rows are saved on the polarized "
+        "design only where whole fragments fall empty (a fragment's zero rows share its sign bit; "
+        "docs/design.md, 'Two reduction counts'): removed input channels whose rows do not fill whole "
+        "fragments save rows on the differential and offset designs only.",
     )
     propagate: bool = Field(
         False,

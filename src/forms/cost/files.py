@@ -9,6 +9,7 @@ from typing import Any
 
 from forms.cost.compare import Comparison
 from forms.cost.estimate import Estimate
+from forms.cost.measured_activity import MeasurementSource
 from forms.cost.optimize import Optimum
 from forms.io import write_csv_atomic, write_json_atomic
 
@@ -64,19 +65,22 @@ def save_comparison(cmp: Comparison, out_dir: str | Path) -> dict[str, Path]:
 
 ACCURACY_CSV_FIELDS: tuple[str, ...] = ("accuracy", "accuracy_floor", "float_accuracy", "accuracy_source")
 """Columns of optimize.csv on accuracy: the simulator's accuracy at the optimum, the floor it was held to,
-the float model's accuracy and the measurement's source (empty cells: searched without a floor)."""
+the float model's accuracy and the measurement's source, saying when it is borrowed or the network's data
+set is unknown (empty cells: searched without a floor)."""
 
 
 def accuracy_cells(record: Mapping[str, Any] | None) -> dict[str, Any]:
     """The :data:`ACCURACY_CSV_FIELDS` of an optimum's ``accuracy`` record (``Optimum.to_dict()``)."""
     if record is None:
         return dict.fromkeys(ACCURACY_CSV_FIELDS)
-    borrowed = f", borrowed for {record['network']}" if record["borrowed"] else ""
+    source = MeasurementSource(record["borrowed"], record["dataset_known"])
+    note = source.note(record["network"], record["dataset"])
+    whose = f", {note}" if note else ""
     return {
         "accuracy": record["accuracy"],
         "accuracy_floor": record["floor"],
         "float_accuracy": record["float_accuracy"],
-        "accuracy_source": f"{record['measured_on']} ({record['images']} images{borrowed})",
+        "accuracy_source": f"{record['measured_on']} ({record['images']} images{whose})",
     }
 
 

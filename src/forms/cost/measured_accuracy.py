@@ -8,9 +8,11 @@ clip rates and the provenance. :class:`AccuracyFloor` turns it into a constraint
 :func:`forms.cost.optimize.optimize`: a design point is allowed when its measured accuracy is at most
 ``max_drop_points`` percentage points below the float model's; a point without a measurement (another
 R, width or condition) is never allowed. A network without a file of its own may borrow a named
-network's measurement (``accuracy_from``), and the floor says it is borrowed; :func:`nearest_accuracy`
-finds the one to borrow (the same family's, :data:`~forms.cost.measured_activity.NEAREST_MEASURED`, else
-a named fallback).
+network's measurement (``accuracy_from``); :func:`nearest_accuracy` finds the one to borrow (the same
+family's, :data:`~forms.cost.measured_activity.NEAREST_MEASURED`, else a named fallback). The floor says
+whose measurement it is by :class:`~forms.cost.measured_activity.MeasurementSource`'s rule: borrowed when
+taken on another model or on another data set than the costed network's, 'data set unknown' when that
+network's data set is not known.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from forms.cost.arch import ArchSpec
+from forms.cost.measured_activity import NEAREST_MEASURED, MeasurementSource, packaged_activity_digest
 from forms.encoding import Encoding
 from forms.errors import ConfigError
 from forms.io import read_json
@@ -197,25 +200,34 @@ def find_measured_accuracy(name: str, directory: str | Path | None = None) -> Me
 def packaged_accuracy_digest(directory: str | Path | None = None) -> str:
     """SHA-256 of every packaged accuracy file, names and contents (the rule of packaged activity files):
     part of the key of resumable work that reads them."""
-    from forms.cost.measured_activity import packaged_activity_digest
-
     return packaged_activity_digest(directory or accuracy_dir())
 
 
-def nearest_accuracy(
-    network: str, fallback: str | None = None, directory: str | Path | None = None
+def model_accuracy(
+    network: str, dataset: str | None = None, directory: str | Path | None = None
 ) -> MeasuredAccuracy | None:
-    """The measurement a floor for ``network`` is judged by: its own, else its family's
+    """The measurement of model ``network``: the one on ``dataset`` when packaged, else the model's on
+    any data set (:class:`~forms.cost.measured_activity.MeasurementSource` says whether it is its own)."""
+    exact = find_measured_accuracy(f"{network}-{dataset}", directory) if dataset is not None else None
+    return exact or find_measured_accuracy(network, directory)
+
+
+def nearest_accuracy(
+    network: str,
+    fallback: str | None = None,
+    directory: str | Path | None = None,
+    dataset: str | None = None,
+) -> MeasuredAccuracy | None:
+    """The measurement a floor for ``network`` on ``dataset`` (None: not known) is judged by: the
+    model's (:func:`model_accuracy`), else its family's
     (:data:`~forms.cost.measured_activity.NEAREST_MEASURED`, borrowed), else ``fallback``'s (a measured
     ``<model>-<dataset>``, borrowed; ConfigError when it is not packaged), else None."""
-    from forms.cost.measured_activity import NEAREST_MEASURED
-
-    for name in (network, NEAREST_MEASURED.get(network)):
-        found = find_measured_accuracy(name, directory) if name else None
-        if found is not None:
-            return found
-    if fallback is None:
-        return None
+    found = model_accuracy(network, dataset, directory)
+    nearest = NEAREST_MEASURED.get(network)
+    if found is None and nearest is not None:
+        found = find_measured_accuracy(nearest, directory)
+    if found is not None or fallback is None:
+        return found
     return accuracy_floor(network, 0.0, fallback, directory).measured
 
 
@@ -228,7 +240,9 @@ class AccuracyFloor:
     measured: MeasuredAccuracy
     """The measurement every point is judged by."""
     network: str
-    """The network being costed (another network's name when the measurement is borrowed)."""
+    """The model being costed (another one than the measured model when the measurement is borrowed)."""
+    dataset: str | None = None
+    """The data set the costed model is meant for (a checkpoint's or ``--dataset``); None: not known."""
 
     @property
     def floor(self) -> float:
@@ -236,22 +250,29 @@ class AccuracyFloor:
         return self.measured.float_accuracy - self.max_drop_points / 100.0
 
     @property
+    def source(self) -> MeasurementSource:
+        """Whose measurement the floor is judged by: the costed network's own, borrowed (another model's,
+        or the same model's on other data), or the same model's while the data set is unknown."""
+        return MeasurementSource.of(self.network, self.dataset, self.measured.model, self.measured.dataset)
+
+    @property
     def borrowed(self) -> bool:
-        """Whether the measurement is another network's (``accuracy_from``)."""
-        return self.network != self.measured.model
+        """Whether the measurement was taken on another model or another data set (:attr:`source`)."""
+        return self.source.borrowed
 
     def allows(self, point: AccuracyPoint | None) -> bool:
         """Whether a measured point meets the floor (an unmeasured one never does)."""
         return point is not None and point.accuracy >= self.floor - 1e-12
 
     def describe(self) -> str:
-        """One line, e.g. 'accuracy >= 0.9870 (float 0.9920 - 0.5 points; lenet5-mnist.json, 2000 images)'."""
+        """One line, e.g. 'accuracy >= 0.9870 (float 0.9920 - 0.5 points; lenet5-mnist.json, 2000 images)',
+        ending ', borrowed for lenet5 on cifar10' or ', data set unknown' unless the measurement is own."""
         m = self.measured
-        borrowed = f", borrowed for {self.network}" if self.borrowed else ""
+        note = self.source.note(self.network, self.dataset)
         return (
             f"accuracy >= {self.floor:.4f} (float {m.float_accuracy:.4f} - {self.max_drop_points:g} "
             f"point{'' if self.max_drop_points == 1 else 's'}; "
-            f"{m.path.name}, {m.images} images{borrowed})"
+            f"{m.path.name}, {m.images} images{f', {note}' if note else ''})"
         )
 
     def record(self, point: AccuracyPoint | None) -> dict[str, Any]:
@@ -262,9 +283,11 @@ class AccuracyFloor:
             "float_accuracy": self.measured.float_accuracy,
             "measured_on": self.measured.name,
             "network": self.network,
+            "dataset": self.dataset,
             "images": self.measured.images,
             "source": str(self.measured.path),
             "borrowed": self.borrowed,
+            "dataset_known": self.source.dataset_known,
             "text": self.describe(),
             "accuracy": None if point is None else point.accuracy,
             "reference_accuracy": None if point is None else point.reference_accuracy,
@@ -277,13 +300,20 @@ def accuracy_floor(
     max_drop_points: float,
     accuracy_from: str | None = None,
     directory: str | Path | None = None,
+    dataset: str | None = None,
 ) -> AccuracyFloor:
-    """The floor for costing ``network``: its own packaged measurement, or with ``accuracy_from`` the named
-    network's (borrowed); ConfigError when there is none, naming the measured networks."""
+    """The floor for costing ``network`` on ``dataset`` (None: not known): the model's packaged
+    measurement (:func:`model_accuracy`), or with ``accuracy_from`` the named network's; the floor says
+    whether it is borrowed (:attr:`AccuracyFloor.source`). ConfigError when there is none, naming the
+    measured networks."""
     if not max_drop_points >= 0:
         raise ConfigError(f"the allowed accuracy drop must be >= 0 points, got {max_drop_points}")
     name = accuracy_from or network
-    measured = find_measured_accuracy(name, directory)
+    measured = (
+        find_measured_accuracy(accuracy_from, directory)
+        if accuracy_from
+        else model_accuracy(network, dataset, directory)
+    )
     if measured is None:
         have = ", ".join(m.name for m in list_measured_accuracy(directory)) or "none"
         fix = "name a measured network" if accuracy_from else "borrow a measured network's accuracy"
@@ -291,15 +321,16 @@ def accuracy_floor(
             f"no measured accuracy for '{name}' (measured: {have}); {fix} with --accuracy-from NAME "
             "(labelled borrowed), or drop --max-accuracy-drop"
         )
-    return AccuracyFloor(float(max_drop_points), measured, network)
+    return AccuracyFloor(float(max_drop_points), measured, network, dataset)
 
 
 def floor_from_options(
-    network: str, max_drop_points: float | None, accuracy_from: str | None
+    network: str, max_drop_points: float | None, accuracy_from: str | None, dataset: str | None = None
 ) -> AccuracyFloor | None:
-    """The floor ``--max-accuracy-drop`` and ``--accuracy-from`` ask for (None without a drop)."""
+    """The floor ``--max-accuracy-drop`` and ``--accuracy-from`` ask for (None without a drop), for
+    ``network`` on ``dataset`` (None: not known)."""
     if max_drop_points is None:
         if accuracy_from is not None:
             raise ConfigError("--accuracy-from needs --max-accuracy-drop (the floor it sets)")
         return None
-    return accuracy_floor(network, max_drop_points, accuracy_from)
+    return accuracy_floor(network, max_drop_points, accuracy_from, dataset=dataset)

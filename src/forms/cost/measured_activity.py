@@ -6,6 +6,8 @@ paths, as layer shapes name them). ``mode`` says how activations meet the input 
 (:data:`ACTIVITY_MODES`). A network without a file of its own (the ImageNet-shaped ones: no data here)
 is costed with the network-wide figures of its nearest measured network (:data:`NEAREST_MEASURED`),
 and :func:`measured_range` gives the range across every measured network, so a report can show both.
+Whose a measurement is, for the network being costed, is :class:`MeasurementSource`'s one rule, which
+packaged accuracy (:mod:`forms.cost.measured_accuracy`) follows too.
 """
 
 from __future__ import annotations
@@ -45,6 +47,61 @@ NEAREST_MEASURED: dict[str, str] = {
 }
 """Zoo networks without a measurement -> the measured network of the same family (same blocks, or for
 mlp the same MNIST inputs), whose network-wide fractions they are costed with."""
+
+
+@dataclass(frozen=True)
+class MeasurementSource:
+    """Whose packaged measurement (activity or accuracy) the network being costed is judged by.
+
+    A measurement is the network's own only when it was taken on the same model and the same data set.
+    The costed network's data set is known from a checkpoint's record or ``--dataset``; a zoo model named
+    alone (``--model lenet5``) has none, since its input shape fits several data sets (MNIST and
+    Fashion-MNIST are both 1x28x28), so the same model's measurement cannot be told its own."""
+
+    borrowed: bool
+    """Measured on another model, or on the same model with a data set other than the costed one's."""
+    dataset_known: bool
+    """Whether the costed network's data set is known (when not, a same-model measurement is unchecked)."""
+
+    @classmethod
+    def of(
+        cls, model: str, dataset: str | None, measured_model: str, measured_dataset: str
+    ) -> MeasurementSource:
+        """The rule: borrowed when ``measured_model`` is not ``model`` or ``measured_dataset`` is not the
+        costed network's ``dataset`` (None: not known)."""
+        borrowed = model != measured_model or (dataset is not None and dataset != measured_dataset)
+        return cls(borrowed, dataset is not None)
+
+    @property
+    def label(self) -> str:
+        """'borrowed', 'data set unknown', or '' for the network's own measurement."""
+        if self.borrowed:
+            return "borrowed"
+        return "" if self.dataset_known else "data set unknown"
+
+    def note(self, model: str, dataset: str | None) -> str:
+        """:attr:`label` naming the costed network when borrowed, e.g. 'borrowed for lenet5 on cifar10'."""
+        if not self.borrowed:
+            return self.label
+        return f"borrowed for {model}" + (f" on {dataset}" if dataset is not None else "")
+
+
+def costed_dataset(dataset: str | None, checkpoint: str | Path | None) -> str | None:
+    """The data set the costed network is meant for (what :class:`MeasurementSource` compares): ``dataset``
+    (``--dataset``), else the one ``checkpoint`` records in ``data.dataset``; None when neither says (a
+    zoo model named alone). ConfigError when the two disagree."""
+    if checkpoint is None:
+        return dataset
+    from forms.nn.checkpoint import load_checkpoint
+
+    data = load_checkpoint(checkpoint).get("data")
+    recorded = data.get("dataset") if isinstance(data, dict) else None
+    if dataset is not None and recorded is not None and dataset != recorded:
+        raise ConfigError(
+            f"--dataset {dataset} disagrees with checkpoint {checkpoint}, which was trained on {recorded}; "
+            "drop --dataset or match it"
+        )
+    return dataset if dataset is not None else recorded
 
 
 @dataclass(frozen=True)
@@ -98,10 +155,14 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def find_packaged(model: str, mode: str, directory: str | Path | None = None) -> PackagedActivity | None:
-    """The packaged measurement of ``model`` in ``mode`` (None when there is none)."""
+def find_packaged(
+    model: str, mode: str, directory: str | Path | None = None, dataset: str | None = None
+) -> PackagedActivity | None:
+    """The packaged measurement of ``model`` in ``mode``: the one on ``dataset`` when packaged, else the
+    model's on any data set (:class:`MeasurementSource` says whether it is its own); None when none."""
     check_mode(mode)
     hits = [p for p in list_packaged_activity(directory) if p.model == model and p.mode == mode]
+    hits = [p for p in hits if p.dataset == dataset] or hits
     if len(hits) > 1:
         names = ", ".join(p.path.name for p in hits)
         raise ConfigError(f"several packaged activity files for {model} ({mode}): {names}; keep one")
@@ -120,7 +181,7 @@ def load_packaged_activity(
 ) -> Activity:
     """The measured per-layer activity of ``model`` on ``dataset`` in ``mode`` under zero-skip ``rule``."""
     check_skip_rule(rule)
-    entry = find_packaged(model, mode, directory)
+    entry = find_packaged(model, mode, directory, dataset)
     if entry is None or entry.dataset != dataset:
         have = ", ".join(p.path.stem for p in list_packaged_activity(directory)) or "none"
         raise ConfigError(f"no packaged activity for {model}-{dataset}-{mode}; packaged: {have}")
@@ -173,18 +234,31 @@ def _from_network(fig: NetworkWide, note: str) -> SkipFractions:
     return SkipFractions(None, fig.conversions_skipped, fig.reads_skipped, fig.driver_activity, note)
 
 
+def _labelled(entry: PackagedActivity, model: str, dataset: str | None) -> str:
+    """``entry``'s file name, with whose measurement it is for ``model`` on ``dataset`` unless its own."""
+    note = MeasurementSource.of(model, dataset, entry.model, entry.dataset).note(model, dataset)
+    return entry.path.name + (f" ({note})" if note else "")
+
+
 def measured_skip(
-    model: str, mode: str = DEFAULT_MODE, rule: str = "leading", directory: str | Path | None = None
+    model: str,
+    mode: str = DEFAULT_MODE,
+    rule: str = "leading",
+    directory: str | Path | None = None,
+    dataset: str | None = None,
 ) -> SkipFractions:
-    """Skip figures for costing ``model``: its own packaged measurement, else the network-wide figures
-    of its nearest measured network (the note names it and the measured range across networks); layers
-    a measurement lacks get that measurement's network-wide figures."""
+    """Skip figures for costing ``model`` on ``dataset`` (None: not known): the model's packaged
+    measurement (its sources say when it is borrowed from other data, or the data set is unknown:
+    :class:`MeasurementSource`), else the network-wide figures of its nearest measured network (the note
+    names it and the measured range across networks); layers a measurement lacks get that
+    measurement's network-wide figures."""
     check_skip_rule(rule)
-    entry = find_packaged(model, mode, directory)
+    entry = find_packaged(model, mode, directory, dataset)
     if entry is not None:  # layers the file lacks get its network-wide figures
         own = network_wide(entry, rule)
-        note = f"layer not in {entry.path.name}: its network-wide fractions"
-        activity = activity_from_metrics(_metrics(entry), rule, f"packaged {entry.path.name}")
+        name = _labelled(entry, model, dataset)
+        note = f"layer not in {name}: its network-wide fractions"
+        activity = activity_from_metrics(_metrics(entry), rule, f"packaged {name}")
         return replace(_from_network(own, note), activity=activity)
     nearest = NEAREST_MEASURED.get(model)
     near = find_packaged(nearest, mode, directory) if nearest else None
@@ -237,16 +311,16 @@ def parse_measured_option(text: str) -> str | None:
 
 
 def skip_from_option(
-    activity: str | None, model: str, rule: str, default: float | None = None
+    activity: str | None, model: str, rule: str, default: float | None = None, dataset: str | None = None
 ) -> SkipFractions:
     """The skip figures an ``--activity`` value asks for: None (defaults only), a simulate
-    ``metrics.json`` path, or ``measured[:mode]`` (:func:`measured_skip` of ``model``); ``default``
-    is the conversion skip of layers without a measurement."""
+    ``metrics.json`` path, or ``measured[:mode]`` (:func:`measured_skip` of ``model`` on ``dataset``,
+    None: not known); ``default`` is the conversion skip of layers without a measurement."""
     check_skip_rule(rule)
     if activity is None:
         return SkipFractions(None, default)
     mode = parse_measured_option(activity)
     if mode is None:
         return SkipFractions(load_activity(activity, rule), default)
-    skip = measured_skip(model, mode, rule)
+    skip = measured_skip(model, mode, rule, dataset=dataset)
     return skip if default is None else replace(skip, default=default)

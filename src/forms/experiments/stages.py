@@ -271,28 +271,33 @@ def verdict_stage(
     checkpoint: str | Path | None = None,
     activity: Mapping[str, Any] | SkipFractions | None = None,
     input_shape: Sequence[int] | None = None,
+    dataset: str | None = None,
 ) -> Verdict:
     """The verdict on a network (:func:`forms.experiments.verdict.compute_verdict`), in ``verdict.json``.
 
     FORMS is the first polarized arch of ``archs``, the baselines ``baseline`` then the others. The
     layer shapes come from ``checkpoint`` (compacted to its non-zero rows and columns) or the zoo
     ``model`` (dense, at ``input_shape``); ``activity`` gives FORMS' skip figures (:func:`skip_figures`).
+    The network's data set, which says whether a packaged measurement is its own, is ``dataset``, else
+    the one ``checkpoint`` records (:func:`forms.cost.measured_activity.costed_dataset`).
     Skipped when that file holds the verdict of the same inputs (:func:`verdict_inputs_key`).
     """
     from forms.cost.layer_shapes import zoo_workload
+    from forms.cost.measured_activity import costed_dataset
     from forms.experiments.verdict import Costing, compute_verdict, split_archs
     from forms.experiments.verdict_ranges import load_verdict_ranges
     from forms.experiments.verdict_result import Verdict
 
     forms, baselines = split_archs(archs, baseline)
     skip = skip_figures(activity, forms)
-    key = verdict_inputs_key(network, archs, baseline, model, checkpoint, activity, input_shape)
+    key = verdict_inputs_key(network, archs, baseline, model, checkpoint, activity, input_shape, dataset)
 
     def run() -> Verdict:
         workload = zoo_workload(
             model, input_shape, checkpoint=None if checkpoint is None else str(checkpoint)
         )
-        return compute_verdict(network, Costing(workload, skip), forms, baselines, load_verdict_ranges())
+        costing = Costing(workload, skip, dataset=costed_dataset(dataset, checkpoint))
+        return compute_verdict(network, costing, forms, baselines, load_verdict_ranges())
 
     return run_once(out_dir, run, Verdict.from_dict, VERDICT, key)
 
@@ -305,12 +310,13 @@ def verdict_inputs_key(
     checkpoint: str | Path | None = None,
     activity: Mapping[str, Any] | SkipFractions | None = None,
     input_shape: Sequence[int] | None = None,
+    dataset: str | None = None,
 ) -> str:
     """The :data:`INPUTS_KEY` of :func:`verdict_stage` (same arguments): the content digest of the
     network, the architectures' specs, the verdict ranges, FORMS' skip figures, the packaged activity
-    files (the tornado's measured modes), the packaged accuracy files (the optima's accuracy floor) and
+    files (the tornado's measured modes), the packaged accuracy files (the optima's accuracy floor),
     where the shapes come from (the model, the checkpoint's content, :func:`checkpoint_identity`, and
-    the input shape)."""
+    the input shape) and the data set given (a checkpoint's own is part of its content)."""
     from forms.cost.measured_accuracy import packaged_accuracy_digest
     from forms.cost.measured_activity import packaged_activity_digest
     from forms.experiments.verdict import split_archs
@@ -329,5 +335,6 @@ def verdict_inputs_key(
             model,
             checkpoint_identity(checkpoint),
             None if input_shape is None else list(input_shape),
+            dataset,
         ],
     )

@@ -60,6 +60,9 @@ class Costing:
     skip: SkipFractions = field(default_factory=SkipFractions)
     """Measured per-layer figures under FORMS' rule, or a measured network's network-wide ones (its
     ``note`` says which); the default: each preset's stated default fractions."""
+    dataset: str | None = None
+    """The data set the network is meant for (a checkpoint's record); None: not known, and a measurement
+    of the same model is labelled 'data set unknown' (:mod:`forms.cost.measured_activity`)."""
 
     @property
     def measured(self) -> bool:
@@ -75,7 +78,7 @@ class Costing:
         if mode is not None:
             from forms.cost.measured_activity import measured_skip
 
-            return measured_skip(self.workload.name, mode, arch.zero_skip.rule)
+            return measured_skip(self.workload.name, mode, arch.zero_skip.rule, dataset=self.dataset)
         return self.skip
 
     def estimate(
@@ -163,18 +166,23 @@ def break_even(
     ]
 
 
-def verdict_floor(network: str, settings: OptimumSettings) -> tuple[AccuracyFloor | None, list[str]]:
-    """The accuracy floor of ``network``'s optima (:func:`forms.cost.measured_accuracy.nearest_accuracy`:
-    its own measurement, its family's or the settings' fallback, the last two borrowed) and a note
-    saying which, or that there is none."""
+def verdict_floor(
+    network: str, settings: OptimumSettings, dataset: str | None = None
+) -> tuple[AccuracyFloor | None, list[str]]:
+    """The accuracy floor of ``network``'s optima on ``dataset`` (None: not known;
+    :func:`forms.cost.measured_accuracy.nearest_accuracy`: the model's measurement, its family's or the
+    settings' fallback, the last two borrowed) and a note saying which, or that there is none."""
     wanted = settings.accuracy_floor
     if wanted is None:
         return None, ["optima: no accuracy floor set (verdict ranges, optimum.accuracy_floor)"]
-    measured = nearest_accuracy(network, wanted.fallback)
+    measured = nearest_accuracy(network, wanted.fallback, dataset=dataset)
     if measured is None:
         return None, [f"optima: no accuracy floor: no measured accuracy for {network} nor a fallback"]
-    floor = AccuracyFloor(wanted.max_drop_points, measured, network)
-    whose = f"borrowed from {measured.name} ({network} not measured)" if floor.borrowed else "measured"
+    floor = AccuracyFloor(wanted.max_drop_points, measured, network, dataset)
+    costed = network if dataset is None else f"{network} on {dataset}"
+    whose = f"borrowed from {measured.name} ({costed} not measured)" if floor.borrowed else "measured"
+    if not floor.borrowed and not floor.source.dataset_known:
+        whose = f"measured on {measured.dataset}, {network}'s data set unknown"
     return floor, [
         f"optima with an accuracy floor ({wanted.status}): {floor.describe()}; accuracy {whose}; "
         f"{wanted.justification.rstrip('.')}"
@@ -197,7 +205,7 @@ def optimum_headlines(
     accuracy floor, then (when one applies, :func:`verdict_floor`) with it; and notes on the floor, on
     each design it cannot judge and on each objective no design point can meet the bounds for."""
     constraint = Constraint.against(settings.constraint, settings.limit)
-    floor, notes = verdict_floor(costing.workload.name, settings)
+    floor, notes = verdict_floor(costing.workload.name, settings, costing.dataset)
     if floor is not None:
         notes += [
             f"optima: no accuracy floor for {arch.name}: {floor.measured.path.name} has no "
@@ -265,16 +273,19 @@ def compute_verdict(
     )
 
 
-def packaged_skip(model: str, rule: str, mode: str | None = None) -> tuple[SkipFractions | None, str]:
-    """FORMS' skip figures for a zoo ``model`` simulated nowhere in this run, and their source in words:
-    its packaged measurement in ``mode`` (default :data:`~forms.cost.measured_activity.DEFAULT_MODE`),
-    else its nearest measured network's (:func:`forms.cost.measured_activity.measured_skip`), else
-    (None, why): each preset's stated default."""
+def packaged_skip(
+    model: str, rule: str, mode: str | None = None, dataset: str | None = None
+) -> tuple[SkipFractions | None, str]:
+    """FORMS' skip figures for a zoo ``model`` on ``dataset`` (None: not known) simulated nowhere in this
+    run, and their source in words: its packaged measurement in ``mode`` (default
+    :data:`~forms.cost.measured_activity.DEFAULT_MODE`; its note says when it is borrowed or the data set
+    unknown), else its nearest measured network's (:func:`forms.cost.measured_activity.measured_skip`),
+    else (None, why): each preset's stated default."""
     from forms.cost.measured_activity import DEFAULT_MODE, measured_skip
 
     mode = mode or DEFAULT_MODE
     try:
-        skip = measured_skip(model, mode, rule)
+        skip = measured_skip(model, mode, rule, dataset=dataset)
     except ConfigError as exc:
         return None, f"preset default (stated): {exc}"
     return skip, skip.note or f"measured ({mode}, packaged with forms)"

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from forms.cost.estimate import Estimate
+from forms.cost.measured_activity import MeasurementSource
 from forms.cost.optimize import Optimum
 
 METRICS: tuple[tuple[str, str], ...] = (
@@ -70,17 +71,24 @@ class AccuracyAtOptimum:
     measured_on: str
     """The measured network (``<model>-<dataset>``) the floor was judged by."""
     borrowed: bool
-    """Whether that is another network's measurement."""
+    """Whether that was measured on another model or another data set than the costed network's."""
     accuracy: float
     """The measured accuracy at the optimum (0..1)."""
     images: int
     """Test images the measurement ran."""
+    dataset_known: bool = False
+    """Whether the costed network's data set was known (records written before it was asked: not)."""
+
+    @property
+    def label(self) -> str:
+        """'borrowed', 'data set unknown' or '' (:class:`~forms.cost.measured_activity.MeasurementSource`)."""
+        return MeasurementSource(self.borrowed, self.dataset_known).label
 
     @property
     def text(self) -> str:
         """e.g. '0.9851 >= 0.9821 (lenet5-mnist, 10000 images, borrowed)'."""
-        borrowed = ", borrowed" if self.borrowed else ""
-        return f"{self.accuracy:.4f} >= {self.floor:.4f} ({self.measured_on}, {self.images} images{borrowed})"
+        label = f", {self.label}" if self.label else ""
+        return f"{self.accuracy:.4f} >= {self.floor:.4f} ({self.measured_on}, {self.images} images{label})"
 
     @classmethod
     def of(cls, optimum: Optimum) -> AccuracyAtOptimum | None:
@@ -88,8 +96,10 @@ class AccuracyAtOptimum:
         floor, point = optimum.accuracy_floor, optimum.accuracy
         if floor is None or point is None:
             return None
-        m = floor.measured
-        return cls(floor.max_drop_points, floor.floor, m.name, floor.borrowed, point.accuracy, m.images)
+        m, known = floor.measured, floor.source.dataset_known
+        return cls(
+            floor.max_drop_points, floor.floor, m.name, floor.borrowed, point.accuracy, m.images, known
+        )
 
 
 def floor_label(optimum: Optimum) -> str:
@@ -98,9 +108,9 @@ def floor_label(optimum: Optimum) -> str:
     floor = optimum.accuracy_floor
     if floor is None:
         return "no accuracy floor"
-    borrowed = ", borrowed" if floor.borrowed else ""
+    label = f", {floor.source.label}" if floor.source.label else ""
     points = "point" if floor.max_drop_points == 1 else "points"
-    return f"accuracy within {floor.max_drop_points:g} {points} of float ({floor.measured.name}{borrowed})"
+    return f"accuracy within {floor.max_drop_points:g} {points} of float ({floor.measured.name}{label})"
 
 
 @dataclass(frozen=True)

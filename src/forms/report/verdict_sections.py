@@ -106,8 +106,9 @@ def headline_section(summary: Summary) -> Section:
             "its accuracy",
         ],
         note="Accuracy: the simulator's test accuracy measured at the design's choice (packaged with forms; "
-        "the setting names the measured network, borrowed when it is another's); a dash: searched without "
-        "an accuracy floor.",
+        "the setting names the measured network, borrowed when measured on another model or data set, "
+        "'data set unknown' when the costed network's is not known); a dash: searched without an accuracy "
+        "floor.",
     )
     paragraphs: list[str] = []
     for network, record in verdicts(summary).items():
