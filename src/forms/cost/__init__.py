@@ -5,6 +5,7 @@ Modules, in data-flow order (docs/design.md, "Cost model"):
 - :mod:`~forms.cost.components`: the component table, every figure with its source; the ADC pricing rule.
 - :mod:`~forms.cost.arch`: architecture specs and presets.
 - :mod:`~forms.cost.layer_shapes`: each layer's matrix, output positions and kept rows/columns; the workload.
+- :mod:`~forms.cost.fragment_use`: the rows each design keeps of a compressed layer (FORMS: whole fragments).
 - :mod:`~forms.cost.activity`: measured or assumed zero-skip savings per layer (conversions, reads, drivers).
 - :mod:`~forms.cost.measured_activity`: packaged simulator measurements per network and input mode.
 - :mod:`~forms.cost.inventory`: every component of one chip.

@@ -16,6 +16,7 @@ from forms.cost.activity import SkipFractions
 from forms.cost.arch import ArchSpec
 from forms.cost.components import PricedAdc
 from forms.cost.energy import EnergyAccount, account_energy
+from forms.cost.fragment_use import storage_notes
 from forms.cost.inventory import InventoryItem, chip_inventory, sum_by_role
 from forms.cost.layer_cost import LayerCost, PricedArch, layer_cost, record_fields
 from forms.cost.layer_shapes import Workload
@@ -130,7 +131,9 @@ def estimate(arch: ArchSpec, workload: Workload, skip: SkipFractions = SkipFract
 
     ``skip.activity`` gives measured per-layer skip fractions (layers it lacks, and all layers when it
     is None, use ``skip.default``, else the arch's ``zero_skip.default_skip_fraction``). Networks larger
-    than one chip are spread over the fewest chips that hold one copy of each layer.
+    than one chip are spread over the fewest chips that hold one copy of each layer. Each layer is costed
+    on the rows ``arch`` keeps (:meth:`~forms.cost.layer_shapes.LayerShape.stored`); the assumptions name
+    the layers a polarized ``arch`` stores on two sets because their fragments mix signs.
     """
     priced = PricedArch.of(arch)
     inventory = chip_inventory(arch, priced.adc)
@@ -138,6 +141,9 @@ def estimate(arch: ArchSpec, workload: Workload, skip: SkipFractions = SkipFract
     costs = [layer_cost(priced, layer, skip.for_layer(arch.zero_skip, layer.name)) for layer in shapes.layers]
     pipeline = balance_pipeline(arch, costs)
     energy = account_energy(inventory, costs, shapes.pool_comparisons, pipeline)
+    stored = [layer.stored(arch.encoding, arch.crossbar.fragment_size) for layer in shapes.layers]
+    names = [layer.name for layer in shapes.layers]
+    notes = [*workload.notes, *storage_notes(arch.name, arch.crossbar.fragment_size, names, stored)]
     area = sum(i.area_mm2 for i in inventory)
     power_w = sum(i.power_mw for i in inventory) * 1e-3
     dense_ops = sum(c.dense_ops for c in costs)
@@ -170,5 +176,5 @@ def estimate(arch: ArchSpec, workload: Workload, skip: SkipFractions = SkipFract
         adc=priced.adc.to_dict(),
         breakdown=_breakdown(inventory, energy),
         layers=costs,
-        assumptions=_assumptions(arch, priced.adc, costs, workload.notes, pipeline),
+        assumptions=_assumptions(arch, priced.adc, costs, notes, pipeline),
     )

@@ -8,6 +8,12 @@ input steps of an MVM. Actions count what each component role does per image (cr
 registers scaled by the reads that happen, row drives by the driver activity);
 data movement (eDRAM accesses, bus transfers, router flits) is the bits moved divided by the width of
 the architecture's component of that role (``width_bits`` in the component table).
+
+Each layer is costed on the rows the architecture keeps and the crossbar sets it stores
+(:meth:`forms.cost.layer_shapes.LayerShape.stored`): a compressed layer's non-zero rows for offset and
+differential designs, its whole fragments for a polarized one (or two single-signed sets when its
+fragments mix signs at the architecture's R); conversions follow the architecture's hardware (R rows per
+conversion for a polarized design, its unit column for offset).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from forms.cost.activity import LayerSkip
 from forms.cost.arch import ArchSpec
 from forms.cost.components import PricedAdc
+from forms.cost.fragment_use import StoredLayer
 from forms.cost.layer_shapes import LayerShape
 from forms.errors import ConfigError
 
@@ -43,7 +50,9 @@ class LayerCost:
     rows: int
     cols: int
     rows_used: int
+    """Rows of each group the architecture keeps (whole fragments on a polarized design)."""
     cols_used: int
+    """Columns of each group holding a non-zero weight."""
     positions: int
     row_tiles: int
     col_tiles: int
@@ -113,6 +122,8 @@ class PricedArch:
 class _LayerWork:
     """What one layer does per image on one architecture, before timing: the action counts' inputs."""
 
+    stored: StoredLayer
+    """The rows and crossbar sets the architecture stores."""
     steps: int
     """Input-bit steps per image: output positions x input steps."""
     crossbars: int
@@ -127,13 +138,14 @@ class _LayerWork:
 def _action_counts(arch: PricedArch, layer: LayerShape, work: _LayerWork) -> dict[str, float]:
     """Actions of each component role per image of ``layer``."""
     spec = arch.spec
-    rows, cols, groups = layer.rows_used, layer.cols_used, layer.geometry.groups
+    rows, cols, groups = work.stored.rows, layer.cols_used, layer.geometry.groups
+    sets = work.stored.encoding.crossbar_sets
     in_bits = layer.positions * groups * rows * spec.input_bits
     out_bits = layer.out_activations * spec.input_bits
     moved_bits = {"edram": in_bits + out_bits, "bus": in_bits, "router": out_bits}
     return {
         "crossbar": work.reads,
-        "dac": work.steps * groups * spec.sets * work.col_tiles * rows * work.driver_activity,
+        "dac": work.steps * groups * sets * work.col_tiles * rows * work.driver_activity,
         "sample_hold": work.conversions,
         "adc_mux": work.conversions,
         "adc": work.conversions,
@@ -146,7 +158,7 @@ def _action_counts(arch: PricedArch, layer: LayerShape, work: _LayerWork) -> dic
             if role in arch.transfer_widths
         },
         "activation": float(layer.out_activations),
-        "tile_shift_add": float(layer.positions * groups * cols * work.row_tiles * spec.sets),
+        "tile_shift_add": float(layer.positions * groups * cols * work.row_tiles * sets),
         "tile_output_register": float(layer.out_activations),
     }
 
@@ -154,15 +166,18 @@ def _action_counts(arch: PricedArch, layer: LayerShape, work: _LayerWork) -> dic
 def _layer_work(arch: PricedArch, layer: LayerShape, skip: LayerSkip) -> _LayerWork:
     """Steps, crossbars, tiles, conversions and reads of ``layer`` per image after ``skip``."""
     spec, xb = arch.spec, arch.spec.crossbar
-    rows, cols, groups = layer.rows_used, layer.cols_used, layer.geometry.groups
+    stored = layer.stored(spec.encoding, xb.fragment_size)
+    rows, cols, groups = stored.rows, layer.cols_used, layer.geometry.groups
     group_rows = spec.encoding.rows_per_conversion(xb.rows, xb.fragment_size)
     unit = int(spec.encoding.has_unit_column)
-    row_tiles, col_tiles = spec.encoding.tile_counts(rows, cols, spec.weight_bits, xb)
+    sets, slices = stored.encoding.crossbar_sets, stored.encoding.slices(spec.weight_bits, xb.cell_bits)
+    row_tiles, col_tiles = stored.encoding.tile_counts(rows, cols, spec.weight_bits, xb)
     groups_per_col = math.ceil(rows / group_rows)  # conversions per column per step
-    conv_per_step = groups * spec.sets * (groups_per_col * cols * spec.slices + unit * row_tiles * col_tiles)
+    conv_per_step = groups * sets * (groups_per_col * cols * slices + unit * row_tiles * col_tiles)
     steps = layer.positions * spec.input_steps
-    crossbars = spec.encoding.crossbar_count(rows, cols, groups, spec.weight_bits, xb)
+    crossbars = stored.encoding.crossbar_count(rows, cols, groups, spec.weight_bits, xb)
     return _LayerWork(
+        stored=stored,
         steps=steps,
         crossbars=crossbars,
         row_tiles=row_tiles,
@@ -177,7 +192,7 @@ def layer_cost(arch: PricedArch, layer: LayerShape, skip: LayerSkip) -> LayerCos
     """Cost of one image of ``layer`` on ``arch`` after the savings ``skip`` (one copy)."""
     g = layer.geometry
     work = _layer_work(arch, layer, skip)
-    busiest = arch.busiest_conversions(layer.rows_used, layer.cols_used * arch.spec.slices)
+    busiest = arch.busiest_conversions(work.stored.rows, layer.cols_used * arch.spec.slices)
     read_s, adc_s = arch.step_times_s(busiest, skip.fraction, skip.read_fraction)
     step_s = max(read_s, adc_s)
     return LayerCost(
@@ -186,14 +201,14 @@ def layer_cost(arch: PricedArch, layer: LayerShape, skip: LayerSkip) -> LayerCos
         groups=g.groups,
         rows=g.rows,
         cols=g.cols,
-        rows_used=layer.rows_used,
+        rows_used=work.stored.rows,
         cols_used=layer.cols_used,
         positions=layer.positions,
         row_tiles=work.row_tiles,
         col_tiles=work.col_tiles,
         crossbars=work.crossbars,
         replication=1,
-        mvms=layer.positions * work.row_tiles * g.groups * arch.spec.sets,
+        mvms=layer.positions * work.row_tiles * g.groups * work.stored.encoding.crossbar_sets,
         conversions=work.conversions,
         skip_fraction=skip.fraction,
         read_skip_fraction=skip.read_fraction,

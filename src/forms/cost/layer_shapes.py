@@ -5,7 +5,9 @@ no real convolution, the model's own parameters untouched) and reused across des
 zoo model on a common input the shapes come from a packaged table of exactly those forward passes
 (:mod:`forms.cost.zoo_shape_table`), so that ``forms estimate`` needs neither the model nor torch.
 Crossbar geometry comes from :func:`forms.geometry.model_geometry`; compressed checkpoints shrink
-each layer to its rows and columns that are not all zero (:func:`apply_sparsity`).
+each layer to its rows and columns that are not all zero (:func:`apply_sparsity`), except that a
+polarized (FORMS) design keeps every fragment holding a non-zero weight whole
+(:mod:`forms.cost.fragment_use`; :meth:`LayerShape.stored` gives each design's rows).
 
 torch is imported inside the functions that need a model: importing this module stays light.
 """
@@ -13,10 +15,12 @@ torch is imported inside the functions that need a model: importing this module 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from forms.cost.fragment_use import COUNTED_FRAGMENT_SIZES, FragmentUse, StoredLayer, fragment_uses
+from forms.encoding import Encoding
 from forms.errors import ConfigError
 from forms.geometry_shapes import LayerGeometry
 
@@ -38,9 +42,14 @@ class LayerShape:
     out_activations: int
     """Output elements per image."""
     rows_used: int
-    """Crossbar rows that hold a non-zero weight in some group (= geometry.rows when dense)."""
+    """Crossbar rows that hold a non-zero weight in some group (= geometry.rows when dense): the rows
+    an offset or differential design keeps; a polarized one keeps whole fragments (:meth:`stored`)."""
     cols_used: int
-    """Crossbar columns that hold a non-zero weight in some group (= geometry.cols when dense)."""
+    """Crossbar columns that hold a non-zero weight in some group (= geometry.cols when dense), the
+    columns every design keeps (a fragment lies in one column)."""
+    fragment_use: tuple[FragmentUse, ...] = ()
+    """What a polarized design keeps at each counted fragment size R, from the integer weights
+    (:func:`apply_sparsity`); empty for shapes without integer weights (dense: every row kept)."""
 
     @property
     def name(self) -> str:
@@ -55,8 +64,35 @@ class LayerShape:
 
     @property
     def mapped_macs(self) -> int:
-        """MACs per image the mapped (compacted) layer performs."""
+        """MACs per image of the compacted layer (its non-zero rows and columns), whichever rows a
+        design keeps: the pruned network's work."""
         return self.geometry.groups * self.rows_used * self.cols_used * self.positions
+
+    def stored(self, encoding: Encoding, fragment_size: int) -> StoredLayer:
+        """How a design of ``encoding`` with fragments of ``fragment_size`` rows stores this layer.
+
+        Offset and differential designs keep :attr:`rows_used`. A polarized design keeps whole
+        fragments (:attr:`fragment_use` at ``fragment_size``), or, when a fragment holds both signs,
+        stores the layer as the weights allow: on two single-signed sets at :attr:`rows_used`
+        (:mod:`forms.cost.fragment_use`). ConfigError for a compacted layer whose fragments were not
+        counted at ``fragment_size``.
+        """
+        if not encoding.signs_per_fragment:
+            return StoredLayer(self.rows_used, encoding, mixed=False)
+        use = next((u for u in self.fragment_use if u.fragment_size == fragment_size), None)
+        if use is None and self.rows_used == self.geometry.rows and not self.fragment_use:
+            return StoredLayer(self.rows_used, encoding, mixed=False)
+        if use is None:
+            counted = ", ".join(str(u.fragment_size) for u in self.fragment_use) or "none"
+            raise ConfigError(
+                f"layer {self.name} was compacted to {self.rows_used} of {self.geometry.rows} rows but its "
+                f"fragments were not counted at R={fragment_size} (counted: {counted}), so a polarized "
+                "design cannot be costed on it; build the shapes with apply_sparsity(..., "
+                f"fragment_sizes=[{fragment_size}]) or cost a design at a counted R"
+            )
+        if use.mixed:
+            return StoredLayer(self.rows_used, Encoding.DIFFERENTIAL, mixed=True)
+        return StoredLayer(use.rows_used, encoding, mixed=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form."""
@@ -66,9 +102,14 @@ class LayerShape:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerShape:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a record without ``fragment_use`` reads as dense shapes do)."""
         geometry = LayerGeometry(**{**d["geometry"], "weight_shape": tuple(d["geometry"]["weight_shape"])})
-        return cls(geometry, **{k: int(v) for k, v in d.items() if k != "geometry"})
+        uses = tuple(
+            FragmentUse(int(u["fragment_size"]), int(u["rows_used"]), bool(u["mixed"]))
+            for u in d.get("fragment_use", ())
+        )
+        counts = {k: int(v) for k, v in d.items() if k not in ("geometry", "fragment_use")}
+        return cls(geometry, **counts, fragment_use=uses)
 
 
 @dataclass(frozen=True)
@@ -191,13 +232,19 @@ def layer_shapes(model: nn.Module, input_shape: Sequence[int]) -> ModelShapes:
 
 
 def apply_sparsity(
-    shapes: ModelShapes, integer_layers: Sequence[IntegerLayer]
+    shapes: ModelShapes,
+    integer_layers: Sequence[IntegerLayer],
+    fragment_sizes: Iterable[int] = COUNTED_FRAGMENT_SIZES,
 ) -> tuple[ModelShapes, list[str]]:
     """Shrink each layer to its rows and columns holding a non-zero integer weight (structured pruning).
 
     Returns the new shapes and notes (layers without integer weights stay dense). A row (column) is
-    compacted away only when it is zero in every group, so every group keeps the same geometry.
+    compacted away only when it is zero in every group, so every group keeps the same geometry. These
+    are the rows of offset and differential designs; each layer also records, at every R of
+    ``fragment_sizes``, the whole fragments a polarized design keeps and whether a fragment mixes signs
+    (:attr:`LayerShape.fragment_use`), so each design is costed on the rows it can drop.
     """
+    sizes = tuple(fragment_sizes)
     by_name = {layer.name: layer for layer in integer_layers}
     notes: list[str] = []
     out = []
@@ -217,7 +264,8 @@ def apply_sparsity(
         nz = il.weight_int != 0
         rows_used = int(nz.any(dim=2).any(dim=0).sum())
         cols_used = int(nz.any(dim=1).any(dim=0).sum())
-        out.append(replace(layer, rows_used=rows_used, cols_used=cols_used))
+        uses = fragment_uses(il.weight_int, sizes)
+        out.append(replace(layer, rows_used=rows_used, cols_used=cols_used, fragment_use=uses))
     return ModelShapes(shapes.input_shape, tuple(out), shapes.pool_comparisons), notes
 
 
@@ -286,7 +334,10 @@ def _checkpoint_workload(
     shapes, sparse_notes = apply_sparsity(
         layer_shapes(model, shape), integer_layers_from_checkpoint(ckpt, source=checkpoint)
     )
-    notes = [f"weights from compressed checkpoint {checkpoint}: all-zero rows/columns compacted away"]
+    notes = [
+        f"weights from compressed checkpoint {checkpoint}: all-zero rows/columns compacted away "
+        "(a polarized design keeps every fragment holding a non-zero weight whole)"
+    ]
     return Workload(shapes, name, (*notes, *sparse_notes))
 
 
