@@ -163,9 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     rule = split_archs(spec.archs, spec.baseline)[0].zero_skip.rule
     verdicts: dict[str, Verdict] = {}
     sources: list[str] = []
-    # the spec's workloads record no data set: their packaged measurements read 'data set unknown'
-    unrecorded: list[tuple[Workload, str | None]] = [(w, None) for w in spec.workloads]
-    for w, dataset in [*unrecorded, *_packaged_only(spec.workloads, args.mode)]:
+    recorded: list[tuple[Workload, str | None]] = [(w, w.dataset) for w in spec.workloads]
+    for w, dataset in [*recorded, *_packaged_only(spec.workloads, args.mode)]:
         skip, source = packaged_skip(w.model, rule, args.mode, dataset)
         sources.append(f"{w.label}: FORMS' skip figures: {source}")
         verdicts[w.label] = verdict_stage(

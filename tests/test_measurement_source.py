@@ -242,3 +242,17 @@ def test_cli_estimate_refuses_a_data_set_the_checkpoint_disagrees_with(tmp_path:
     result = CliRunner().invoke(app, [*args, "--activity", "measured", "--out", str(tmp_path / "out")])
     assert isinstance(result.exception, ConfigError)
     assert "--dataset cifar10 disagrees with checkpoint" in str(result.exception)
+
+
+def test_reproduce_workloads_record_the_data_set_they_are_costed_for() -> None:
+    """The networks of `forms reproduce` (c) say their data set, so LeNet-5/MNIST's packaged activity
+    reads as its own and ResNet-18 (CIFAR), measured on Fashion-MNIST only, as borrowed."""
+    from forms.experiments.reproduce_spec import ReproduceSpec
+    from forms.experiments.verdict import packaged_skip
+
+    datasets = {w.model: w.dataset for w in ReproduceSpec.from_dict({}).workloads}
+    assert datasets["lenet5"] == "mnist" and datasets["resnet18"] == "cifar10"
+    _, own = packaged_skip("lenet5", "leading", dataset=datasets["lenet5"])
+    assert "borrowed" not in own and "unknown" not in own
+    _, borrowed = packaged_skip("resnet18", "leading", dataset=datasets["resnet18"])
+    assert "borrowed for resnet18 on cifar10" in borrowed

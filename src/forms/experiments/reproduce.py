@@ -182,7 +182,8 @@ def _costed_network(ctx: ExperimentContext, w: Workload, simulated: Mapping[str,
         return CostedNetwork(
             ctx.root / "b" / "compress" / CHECKPOINT, simulated, "measured (simulator, this run)"
         )
-    skip, source = packaged_skip(w.model, split_archs(spec.archs, spec.baseline)[0].zero_skip.rule)
+    rule = split_archs(spec.archs, spec.baseline)[0].zero_skip.rule
+    skip, source = packaged_skip(w.model, rule, dataset=w.dataset)
     return CostedNetwork(None, skip, source)
 
 
@@ -220,6 +221,7 @@ def experiment_c(ctx: ExperimentContext, b: Mapping[str, Any]) -> dict[str, Any]
                 checkpoint=net.checkpoint,
                 activity=net.activity,
                 input_shape=None if net.checkpoint else w.input_shape,
+                dataset=w.dataset,
             ),
             done_file=VERDICT,
         )

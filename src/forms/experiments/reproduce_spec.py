@@ -84,19 +84,28 @@ class Workload(Spec):
     model: str = Field(description="Zoo model.")
     input_shape: list[int] = Field(min_length=3, max_length=3, description="Input (C, H, W).")
     label: str = Field(description="Name in the report, e.g. 'resnet18 (CIFAR)'.")
+    dataset: str | None = Field(
+        None,
+        description="Data set the network is costed for, as packaged measurements name theirs (e.g. "
+        "'mnist', 'cifar10', 'imagenet'): a measurement on another one is labelled borrowed; None: not "
+        "recorded ('data set unknown').",
+    )
 
 
 def _default_workloads() -> list[Workload]:
     """The networks of (c): LeNet-5 on MNIST, CIFAR- and ImageNet-shaped ResNets and VGGs."""
     rows = [
-        ("lenet5", [1, 28, 28], "lenet5 (MNIST)"),
-        ("resnet18", [3, 32, 32], "resnet18 (CIFAR)"),
-        ("vgg16", [3, 32, 32], "vgg16 (CIFAR)"),
-        ("resnet18-imagenet", [3, 224, 224], "resnet18 (ImageNet)"),
-        ("vgg16-imagenet", [3, 224, 224], "vgg16 (ImageNet)"),
-        ("resnet50", [3, 224, 224], "resnet50 (ImageNet)"),
+        ("lenet5", [1, 28, 28], "lenet5 (MNIST)", "mnist"),
+        ("resnet18", [3, 32, 32], "resnet18 (CIFAR)", "cifar10"),
+        ("vgg16", [3, 32, 32], "vgg16 (CIFAR)", "cifar10"),
+        ("resnet18-imagenet", [3, 224, 224], "resnet18 (ImageNet)", "imagenet"),
+        ("vgg16-imagenet", [3, 224, 224], "vgg16 (ImageNet)", "imagenet"),
+        ("resnet50", [3, 224, 224], "resnet50 (ImageNet)", "imagenet"),
     ]
-    return [Workload.from_dict({"model": m, "input_shape": s, "label": lbl}) for m, s, lbl in rows]
+    return [
+        Workload.from_dict({"model": m, "input_shape": s, "label": lbl, "dataset": d})
+        for m, s, lbl, d in rows
+    ]
 
 
 class ReproduceSpec(Spec):
