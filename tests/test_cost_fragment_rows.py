@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -156,3 +158,21 @@ def test_polarized_rows_equal_the_compacted_ones_when_zeros_fill_aligned_fragmen
     layer = _compressed(w, fragment_sizes=(fragment_size,))
     assert layer.fragment_use == (FragmentUse(fragment_size, layer.rows_used, mixed=False),)
     assert layer.stored(Encoding.POLARIZED, fragment_size).rows == layer.rows_used
+
+
+def test_a_checkpoint_workload_counts_the_fragment_size_it_is_costed_at(tmp_path: Path) -> None:
+    """A polarized design of a fragment size outside the default counts (R = 12 on 96-row crossbars) is
+    costed once the workload is built for it, as the CLI builds it for every --arch."""
+    from _simhelpers import compressed_lenet5_checkpoint
+    from forms.cost.layer_shapes import zoo_workload
+
+    assert 12 not in COUNTED_FRAGMENT_SIZES
+    checkpoint = str(compressed_lenet5_checkpoint(tmp_path / "c.pt", fragment_size=4))
+    from forms.cost.arch import ArchSpec
+    from forms.experiments.sweep_plan import with_arch_fields
+
+    settings = [("crossbar.rows", 96), ("crossbar.fragment_size", 12)]
+    arch = with_arch_fields(ArchSpec, load_arch("forms-8").model_dump(), settings, "R = 12")
+    workload = zoo_workload(None, checkpoint=checkpoint, fragment_sizes=[12])
+    est = estimate(arch, workload)
+    assert est.layers and all(layer.crossbars >= 1 for layer in est.layers)

@@ -14,6 +14,8 @@ from forms.errors import ConfigError
 from forms.io import check_output_folder
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from forms.cost.activity import SkipFractions
     from forms.cost.layer_shapes import Workload
 
@@ -49,13 +51,18 @@ DATASET_OPTION = typer.Option(
 
 
 def workload_from_options(
-    model: str | None, input_shape: str | None, num_classes: int | None, checkpoint: Path | None
+    model: str | None,
+    input_shape: str | None,
+    num_classes: int | None,
+    checkpoint: Path | None,
+    fragment_sizes: Iterable[int] = (),
 ) -> Workload:
-    """The network ``--model``/``--input-shape``/``--num-classes``/``--checkpoint`` name (shared options)."""
+    """The network ``--model``/``--input-shape``/``--num-classes``/``--checkpoint`` name (shared options);
+    a checkpoint's polarized rows are counted at ``fragment_sizes`` too (the R of the archs costed)."""
     from forms.cost.layer_shapes import parse_input_shape, zoo_workload
 
     shape = parse_input_shape(input_shape) if input_shape else None
-    return zoo_workload(model, shape, num_classes, str(checkpoint) if checkpoint else None)
+    return zoo_workload(model, shape, num_classes, str(checkpoint) if checkpoint else None, fragment_sizes)
 
 
 def skip_figures(
@@ -102,7 +109,9 @@ def estimate(
     from forms.cost.measured_activity import costed_dataset
 
     spec = load_arch(arch)
-    workload = workload_from_options(model, input_shape, num_classes, checkpoint)
+    workload = workload_from_options(
+        model, input_shape, num_classes, checkpoint, [spec.crossbar.fragment_size]
+    )
     costed = costed_dataset(dataset, checkpoint)
     skip = skip_figures(activity, skip_rule, spec.zero_skip.rule, workload.name, skip_fraction, costed)
     est = run_estimate(spec, workload, skip)
@@ -158,7 +167,8 @@ def compare(
     if not names:
         raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
     specs = [load_arch(n) for n in names]
-    workload = workload_from_options(model, input_shape, num_classes, checkpoint)
+    sizes = [s.crossbar.fragment_size for s in specs]
+    workload = workload_from_options(model, input_shape, num_classes, checkpoint, sizes)
     costed = costed_dataset(dataset, checkpoint)
     cmp = run_compare(
         specs, workload, skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction, costed)

@@ -94,7 +94,8 @@ def optimize(
         raise ConfigError("--archs needs at least one architecture, e.g. isaac-opt,prime,forms-8")
     specs = [load_arch(n) for n in names]
     bound = Constraint.against(constraint, limit, adc_anchor)
-    workload = workload_from_options(model, input_shape, num_classes, checkpoint)
+    sizes = [s.crossbar.fragment_size for s in specs]
+    workload = workload_from_options(model, input_shape, num_classes, checkpoint, sizes)
     costed = costed_dataset(dataset, checkpoint)
     skip = skip_figures(activity, skip_rule, "leading", workload.name, skip_fraction, costed)
     held = parse_held(hold)

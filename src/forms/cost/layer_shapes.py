@@ -85,10 +85,10 @@ class LayerShape:
         if use is None:
             counted = ", ".join(str(u.fragment_size) for u in self.fragment_use) or "none"
             raise ConfigError(
-                f"layer {self.name} was compacted to {self.rows_used} of {self.geometry.rows} rows but its "
-                f"fragments were not counted at R={fragment_size} (counted: {counted}), so a polarized "
-                "design cannot be costed on it; build the shapes with apply_sparsity(..., "
-                f"fragment_sizes=[{fragment_size}]) or cost a design at a counted R"
+                f"layer {self.name} of a compressed checkpoint had its fragments counted at R = {counted}, "
+                f"not at R={fragment_size}, so a polarized design of R={fragment_size} cannot be costed "
+                "on it; build the workload with zoo_workload(..., fragment_sizes=["
+                f"{fragment_size}]) (the CLI counts every --arch's R), or cost a design at a counted R"
             )
         if use.mixed:
             return StoredLayer(self.rows_used, Encoding.DIFFERENTIAL, mixed=True)
@@ -312,7 +312,7 @@ def model_shapes(model_name: str, input_shape: Sequence[int], num_classes: int) 
 
 
 def _checkpoint_workload(
-    model_name: str | None, input_shape: Sequence[int] | None, checkpoint: str
+    model_name: str | None, input_shape: Sequence[int] | None, checkpoint: str, fragment_sizes: Iterable[int]
 ) -> Workload:
     """The compacted workload of a compressed checkpoint's model (see :func:`zoo_workload`)."""
     from forms.intweights import integer_layers_from_checkpoint
@@ -332,7 +332,9 @@ def _checkpoint_workload(
     )
     model = model_from_checkpoint(ckpt, source=checkpoint)
     shapes, sparse_notes = apply_sparsity(
-        layer_shapes(model, shape), integer_layers_from_checkpoint(ckpt, source=checkpoint)
+        layer_shapes(model, shape),
+        integer_layers_from_checkpoint(ckpt, source=checkpoint),
+        sorted({*COUNTED_FRAGMENT_SIZES, *fragment_sizes}),
     )
     notes = [
         f"weights from compressed checkpoint {checkpoint}: all-zero rows/columns compacted away "
@@ -346,16 +348,19 @@ def zoo_workload(
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
     checkpoint: str | None = None,
+    fragment_sizes: Iterable[int] = (),
 ) -> Workload:
     """Shapes of a zoo model (or of a compressed checkpoint's model, compacted), its name, and notes.
 
     With ``checkpoint`` the model is rebuilt from the checkpoint's own record and its all-zero rows
-    and columns are compacted away (:func:`apply_sparsity`); otherwise :func:`model_shapes` gives the
+    and columns are compacted away (:func:`apply_sparsity`, the polarized rows counted at
+    :data:`~forms.cost.fragment_use.COUNTED_FRAGMENT_SIZES` and at ``fragment_sizes``, the R of the
+    designs to be costed); otherwise :func:`model_shapes` gives the
     shapes of ``model_name`` (zoo name or import path) for ``input_shape`` (default
     :func:`default_input_shape`) and ``num_classes`` (default :func:`default_num_classes`).
     """
     if checkpoint is not None:
-        return _checkpoint_workload(model_name, input_shape, checkpoint)
+        return _checkpoint_workload(model_name, input_shape, checkpoint, fragment_sizes)
     if not model_name:
         raise ConfigError(
             "give --model <zoo name or package.module:factory> or --checkpoint <compressed checkpoint>"

@@ -221,7 +221,7 @@ def experiment_c(ctx: ExperimentContext, b: Mapping[str, Any]) -> dict[str, Any]
                 checkpoint=net.checkpoint,
                 activity=net.activity,
                 input_shape=None if net.checkpoint else w.input_shape,
-                dataset=w.dataset,
+                dataset=None if net.checkpoint else w.dataset,  # (b)'s checkpoint records its own
             ),
             done_file=VERDICT,
         )

@@ -61,8 +61,9 @@ class Costing:
     """Measured per-layer figures under FORMS' rule, or a measured network's network-wide ones (its
     ``note`` says which); the default: each preset's stated default fractions."""
     dataset: str | None = None
-    """The data set the network is meant for (a checkpoint's record); None: not known, and a measurement
-    of the same model is labelled 'data set unknown' (:mod:`forms.cost.measured_activity`)."""
+    """The data set the network is meant for (``--dataset``, a workload's ``dataset`` or a checkpoint's
+    record); None: not known, and a measurement of the same model is labelled 'data set unknown'
+    (:mod:`forms.cost.measured_activity`)."""
 
     @property
     def measured(self) -> bool:

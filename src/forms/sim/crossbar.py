@@ -302,7 +302,8 @@ class CrossbarArray(nn.Module):
         return analog + self._exact_sums(codes)
 
     def _exact_sums(self, codes: Tensor) -> Tensor:
-        """The exact columns' sums (and the input-sum term): one integer GEMM of checked codes."""
+        """The exact columns' sums (and the input-sum term): the exact GEMM of checked codes
+        (:func:`~forms.sim.integer_gemm.exact_matmul`)."""
         return exact_matmul(codes, self.exact_weight, self.max_code, self.exact_weight_max)
 
     def set_table_limit(self, limit: int) -> None:

@@ -1,15 +1,15 @@
 """The exact GEMM path and its dtype rule: integer codes times integer weights, exactly, in floats.
 
-Floats hold integers exactly up to their significand: below 2^24 in float32, 2^53 in float64. Every
-exact sum the simulator forms in floats picks its dtype by :func:`exact_float_dtype` from a bound on
-the magnitudes it can reach and the grid its values lie on (1 for integers, a power of two below 1 for
+Floats hold integers exactly up to their significand: below 2^24 in float32, 2^53 in float64. The
+engines' exact sums pick their dtype by :func:`exact_float_dtype` from a bound on
+the magnitudes they can reach and the grid their values lie on (1 for integers, a power of two below 1 for
 the outputs of an ADC with a fractional step), so float32 (fast) is used only where it is provably
 exact.
 
 :func:`exact_matmul` goes further for a GEMM whose whole sums would need float64: every partial sum of
 ``k`` rows is below ``k * max|x| * max|w|``, so a GEMM over row chunks short enough to keep that below
-2^24 is exact in float32, and float64 adds the chunks' integer sums exactly. On issue 20's workload
-(W 1152 x 128 8-bit, 8-bit codes: three chunks of at most 518 rows) the float32 chunks cost about a
+2^24 is exact in float32, and float64 adds the chunks' integer sums exactly. On issue 20's workload (W
+1152 x 128 8-bit, codes bounded by 2^8: three chunks of at most 516 rows) the float32 chunks cost about a
 third of one float64 GEMM on the machines of docs/benchmarks.md. The codes are converted chunk by
 chunk of vectors into a buffer kept per thread, so no call writes a fresh tensor of every code.
 """
@@ -47,7 +47,7 @@ MIN_SPLIT_ROWS = 64
 on adding their (vectors x columns) partial results than the float32 GEMMs save."""
 
 EXACT_CHUNK_CODES = 1 << 22
-"""Codes converted per chunk of vectors (16 MiB of float32 in the kept buffer)."""
+"""Codes converted per chunk of vectors (16 MiB of float32, 32 MiB of float64, in the kept buffer)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,16 @@ class ExactPlan:
 def exact_plan(rows: int, max_code: float, max_weight: float) -> ExactPlan:
     """The :class:`ExactPlan` of ``rows``-row sums of codes up to ``max_code`` times weights up to
     ``max_weight`` in magnitude: one float32 GEMM when all ``rows`` keep their sums below 2^24, float32
-    chunks of as many rows as keep them so (at least :data:`MIN_SPLIT_ROWS`), else one float64 GEMM."""
+    chunks of as many rows as keep them so (at least :data:`MIN_SPLIT_ROWS`), else one float64 GEMM;
+    always float64 when torch's float32 matmul precision is not "highest" (its faster modes round)."""
+    whole = ExactPlan(torch.float64, max(rows, 1))
+    if torch.get_float32_matmul_precision() != "highest":  # TF32 or bfloat16 passes would round
+        return whole
     product = max_code * max_weight
     if product == 0 or rows * product < FLOAT32_EXACT:
         return ExactPlan(torch.float32, max(rows, 1))
     chunk = int((FLOAT32_EXACT - 1) // product)
-    if chunk >= MIN_SPLIT_ROWS and max(max_code, max_weight) < FLOAT32_EXACT:
-        return ExactPlan(torch.float32, chunk)
-    return ExactPlan(torch.float64, max(rows, 1))
+    return ExactPlan(torch.float32, chunk) if chunk >= MIN_SPLIT_ROWS else whole
 
 
 def exact_matmul(codes: Tensor, weight: Tensor, max_code: float, max_weight: float) -> Tensor:
@@ -86,7 +88,7 @@ def exact_matmul(codes: Tensor, weight: Tensor, max_code: float, max_weight: flo
     ws = thread_scratch()
     for start in range(0, vectors, step):
         part = codes[start : start + step].transpose(0, 1)  # (G, n, rows)
-        x = ws.take("exact-codes", tuple(part.shape), plan.dtype, codes.device).copy_(part)
+        x = ws.take(f"exact-codes-{plan.dtype}", tuple(part.shape), plan.dtype, codes.device).copy_(part)
         out[start : start + step] = _chunked_bmm(x, w, plan.chunk_rows).transpose(0, 1)
     return out
 

@@ -26,7 +26,8 @@ class Workspace:
         size = math.prod(shape)
         buf = self._buffers.get(name)
         if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != device:
-            buf = torch.empty(size, dtype=dtype, device=device)
+            with torch.inference_mode(False):  # a buffer made under inference mode refuses writes outside it
+                buf = torch.empty(size, dtype=dtype, device=device)
             self._buffers[name] = buf
         return buf[:size].view(shape)
 
