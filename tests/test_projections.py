@@ -124,12 +124,12 @@ def test_all_zero_channel_has_positive_scale_and_zero_integers() -> None:
 @SETTINGS
 @given(
     m=matrices(max_rows=6, max_cols=4, max_groups=1),
-    gran=st.sampled_from(["filter", "channel", "fragment"]),
+    gran=st.sampled_from(["filter", "channel", "fragment", "rows"]),
     ratio=st.sampled_from([0.0, 0.25, 0.5, 0.75, 0.9]),
 )
 def test_prune_feasible_idempotent_nearest(m: torch.Tensor, gran: str, ratio: float) -> None:
     rows = m.shape[1]
-    block = {"filter": 1, "channel": 3 if rows % 3 == 0 else 1, "fragment": 2}[gran]
+    block = {"filter": 1, "channel": 3 if rows % 3 == 0 else 1, "fragment": 2, "rows": 2}[gran]
     mask = prune_mask(m, ratio, gran, block)
     p = torch.where(mask, m, 0.0)
     # group structure of the mask: enumerate groups as sets of entries
@@ -138,6 +138,8 @@ def test_prune_feasible_idempotent_nearest(m: torch.Tensor, gran: str, ratio: fl
         groups = [entries[0, :, c] for c in range(m.shape[2])]
     elif gran == "channel":
         groups = [entries[0, i * block : (i + 1) * block, :] for i in range(rows // block)]
+    elif gran == "rows":  # fragment-aligned row blocks of every column, the last one short
+        groups = [entries[0, i * block : (i + 1) * block, :] for i in range(math.ceil(rows / block))]
     else:
         groups = [
             entries[0, i * block : (i + 1) * block, c]
@@ -235,7 +237,9 @@ def test_global_pruning_keeps_one_group_per_layer_and_hits_total() -> None:
     m=matrices(max_rows=12, max_cols=4),
     r=st.sampled_from([1, 2, 4]),
     bits=st.integers(1, 8),
-    gran=st.sampled_from(["filter", "channel", "fragment", "filter+channel", "filter+fragment"]),
+    gran=st.sampled_from(
+        ["filter", "channel", "fragment", "rows", "filter+channel", "filter+fragment", "filter+rows"]
+    ),
     ratio=st.sampled_from([0.0, 0.3, 0.6]),
     mode=st.sampled_from(["channel", "layer"]),
 )
@@ -283,3 +287,20 @@ def test_crossbar_factors_multiply_to_total() -> None:
     assert f["pruning"] * f["quantization"] * f["polarization"] == pytest.approx(f["total"])
     assert rep["final"]["differential"] == 2 * rep["final"]["polarized"]
     assert rep["layers"][0]["kept_rows"] == [150] and rep["layers"][0]["kept_cols"] == [40]
+
+
+def test_row_blocks_rounded_to_a_tile_free_polarized_rows() -> None:
+    """conv2 of LeNet-5 (150 rows = 18 fragments of 8 and a short one of 6): pruning row blocks, rounded
+    to the 128-row tile, empties whole fragments, so the polarized design keeps 128 rows or fewer (one row
+    tile) where pruning channels (25 rows each) leaves partly-empty fragments it must keep whole."""
+    from forms.compress.counting import fragment_rows
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(1, 150, 16, generator=g).abs()  # one sign: every fragment polarized
+    m[:, 50:75] *= 0.01  # input channel 2 (rows 50..74) is the weakest
+    tile = TileSize(rows=128, cols=32)
+    by_rows = torch.where(prune_mask(m, 0.05, "rows", 8, tile), m, 0.0)
+    assert fragment_rows(by_rows, 8)[0] <= 128 < 150
+    by_channel = torch.where(prune_mask(m, 0.05, "channel", 25, tile), m, 0.0)
+    assert int(by_channel.ne(0).any(dim=2).sum()) == 125  # channel 2 of 6 gone
+    assert fragment_rows(by_channel, 8)[0] == 134  # rows 48..55 and 72..79 stay whole: two row tiles

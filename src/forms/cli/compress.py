@@ -42,7 +42,8 @@ PRUNE_LAST_LAYER_OPTION = typer.Option(
 PRUNE_GRANULARITY_OPTION = typer.Option(
     None,
     "--prune-granularity",
-    help="filter, channel or fragment; filter+channel or filter+fragment prune both (filter).",
+    help="filter, channel, fragment or rows (R fragment-aligned rows in every column); filter+channel, "
+    "filter+fragment or filter+rows prune both (filter).",
 )
 """``--prune-granularity``: ``prune.granularity``."""
 PRUNE_PROPAGATE_OPTION = typer.Option(

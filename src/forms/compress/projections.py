@@ -162,14 +162,15 @@ def group_block(granularity: str, weight_shape: tuple[int, ...], groups: int, fr
         return 1
     if granularity == "channel":
         return int(math.prod(weight_shape[2:])) if len(weight_shape) == 4 else 1
-    if granularity == "fragment":
+    if granularity in ("fragment", "rows"):
         return fragment_size
-    raise ValueError(f"unknown pruning granularity '{granularity}'; choose filter, channel or fragment")
+    raise ValueError(f"unknown pruning granularity '{granularity}'; choose filter, channel, fragment or rows")
 
 
 def group_sq_norms(matrix: Tensor, granularity: str, block: int) -> Tensor:
     """Squared norm of every pruning group: (groups, cols) filters, (groups, channels) input channels,
-    (groups, fragments, cols) fragments of ``block`` rows."""
+    (groups, fragments, cols) fragments of ``block`` rows, (groups, fragments) fragment-aligned row
+    blocks of every column."""
     sq = matrix.detach().square()
     if granularity == "filter":
         return sq.sum(dim=-2)
@@ -178,13 +179,15 @@ def group_sq_norms(matrix: Tensor, granularity: str, block: int) -> Tensor:
         return sq.reshape(g, rows // block, block * cols).sum(dim=-1)
     if granularity == "fragment":
         return fragment_view(sq, block).sum(dim=-2)
-    raise ValueError(f"unknown pruning granularity '{granularity}'; choose filter, channel or fragment")
+    if granularity == "rows":
+        return fragment_view(sq, block).sum(dim=(-2, -1))
+    raise ValueError(f"unknown pruning granularity '{granularity}'; choose filter, channel, fragment or rows")
 
 
 def group_sizes(matrix_shape: torch.Size | tuple[int, ...], granularity: str, block: int) -> int:
-    """Entries per pruning group (fragment groups count the zero-padded rows too)."""
+    """Entries per pruning group (fragment and row groups count the zero-padded rows too)."""
     _, rows, cols = matrix_shape
-    return rows if granularity == "filter" else block * cols if granularity == "channel" else block
+    return rows if granularity == "filter" else block * cols if granularity in ("channel", "rows") else block
 
 
 def expand_group_mask(
@@ -198,7 +201,10 @@ def expand_group_mask(
         return keep.repeat_interleave(block, dim=-1).unsqueeze(-1).expand(groups, rows, cols).contiguous()
     if granularity == "fragment":
         return expand_fragment_values(keep, rows, block).contiguous()
-    raise ValueError(f"unknown pruning granularity '{granularity}'; choose filter, channel or fragment")
+    if granularity == "rows":
+        blocks = keep.unsqueeze(-1).expand(*keep.shape, cols)
+        return expand_fragment_values(blocks, rows, block).contiguous()
+    raise ValueError(f"unknown pruning granularity '{granularity}'; choose filter, channel, fragment or rows")
 
 
 def pruned_count(n_groups: int, ratio: float) -> int:

@@ -18,14 +18,18 @@ from forms.nn.train import CHANNELS_LAST_DOC
 FINITE = ConfigDict(allow_inf_nan=False)
 """Config of the compression specs with float fields: they refuse NaN and infinities."""
 
-PRUNE_GRANULARITIES = ("filter", "channel", "fragment")
+PRUNE_GRANULARITIES = ("filter", "channel", "fragment", "rows")
 """filter: a whole output channel (a crossbar column); channel: a whole input channel (kh*kw crossbar
-rows, or one row of a Linear layer); fragment: R consecutive rows of one column (one sign fragment)."""
+rows, or one row of a Linear layer); fragment: R consecutive rows of one column (one sign fragment);
+rows: R consecutive rows aligned to fragments, in every column (a whole fragment of each column: the
+unit whose removal frees crossbar rows on a polarized design, which keeps partly-zero fragments whole)."""
 
-PruneUnit = Literal["filter", "channel", "fragment"]
+PruneUnit = Literal["filter", "channel", "fragment", "rows"]
 """One unit of :data:`PRUNE_GRANULARITIES`."""
 
-PruneGranularity = Literal["filter", "channel", "fragment", "filter+channel", "filter+fragment"]
+PruneGranularity = Literal[
+    "filter", "channel", "fragment", "rows", "filter+channel", "filter+fragment", "filter+rows"
+]
 """One unit of :data:`PRUNE_GRANULARITIES`, or filters and one row-axis unit pruned in the same layer
 (filters first, then the row groups of the filter-pruned matrix, each at the layer's ratio)."""
 
@@ -69,13 +73,16 @@ class PruneSpec(Spec):
     model_config = FINITE
 
     ratio: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Fraction of groups (filters/channels/fragments) set to zero."
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of groups (filters/channels/fragments/row blocks) set to zero.",
     )
     granularity: PruneGranularity = Field(
         "filter",
         description="What is removed as a unit: " + "; ".join(PRUNE_GRANULARITIES) + ". 'filter+channel' "
-        "(or the list [filter, channel]) and 'filter+fragment' remove both in the same layer, each at "
-        "the layer's ratio: filters first, then the rows of the filter-pruned matrix.",
+        "(or the list [filter, channel]), 'filter+fragment' and 'filter+rows' remove both in the same layer, "
+        "each at the layer's ratio: filters first, then the rows of the filter-pruned matrix.",
     )
     scope: Literal["layer", "global"] = Field(
         "layer",
