@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from _simhelpers import compressed_lenet5_checkpoint
 from cli_helpers import FORMS, assert_clean_error, fingerprints, forms_env, run_forms
 from forms.nn.checkpoint import save_checkpoint
 from forms.nn.data import IDX_FILES, write_idx
@@ -140,6 +141,12 @@ INPUTS = [
         "validation_images",
     ),
     _case(
+        "estimate-dataset-disagrees",
+        "estimate --arch forms-8 --checkpoint compressed.pt --dataset cifar10 --out run",
+        "--dataset cifar10 disagrees with checkpoint",
+        "mnist",
+    ),
+    _case(
         "optimize-accuracy-unmeasured",
         "optimize --model resnet18 --max-accuracy-drop 0.5 --out run",
         "no measured accuracy for 'resnet18'",
@@ -208,6 +215,7 @@ def _make_workspace(root: Path) -> Path:
             write_idx(np.zeros((images, 16, 16), np.uint8), root / folder / "mnist" / image_file)
             write_idx(np.zeros(images, np.uint8), root / folder / "mnist" / label_file)
     _held_out_float_checkpoint(root)
+    compressed_lenet5_checkpoint(root / "compressed.pt", dataset="mnist")
     (root / "readonly").mkdir()
     (root / "readonly").chmod(0o555)
     return root

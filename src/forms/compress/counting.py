@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from forms.config import CrossbarSpec
@@ -70,18 +71,14 @@ def fragment_rows(weight_int: Tensor, fragment_size: int) -> list[int]:
     """Rows per group the polarized design keeps: every fragment (``fragment_size`` consecutive rows, the
     last one shorter) that holds a non-zero weight, whole. A fragment's rows share its sign per column, so
     its zero rows cannot be dropped: closing the gap would merge rows of fragments whose signs differ."""
-    kept = []
-    for matrix in weight_int:
-        nonzero_rows = matrix.ne(0).any(dim=1)
-        starts = range(0, nonzero_rows.numel(), fragment_size)
-        kept.append(
-            sum(
-                min(fragment_size, len(nonzero_rows) - s)
-                for s in starts
-                if nonzero_rows[s : s + fragment_size].any()
-            )
-        )
-    return kept
+    from forms.geometry import fragment_view
+
+    rows = weight_int.shape[-2]
+    nonzero_rows = weight_int.ne(0).any(dim=-1, keepdim=True).to(torch.uint8)  # (groups, rows, 1)
+    held = fragment_view(nonzero_rows, fragment_size).any(dim=-2).squeeze(-1)  # (groups, fragments)
+    starts = torch.arange(held.shape[-1], device=held.device) * fragment_size
+    lengths = (rows - starts).clamp(max=fragment_size)  # the last fragment may be shorter
+    return [int(n) for n in (held.long() * lengths).sum(dim=-1)]
 
 
 def layer_encoding(weight_int: Tensor, fragment_size: int) -> Encoding:

@@ -68,14 +68,12 @@ def fragment_uses(weight_int: Tensor, fragment_sizes: Iterable[int]) -> tuple[Fr
     from forms.compress.counting import fragment_rows, layer_encoding
 
     nonzero_rows = weight_int.ne(0).any(dim=2).any(dim=0).reshape(1, -1, 1)
-    return tuple(
-        FragmentUse(
-            fragment_size=r,
-            rows_used=fragment_rows(nonzero_rows, r)[0],
-            mixed=layer_encoding(weight_int, r) is Encoding.DIFFERENTIAL,
-        )
-        for r in fragment_sizes
-    )
+    sizes = tuple(fragment_sizes)
+    mixed: dict[int, bool] = {}
+    for r in sorted(set(sizes)):  # a fragment of r rows holds whole fragments of every divisor of r
+        implied = any(mixed[d] for d in mixed if r % d == 0)
+        mixed[r] = implied or layer_encoding(weight_int, r) is Encoding.DIFFERENTIAL
+    return tuple(FragmentUse(r, fragment_rows(nonzero_rows, r)[0], mixed[r]) for r in sizes)
 
 
 def storage_notes(

@@ -269,9 +269,7 @@ class CrossbarArray(nn.Module):
             self.stats.fast_calls += 1
             exact_codes = codes
             if stats is not None:  # counted from narrow lanes, which the GEMM then reads
-                lanes = narrow_codes(codes, self.plan)
-                stats.zero_skip.add(count_layer_activity(lanes, self.plan, self.encoded))
-                exact_codes = lane_values(lanes, codes, self.plan)
+                exact_codes = lane_values(self._counted_lanes(codes, stats), codes, self.plan)
             if self.noise_events is None:
                 return self._exact_sums(exact_codes)
             errors, clipped = self.noise_events.errors(codes, self.generator)
@@ -292,14 +290,20 @@ class CrossbarArray(nn.Module):
         else:
             gemm, digit_codes = self.gemm_engine(), codes
             if stats is not None:
-                lanes = narrow_codes(codes, self.plan)
-                stats.zero_skip.add(count_layer_activity(lanes, self.plan, self.encoded))
+                lanes = self._counted_lanes(codes, stats)
                 if gemm.lanes is not None and lanes.dtype == torch.uint8:  # the digits' bytes
                     digit_codes = lanes
             analog = gemm.run(digit_codes, self.chunk_elements, stats, checked=True)
         if self.dense and not self.encoded.input_sum_coefficient:
             return analog
         return analog + self._exact_sums(codes)
+
+    def _counted_lanes(self, codes: Tensor, stats: LayerStats) -> Tensor:
+        """``codes`` narrowed once (:func:`~forms.sim.zeroskip.narrow_codes`), their zero-skips counted
+        into ``stats`` from those lanes, which the caller's arithmetic then reads too."""
+        lanes = narrow_codes(codes, self.plan)
+        stats.zero_skip.add(count_layer_activity(lanes, self.plan, self.encoded))
+        return lanes
 
     def _exact_sums(self, codes: Tensor) -> Tensor:
         """The exact columns' sums (and the input-sum term): the exact GEMM of checked codes

@@ -69,7 +69,7 @@ def exact_plan(rows: int, max_code: float, max_weight: float) -> ExactPlan:
     if torch.get_float32_matmul_precision() != "highest":  # TF32 or bfloat16 passes would round
         return whole
     product = max_code * max_weight
-    if product == 0 or rows * product < FLOAT32_EXACT:
+    if exact_float_dtype(rows * product) is torch.float32:
         return ExactPlan(torch.float32, max(rows, 1))
     chunk = int((FLOAT32_EXACT - 1) // product)
     return ExactPlan(torch.float32, chunk) if chunk >= MIN_SPLIT_ROWS else whole
@@ -106,10 +106,10 @@ def _chunked_bmm(x: Tensor, w: Tensor, chunk_rows: int) -> Tensor:
 def integer_matmul(codes: Tensor, weight_int: Tensor, max_code: int | None = None) -> Tensor:
     """Exact ``codes @ W`` per group: codes (V, G, rows), W (G, rows, cols) -> (V, G, cols) float64.
 
-    Uses float32 when every sum is provably below 2^24 (rows * max|x| * max|w|), float64 otherwise.
-    ``max_code`` bounds |x| when known. Raises :class:`~forms.errors.ConfigError` when the shapes do not
-    match or an operand holds a value that is not a finite integer (exact in float64, and at most
-    ``max_code`` in magnitude for the codes).
+    The GEMMs are :func:`exact_matmul`'s (float32, whole or in row chunks, where every partial sum is
+    provably exact; else float64). ``max_code`` bounds |x| when known. Raises
+    :class:`~forms.errors.ConfigError` when the shapes do not match or an operand holds a value that is
+    not a finite integer (exact in float64, and at most ``max_code`` in magnitude for the codes).
     """
     check_shape(weight_int, (None, None, None), "integer_matmul: weights (groups, rows, cols)")
     groups, rows, _ = weight_int.shape
