@@ -14,7 +14,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
+# setup.py builds the compiled zero-skip pass (src/forms/sim/_zeroskip_native.c): a change to it
+# reinstalls, which rebuilds the extension in place.
+$(STAMP): pyproject.toml setup.py src/forms/sim/_zeroskip_native.c src/forms/sim/_zeroskip_kernel.h | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -39,8 +41,8 @@ test-slow: install data system-deps
 	$(PY) -m pytest -m slow
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks examples scripts
-	$(VENV)/bin/ruff format --check src tests benchmarks examples scripts
+	$(VENV)/bin/ruff check setup.py src tests benchmarks examples scripts
+	$(VENV)/bin/ruff format --check setup.py src tests benchmarks examples scripts
 	$(VENV)/bin/mypy
 
 # Benchmarks (long: tens of minutes on 2 CPU cores); each script rewrites its own docs/benchmarks.md section.

@@ -361,33 +361,36 @@ def test_scratch_buffers_left_by_other_calls_change_no_count() -> None:
     dac=st.integers(1, 3),
     signed=st.booleans(),
 )
-def test_narrowed_codes_hold_the_values_and_count_as_the_codes(
+def test_narrowed_codes_hold_the_low_bits_and_count_as_the_codes(
     seed: int, rows: int, r: int, bits: int, dac: int, signed: bool
 ) -> None:
-    """The narrow lanes a crossbar counts from and then multiplies hold every code's value exactly
-    (unless they wrap: unsigned 16-bit codes), at the range's ends too, and count as the codes do."""
+    """The narrow lanes a crossbar counts from (and its GEMM engine reads digits from) hold every code's
+    low bits, at the range's ends too, and count as the codes do, narrowed apart or while counting."""
     x, plan = sparse_codes(seed, rows, bits, dac, signed, 0.4)
     low, high = (-(1 << (plan.bits - 1)), (1 << (plan.bits - 1)) - 1) if signed else (0, (1 << plan.bits) - 1)
     x[0, 0, 0], x[-1, -1, -1] = low, high
     codes = x.to(torch.int32)
-    lanes = zeroskip.narrow_codes(codes, plan)
+    lanes = zeroskip.narrow_codes(codes, plan).clone()
     assert lanes.element_size() <= codes.element_size()
-    values = zeroskip.lane_values(lanes, codes, plan)
-    if not signed and plan.bits == 16:  # they would wrap in int16 lanes
-        assert values is codes
-    assert torch.equal(values.to(torch.int64), x.to(torch.int64))
+    low_bits = (1 << plan.bits) - 1
+    assert torch.equal(lanes.to(torch.int64) & low_bits, x.to(torch.int64) & low_bits)
     tile = 2 * r
     assert count_subarray_steps(lanes, plan, r, tile_rows=tile) == count_subarray_steps(
         codes, plan, r, tile_rows=tile
     )
+    w = torch.zeros(2, rows, 3, dtype=torch.int64)
+    enc = encode(w, Encoding.OFFSET, 6, 2, tile, r)
+    fused, counts = zeroskip.narrow_and_count(codes, plan, enc)
+    assert torch.equal(fused, lanes)
+    assert counts == zeroskip.count_layer_activity(codes, plan, enc)
 
 
 @pytest.mark.parametrize(
     ("bits", "signed"), [(3, True), (8, False), (8, True), (15, False), (16, False), (16, True)]
 )
 def test_statistics_change_no_output_of_the_exact_path(bits: int, signed: bool) -> None:
-    """With statistics the exact path multiplies the narrowed codes (:func:`zeroskip.lane_values`), or
-    the codes where the lanes wrap: the same integer product as without them, at the range's ends."""
+    """With statistics the exact path converts the codes for its GEMM while it counts them
+    (:func:`zeroskip.convert_and_count`): the same integer product as without them, at the range's ends."""
     x, plan = sparse_codes(7, 40, bits, 1, signed, 0.3)
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     x[0, :, :3] = high

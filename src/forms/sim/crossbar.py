@@ -40,7 +40,7 @@ from forms.sim.quant_inputs import DigitPlan, code_dtype
 from forms.sim.slice_lanes import SliceLanes, slice_lanes
 from forms.sim.spec import DeviceSpec
 from forms.sim.table_engine import LayerTable, TableEngine, build_pattern_table, pattern_table_applies
-from forms.sim.zeroskip import count_layer_activity, lane_values, narrow_codes
+from forms.sim.zeroskip import convert_and_count, narrow_and_count
 
 DEFAULT_TABLE_LIMIT = 1 << 24
 """Largest per-pattern table (entries) the bit-level path builds per layer (float32: 64 MiB)."""
@@ -267,15 +267,13 @@ class CrossbarArray(nn.Module):
             )
         if self.lossless:
             self.stats.fast_calls += 1
-            exact_codes = codes
-            if stats is not None:  # counted from narrow lanes, which the GEMM then reads
-                exact_codes = lane_values(self._counted_lanes(codes, stats), codes, self.plan)
+            sums = self._exact_sums(codes, stats)
             if self.noise_events is None:
-                return self._exact_sums(exact_codes)
+                return sums
             errors, clipped = self.noise_events.errors(codes, self.generator)
             if stats is not None:
                 stats.clipped += clipped
-            return self._exact_sums(exact_codes) + errors
+            return sums + errors
         self.stats.bit_level_calls += 1
         return self._bit_level_sums(codes.to(code_dtype(self.plan.bits)), stats)
 
@@ -301,14 +299,21 @@ class CrossbarArray(nn.Module):
     def _counted_lanes(self, codes: Tensor, stats: LayerStats) -> Tensor:
         """``codes`` narrowed once (:func:`~forms.sim.zeroskip.narrow_codes`), their zero-skips counted
         into ``stats`` from those lanes, which the caller's arithmetic then reads too."""
-        lanes = narrow_codes(codes, self.plan)
-        stats.zero_skip.add(count_layer_activity(lanes, self.plan, self.encoded))
+        lanes, counts = narrow_and_count(codes, self.plan, self.encoded)
+        stats.zero_skip.add(counts)
         return lanes
 
-    def _exact_sums(self, codes: Tensor) -> Tensor:
+    def _exact_sums(self, codes: Tensor, stats: LayerStats | None = None) -> Tensor:
         """The exact columns' sums (and the input-sum term): the exact GEMM of checked codes
-        (:func:`~forms.sim.integer_gemm.exact_matmul`)."""
-        return exact_matmul(codes, self.exact_weight, self.max_code, self.exact_weight_max)
+        (:func:`~forms.sim.integer_gemm.exact_matmul`), counting their zero-skips into ``stats`` while it
+        converts them (:func:`~forms.sim.zeroskip.convert_and_count`) where given."""
+        convert = None
+        if stats is not None:
+
+            def convert(part: Tensor, operand: Tensor) -> None:
+                stats.zero_skip.add(convert_and_count(part, operand, self.plan, self.encoded))
+
+        return exact_matmul(codes, self.exact_weight, self.max_code, self.exact_weight_max, convert)
 
     def set_table_limit(self, limit: int) -> None:
         """Allow per-pattern tables of at most ``limit`` entries (0: always use the GEMM engine)."""

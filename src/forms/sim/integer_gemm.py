@@ -16,6 +16,7 @@ chunk of vectors into a buffer kept per thread, so no call writes a fresh tensor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -75,11 +76,19 @@ def exact_plan(rows: int, max_code: float, max_weight: float) -> ExactPlan:
     return ExactPlan(torch.float32, chunk) if chunk >= MIN_SPLIT_ROWS else whole
 
 
-def exact_matmul(codes: Tensor, weight: Tensor, max_code: float, max_weight: float) -> Tensor:
+def exact_matmul(
+    codes: Tensor,
+    weight: Tensor,
+    max_code: float,
+    max_weight: float,
+    convert: Callable[[Tensor, Tensor], None] | None = None,
+) -> Tensor:
     """``codes @ W`` per group, exactly: codes (V, G, rows), W (G, rows, cols) -> (V, G, cols) float64,
     with |codes| <= ``max_code`` and |W| <= ``max_weight`` (:func:`exact_plan` picks the GEMMs). The
     caller has checked that both hold integers (:func:`integer_matmul` does; a crossbar array checks its
-    codes per call and its weights when programmed)."""
+    codes per call and its weights when programmed). ``convert(part, operand)``, where given, writes each
+    chunk of codes (n, G, rows) into the GEMM's float operand (G, n, rows) in place of a plain copy (a
+    crossbar array counts zero-skips on the way, :func:`forms.sim.zeroskip.convert_and_count`)."""
     vectors, groups, rows = codes.shape
     plan = exact_plan(rows, max_code, max_weight)
     w = weight.to(plan.dtype)
@@ -88,7 +97,11 @@ def exact_matmul(codes: Tensor, weight: Tensor, max_code: float, max_weight: flo
     ws = thread_scratch()
     for start in range(0, vectors, step):
         part = codes[start : start + step].transpose(0, 1)  # (G, n, rows)
-        x = ws.take(f"exact-codes-{plan.dtype}", tuple(part.shape), plan.dtype, codes.device).copy_(part)
+        x = ws.take(f"exact-codes-{plan.dtype}", tuple(part.shape), plan.dtype, codes.device)
+        if convert is None:
+            x.copy_(part)
+        else:
+            convert(codes[start : start + step], x)
         out[start : start + step] = _chunked_bmm(x, w, plan.chunk_rows).transpose(0, 1)
     return out
 

@@ -41,7 +41,9 @@ the popcount of the codes' flags; a sub-array's "bitplane" steps the popcount of
 (its words OR-ed, then each word's lanes folded onto one), its "leading" steps the popcount of those
 flags smeared down to the lowest digit; a row tile's reads the same two counts of the OR of its
 sub-arrays' ORs. The passes run on one intra-op thread; a caller that also computes with the codes
-narrows them once for both (:func:`narrow_codes`).
+narrows them once for both (:func:`narrow_codes`); the exact path counts while it converts the codes
+for its GEMM (:func:`convert_and_count`). Where the compiled pass applies
+(:mod:`forms.sim.zeroskip_native`) it counts in one read of the codes instead of these passes.
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ import torch
 from torch import Tensor
 
 from forms.sim.bitplanes import int_codes
+from forms.sim.digit_lanes import lane_dtype, lane_masks
 from forms.sim.quant_inputs import DigitPlan
 from forms.sim.workspace import Workspace, thread_scratch
+from forms.sim.zeroskip_native import count_native, native_applies
 
 if TYPE_CHECKING:
     from forms.sim.encodings import EncodedLayer
@@ -116,18 +120,11 @@ def _one_intra_op_thread() -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
-def _lane_dtype(plan: DigitPlan) -> torch.dtype | None:
-    """The narrowest integer lane holding a code's ``plan.bits`` low bits (None beyond 16 bits)."""
-    if plan.bits <= 8:
-        return torch.uint8
-    return torch.int16 if plan.bits <= 16 else None
-
-
 def _lane_codes(codes: Tensor, plan: DigitPlan, ws: Workspace, role: str = "lanes") -> Tensor:
     """Integer ``codes`` on the narrowest lane (a wrapping copy into ``ws``'s buffer ``role``: it keeps
     the low ``plan.bits`` bits, all that the rules read; codes on that lane already are returned as
     they are), or as :func:`int_codes` beyond 16 bits."""
-    lane = _lane_dtype(plan)
+    lane = lane_dtype(plan)
     if codes.is_floating_point() or lane is None:
         codes = int_codes(codes, plan)
     if lane is None or codes.dtype == lane:
@@ -138,26 +135,11 @@ def _lane_codes(codes: Tensor, plan: DigitPlan, ws: Workspace, role: str = "lane
 def narrow_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
     """Integer ``codes`` on the narrowest lane holding their ``plan.bits`` low bits (uint8 up to 8 bits,
     int16 up to 16; :func:`int_codes` beyond), for a caller that counts them (the counting reads them
-    as they are) and computes with them (:func:`lane_values`). Up to :data:`NARROWED_SCRATCH_CODES`
-    codes they are this thread's scratch buffer, valid until its next call."""
+    as they are) and computes with them (the GEMM engine reads 8-bit digits' bytes). Up to
+    :data:`NARROWED_SCRATCH_CODES` codes they are this thread's scratch buffer, valid until its next
+    call."""
     ws = thread_scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
     return _lane_codes(codes, plan, ws, "narrowed")
-
-
-def lane_values(lanes: Tensor, codes: Tensor, plan: DigitPlan) -> Tensor:
-    """The values of ``codes``, as a view of their :func:`narrow_codes` ``lanes`` where these hold them
-    (unsigned uint8 lanes themselves, signed ones viewed as int8, int16 lanes of signed or at most
-    15-bit codes, wider lanes), else ``codes`` (unsigned 16-bit codes wrap in int16)."""
-    if lanes.dtype == torch.uint8:
-        return lanes.view(torch.int8) if plan.signed else lanes
-    if lanes.dtype == torch.int16 and not plan.signed and plan.bits > 15:
-        return codes
-    return lanes
-
-
-def _as_int64(mask: int) -> int:
-    """A 64-bit pattern as the signed int64 holding the same bits."""
-    return mask - (1 << 64) if mask >= 1 << 63 else mask
 
 
 def _word_blocks(lanes: Tensor) -> list[Tensor]:
@@ -196,38 +178,6 @@ def _popcount(words: Tensor) -> int:
     return int(np.bitwise_count(flat).sum(dtype=np.uint32 if flat.size < 1 << 26 else np.uint64))
 
 
-@dataclass(frozen=True)
-class _LaneMasks:
-    """Word masks of one digit plan on lanes of one width (each a signed int64 pattern)."""
-
-    wider: tuple[tuple[int, int], ...]
-    """(k, mask) for k = 1 .. widest digit - 1: a 1 at the least significant bit of every digit wider
-    than k bits, of every lane (the flags a right shift by k still reaches from inside the digit)."""
-    flags: int
-    """A 1 at the least significant bit of every digit of every lane."""
-    smear: tuple[tuple[int, int], ...]
-    """(k, mask) for k = 1, 2, 4, ... below the plan's bits: the bits of each lane that a right shift
-    by k fills from the same lane (the low lane_bits - k bits of every lane)."""
-
-
-@functools.lru_cache(maxsize=64)
-def _lane_masks(plan: DigitPlan, lane_bits: int) -> _LaneMasks:
-    """The masks of ``plan`` on lanes of ``lane_bits`` bits packed into 64-bit words."""
-    lanes = range(0, 64, lane_bits)
-    digits = tuple(zip(plan.shifts, plan.widths, strict=True))
-
-    def lsbs(min_width: int) -> int:
-        return _as_int64(sum(1 << (lane + s) for lane in lanes for s, w in digits if w >= min_width))
-
-    smear = []
-    k = 1
-    while k < plan.bits:
-        smear.append((k, _as_int64(sum(((1 << (lane_bits - k)) - 1) << lane for lane in lanes))))
-        k *= 2
-    wider = tuple((k, lsbs(k + 1)) for k in range(1, max(plan.widths)))
-    return _LaneMasks(wider, lsbs(1), tuple(smear))
-
-
 def _digit_flags(words: Tensor, plan: DigitPlan, lane_bits: int, ws: Workspace) -> Tensor:
     """int64 ``words`` of packed codes (lanes of ``lane_bits`` bits) with exactly one set bit per
     non-zero digit: each digit's bits are OR-ed down onto its least significant bit (a right shift by
@@ -236,7 +186,7 @@ def _digit_flags(words: Tensor, plan: DigitPlan, lane_bits: int, ws: Workspace) 
     (unsigned, or signed filling the lane) are the words themselves."""
     if all(w == 1 for w in plan.widths) and (not plan.signed or plan.bits == lane_bits):
         return words
-    masks = _lane_masks(plan, lane_bits)
+    masks = lane_masks(plan, lane_bits)
     flags = ws.take("flags", tuple(words.shape), words.dtype, words.device)
     torch.bitwise_and(words, masks.flags, out=flags)
     if masks.wider:
@@ -251,7 +201,7 @@ def _flags_up_to_last(flags: Tensor, plan: DigitPlan, lane_bits: int, ws: Worksp
     non-zero digit, so that their popcount is the "leading" rule's steps: each lane is smeared down
     (OR-ed with itself shifted right by 1, 2, 4, ..., bits from the lane above masked off) and only
     the digits' flag positions are kept. The result is a view of ``ws``'s buffers."""
-    masks = _lane_masks(plan, lane_bits)
+    masks = lane_masks(plan, lane_bits)
     smeared = ws.take("smeared", tuple(flags.shape), flags.dtype, flags.device).copy_(flags)
     shifted = ws.take("smear-shifted", tuple(flags.shape), flags.dtype, flags.device)
     for k, lane_mask in masks.smear:
@@ -340,18 +290,22 @@ def count_subarray_steps(
     chunk_elements: int = 1 << 23,
     tile_rows: int | None = None,
     crossbars_per_tile: int = 1,
+    compiled: bool = True,
 ) -> ZeroSkipCounts:
     """Count sub-array steps, crossbar reads and input digits of integer ``codes`` (vectors, groups, rows).
 
     ``codes`` holds exact integers (any dtype); signed codes are read in two's complement. A read cycle
     covers a row tile of ``tile_rows`` rows (a multiple of ``fragment_size``; None: one sub-array) on
-    each of its ``crossbars_per_tile`` crossbars (column tiles x crossbar sets). Vectors are processed
-    in chunks of about ``chunk_elements`` inputs to bound memory; the chunk's scratch buffers (about 2
-    bytes per input of up to 8-bit codes, 4 up to 16-bit) are kept per thread for the next call.
+    each of its ``crossbars_per_tile`` crossbars (column tiles x crossbar sets). Counted in one compiled
+    pass where it applies and ``compiled`` (:mod:`forms.sim.zeroskip_native`), else by torch passes over
+    chunks of about ``chunk_elements`` inputs (their scratch buffers, about 2 bytes per input of up to
+    8-bit codes, 4 up to 16-bit, kept per thread for the next call).
     """
     tile_rows = fragment_size if tile_rows is None else tile_rows
     if tile_rows % fragment_size:
         raise ValueError(f"tile_rows={tile_rows} is not a multiple of the sub-array rows {fragment_size}")
+    if compiled and codes.shape[-1] and native_applies(codes, plan):
+        return _compiled_counts(codes, plan, fragment_size, tile_rows, crossbars_per_tile)
     vectors, groups, rows = codes.shape
     chunks = -(-vectors * groups * rows // chunk_elements)
     chunk = max(1, -(-vectors // max(1, chunks)))  # even chunks
@@ -374,13 +328,73 @@ def count_subarray_steps(
     return counts
 
 
-def count_layer_activity(codes: Tensor, plan: DigitPlan, encoded: EncodedLayer) -> ZeroSkipCounts:
+def _compiled_counts(
+    codes: Tensor,
+    plan: DigitPlan,
+    fragment_size: int,
+    tile_rows: int,
+    crossbars_per_tile: int,
+    out: Tensor | None = None,
+) -> ZeroSkipCounts:
+    """:func:`count_subarray_steps` by :func:`~forms.sim.zeroskip_native.count_native` (copying the
+    codes into ``out`` when given), with the totals from the shapes."""
+    vectors, groups, rows = codes.shape
+    counted = count_native(codes, plan, fragment_size, tile_rows, out)
+    per_vector = vectors * groups * plan.steps
+    return ZeroSkipCounts(
+        rounds_total=per_vector * -(-rows // fragment_size),
+        rounds_needed_leading=counted.rounds_needed_leading,
+        rounds_needed_bitplane=counted.rounds_needed_bitplane,
+        reads_total=per_vector * -(-rows // tile_rows) * crossbars_per_tile,
+        reads_needed_leading=counted.reads_needed_leading * crossbars_per_tile,
+        reads_needed_bitplane=counted.reads_needed_bitplane * crossbars_per_tile,
+        digits_total=per_vector * rows,
+        digits_nonzero=counted.digits_nonzero,
+    )
+
+
+def narrow_and_count(codes: Tensor, plan: DigitPlan, encoded: EncodedLayer) -> tuple[Tensor, ZeroSkipCounts]:
+    """:func:`narrow_codes` of ``codes`` and their :func:`count_layer_activity`, in one pass where the
+    compiled counting applies (the lanes then written by it)."""
+    lane = lane_dtype(plan)
+    if lane is None or not (codes.shape[-1] and native_applies(codes, plan)):
+        narrowed = narrow_codes(codes, plan)
+        return narrowed, count_layer_activity(narrowed, plan, encoded)
+    lanes = None
+    if codes.dtype != lane:
+        ws = thread_scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
+        lanes = ws.take("narrowed", tuple(codes.shape), lane, codes.device)
+    counts = _compiled_counts(
+        codes, plan, encoded.fragment_size, encoded.crossbar_rows, encoded.crossbars_per_row_tile, lanes
+    )
+    return (codes if lanes is None else lanes), counts
+
+
+def convert_and_count(
+    codes: Tensor, values: Tensor, plan: DigitPlan, encoded: EncodedLayer
+) -> ZeroSkipCounts:
+    """Copy integer ``codes`` (V, G, rows) into the float GEMM operand ``values`` (G, V, rows) and return
+    their :func:`count_layer_activity`: in one compiled pass where it applies, so that the codes are read
+    once for both (the exact path's conversion, :func:`~forms.sim.integer_gemm.exact_matmul`)."""
+    fused = values.dtype in (torch.float32, torch.float64) and values.is_contiguous()
+    if fused and codes.shape[-1] and native_applies(codes, plan):
+        return _compiled_counts(
+            codes, plan, encoded.fragment_size, encoded.crossbar_rows, encoded.crossbars_per_row_tile, values
+        )
+    values.copy_(codes.transpose(0, 1))
+    return count_layer_activity(codes, plan, encoded)
+
+
+def count_layer_activity(
+    codes: Tensor, plan: DigitPlan, encoded: EncodedLayer, compiled: bool = True
+) -> ZeroSkipCounts:
     """:func:`count_subarray_steps` of ``codes`` on ``encoded``'s crossbars: sub-arrays of its R rows,
-    reads of its crossbar rows on every crossbar a row tile spans."""
+    reads of its crossbar rows on every crossbar a row tile spans (``compiled`` as there)."""
     return count_subarray_steps(
         codes,
         plan,
         encoded.fragment_size,
         tile_rows=encoded.crossbar_rows,
         crossbars_per_tile=encoded.crossbars_per_row_tile,
+        compiled=compiled,
     )
