@@ -9,7 +9,9 @@ fragment of W takes one sign drawn from the same generator (|W| kept). Each case
 ``CrossbarArray.forward`` with ``collect=False`` and ``collect=True`` alternately, with the exact path's
 floor between them (one float32 GEMM of X @ W's shape on operands already converted, which is exact
 only where sums stay below 2^24 and so a floor, not an alternative), and reports medians, at each torch
-thread count given.
+thread count given. The section names the counting that ran: the compiled pass
+(:mod:`forms.sim.zeroskip_native`, counting while the exact path converts the codes) where the extension
+was built, else the torch passes.
 
     .venv/bin/python benchmarks/bench_zeroskip.py [--repeat 15] [--threads 1,2]
 """
@@ -37,6 +39,7 @@ from forms.sim.adc import Adc
 from forms.sim.crossbar import CrossbarArray
 from forms.sim.encodings import encode
 from forms.sim.quant_inputs import digit_plan
+from forms.sim.zeroskip_native import native_built
 
 CASES = (
     (Encoding.POLARIZED, 8),
@@ -138,7 +141,9 @@ def main() -> None:
         f"`.venv/bin/python benchmarks/bench_zeroskip.py --repeat {args.repeat} --threads {threads}`. "
         "Issue 20's workload (W 1152 x 128 8-bit, 4,096 8-bit input vectors, half the inputs zero; "
         f"SHA-256 of W and X as int64: {sha_w}..., {sha_x}...), lossless ADCs, exact fast path; "
-        f"one `CrossbarArray.forward` call, medians of {args.repeat} alternating runs (target: statistics "
+        f"one `CrossbarArray.forward` call, medians of {args.repeat} alternating runs; statistics counted by "
+        f"{'the compiled pass (`forms.sim.zeroskip_native`)' if native_built() else 'the torch passes'} "
+        "(target: statistics "
         "<= 1.10x the call without them); *floor*: one float32 GEMM of X @ W's shape on converted "
         "operands, alternating with the calls (the exact path converts the codes and needs float64 or "
         "float32 row chunks for exact sums):",

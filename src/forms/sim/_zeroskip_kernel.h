@@ -199,17 +199,7 @@ KERNEL_COPIES(double, int64_t)
 /* The loop narrowing codes of `src` kind to lanes (16-bit where `wide`). */
 static copy_fn KERNEL(narrower)(kind_t src, int wide) {
 #define KERNEL_PICK(SRC) return wide ? KERNEL(copy_##SRC##_uint16_t) : KERNEL(copy_##SRC##_uint8_t);
-    switch (src) {
-    case K_I8: KERNEL_PICK(int8_t)
-    case K_U8: KERNEL_PICK(uint8_t)
-    case K_I16: KERNEL_PICK(int16_t)
-    case K_U16: KERNEL_PICK(uint16_t)
-    case K_I32: KERNEL_PICK(int32_t)
-    case K_I64: KERNEL_PICK(int64_t)
-    case K_F32: KERNEL_PICK(float)
-    case K_F64: KERNEL_PICK(double)
-    default: return NULL;
-    }
+    SWITCH_ON_SOURCE(src, KERNEL_PICK)
 #undef KERNEL_PICK
 }
 
@@ -219,17 +209,7 @@ static split_fn KERNEL(splitter)(kind_t src, kind_t dst, int wide) {
 #define KERNEL_PICK(SRC)                                                                             \
     if (dst == K_F32) return wide ? KERNEL(split_##SRC##_float_uint16_t) : KERNEL(split_##SRC##_float_uint8_t); \
     return wide ? KERNEL(split_##SRC##_double_uint16_t) : KERNEL(split_##SRC##_double_uint8_t);
-    switch (src) {
-    case K_I8: KERNEL_PICK(int8_t)
-    case K_U8: KERNEL_PICK(uint8_t)
-    case K_I16: KERNEL_PICK(int16_t)
-    case K_U16: KERNEL_PICK(uint16_t)
-    case K_I32: KERNEL_PICK(int32_t)
-    case K_I64: KERNEL_PICK(int64_t)
-    case K_F32: KERNEL_PICK(float)
-    case K_F64: KERNEL_PICK(double)
-    default: return NULL;
-    }
+    SWITCH_ON_SOURCE(src, KERNEL_PICK)
 #undef KERNEL_PICK
 }
 

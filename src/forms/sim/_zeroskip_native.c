@@ -72,6 +72,20 @@ static inline int popcount_words(uint64_t word) { /* a few word operations: no l
     return (int)((word * 0x0101010101010101ULL) >> 56);
 }
 
+/* `PICK(type)` for the C type of source kind `src` (PICK returns), NULL for any other kind. */
+#define SWITCH_ON_SOURCE(src, PICK)                                                                  \
+    switch (src) {                                                                                   \
+    case K_I8: PICK(int8_t)                                                                          \
+    case K_U8: PICK(uint8_t)                                                                         \
+    case K_I16: PICK(int16_t)                                                                        \
+    case K_U16: PICK(uint16_t)                                                                       \
+    case K_I32: PICK(int32_t)                                                                        \
+    case K_I64: PICK(int64_t)                                                                        \
+    case K_F32: PICK(float)                                                                          \
+    case K_F64: PICK(double)                                                                         \
+    default: return NULL;                                                                            \
+    }
+
 typedef void (*copy_fn)(const void *, void *, Py_ssize_t);
 typedef void (*split_fn)(const void *, void *, void *, Py_ssize_t);
 
