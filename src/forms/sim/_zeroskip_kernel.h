@@ -39,53 +39,135 @@ static inline uint64_t KERNEL(smeared)(uint64_t flags, int wide, uint64_t flag_m
     return s & flag_mask;
 }
 
-/* Set bits of `words` words at `bytes`, each AND-ed with `mask` first. With AVX2: four words at a
-   time, each byte's bits counted by a 16-entry table of nibbles (vpshufb) and summed by vpsadbw. */
-static inline uint64_t KERNEL(popcount_masked)(const uint8_t *bytes, Py_ssize_t words, uint64_t mask) {
-    uint64_t total = 0;
-    Py_ssize_t w = 0;
 #ifdef KERNEL_AVX2
+/* The set bits of each byte of `v`: a 16-entry table of nibbles (vpshufb) looked up twice. */
+static inline __m256i KERNEL(byte_popcounts)(__m256i v) {
     const __m256i nibbles = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2,
                                              3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low = _mm256_set1_epi8(0x0f), masks = _mm256_set1_epi64x((long long)mask);
-    __m256i sums = _mm256_setzero_si256();
-    for (; w + 4 <= words; w += 4) {
-        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(bytes + 8 * w)), masks);
-        __m256i counts = _mm256_add_epi8(_mm256_shuffle_epi8(nibbles, _mm256_and_si256(v, low)),
-                                         _mm256_shuffle_epi8(nibbles, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
-        sums = _mm256_add_epi64(sums, _mm256_sad_epu8(counts, _mm256_setzero_si256()));
-    }
-    uint64_t lanes[4];
-    _mm256_storeu_si256((__m256i *)lanes, sums);
-    total = lanes[0] + lanes[1] + lanes[2] + lanes[3];
-#endif
-    for (; w < words; w++) total += (uint64_t)KERNEL_POPCOUNT(load64(bytes + 8 * w) & mask);
-    return total;
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(nibbles, _mm256_and_si256(v, low)),
+                           _mm256_shuffle_epi8(nibbles, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
 }
 
-/* The non-zero digits (and, with `leading`, the leading steps) of `words` words of lanes at `bytes`. */
+/* The running sums (four 64-bit lanes) plus the set bits of `v`. */
+static inline __m256i KERNEL(add_popcount)(__m256i sums, __m256i v) {
+    return _mm256_add_epi64(sums, _mm256_sad_epu8(KERNEL(byte_popcounts)(v), _mm256_setzero_si256()));
+}
+
+/* flags_of and smeared below, on four words at once. */
+static inline __m256i KERNEL(flags_of4)(const job_t *job, __m256i words) {
+    __m256i flags = _mm256_and_si256(words, _mm256_set1_epi64x((long long)job->flag_mask));
+    for (int j = 0; j < job->wider; j++) {
+        __m256i shifted = _mm256_srl_epi64(words, _mm_cvtsi32_si128(job->wider_shift[j]));
+        flags = _mm256_or_si256(flags, _mm256_and_si256(shifted, _mm256_set1_epi64x((long long)job->wider_mask[j])));
+    }
+    return flags;
+}
+
+static inline __m256i KERNEL(smear_step4)(__m256i s, int k, uint64_t mask) {
+    return _mm256_or_si256(s, _mm256_and_si256(_mm256_srli_epi64(s, k), _mm256_set1_epi64x((long long)mask)));
+}
+
+static inline __m256i KERNEL(smeared4)(__m256i flags, int wide, uint64_t flag_mask) {
+    __m256i s = flags;
+    if (wide) {
+        s = KERNEL(smear_step4)(s, 1, 0x7fff7fff7fff7fffULL);
+        s = KERNEL(smear_step4)(s, 2, 0x3fff3fff3fff3fffULL);
+        s = KERNEL(smear_step4)(s, 4, 0x0fff0fff0fff0fffULL);
+        s = KERNEL(smear_step4)(s, 8, 0x00ff00ff00ff00ffULL);
+    } else {
+        s = KERNEL(smear_step4)(s, 1, 0x7f7f7f7f7f7f7f7fULL);
+        s = KERNEL(smear_step4)(s, 2, 0x3f3f3f3f3f3f3f3fULL);
+        s = KERNEL(smear_step4)(s, 4, 0x0f0f0f0f0f0f0f0fULL);
+    }
+    return _mm256_and_si256(s, _mm256_set1_epi64x((long long)flag_mask));
+}
+
+static inline uint64_t KERNEL(lane_sum)(__m256i sums) {
+    uint64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, sums);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
+/* The non-zero digits (and, with `leading`, the leading steps) of `words` words of lanes at `bytes`:
+   with AVX2 four words at a time, the rest one by one. */
 static void KERNEL(count_words)(const job_t *job, const uint8_t *bytes, Py_ssize_t words, uint64_t *digits,
                                 uint64_t *leading) {
     uint64_t d = 0, l = 0, flag_mask = job->flag_mask;
-    if (leading) {
-        for (Py_ssize_t w = 0; w < words; w++) {
-            uint64_t flags = KERNEL(flags_of)(job, load64(bytes + 8 * w));
-            d += (uint64_t)KERNEL_POPCOUNT(flags);
-            l += (uint64_t)KERNEL_POPCOUNT(KERNEL(smeared)(flags, job->wide, flag_mask));
-        }
-        *leading += l;
-    } else if (job->wider == 0) {
-        d = KERNEL(popcount_masked)(bytes, words, flag_mask);
-    } else {
-        for (Py_ssize_t w = 0; w < words; w++)
-            d += (uint64_t)KERNEL_POPCOUNT(KERNEL(flags_of)(job, load64(bytes + 8 * w)));
+    Py_ssize_t w = 0;
+#ifdef KERNEL_AVX2
+    __m256i digit_sums = _mm256_setzero_si256(), leading_sums = _mm256_setzero_si256();
+    for (; w + 4 <= words; w += 4) {
+        __m256i flags = KERNEL(flags_of4)(job, _mm256_loadu_si256((const __m256i *)(bytes + 8 * w)));
+        digit_sums = KERNEL(add_popcount)(digit_sums, flags);
+        if (leading) leading_sums = KERNEL(add_popcount)(leading_sums, KERNEL(smeared4)(flags, job->wide, flag_mask));
+    }
+    d = KERNEL(lane_sum)(digit_sums);
+    l = KERNEL(lane_sum)(leading_sums);
+#endif
+    for (; w < words; w++) {
+        uint64_t flags = KERNEL(flags_of)(job, load64(bytes + 8 * w));
+        d += (uint64_t)KERNEL_POPCOUNT(flags);
+        if (leading) l += (uint64_t)KERNEL_POPCOUNT(KERNEL(smeared)(flags, job->wide, flag_mask));
     }
     *digits += d;
+    if (leading) *leading += l;
+}
+
+/* Each word's lanes OR-ed onto one lane, four words at a time with AVX2 (the low lane of each 64-bit
+   word picked out by vpshufb); returns the words done (none without AVX2). */
+static inline Py_ssize_t KERNEL(fold4_uint8_t)(const uint8_t *bytes, Py_ssize_t n, uint8_t *ors) {
+    Py_ssize_t f = 0;
+#ifdef KERNEL_AVX2
+    const __m256i pick = _mm256_setr_epi8(0, 8, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 8, -1,
+                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    for (; f + 4 <= n; f += 4) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(bytes + 8 * f));
+        v = _mm256_or_si256(v, _mm256_srli_epi64(v, 32));
+        v = _mm256_or_si256(v, _mm256_srli_epi64(v, 16));
+        v = _mm256_shuffle_epi8(_mm256_or_si256(v, _mm256_srli_epi64(v, 8)), pick);
+        uint16_t low = (uint16_t)_mm256_extract_epi16(v, 0), high = (uint16_t)_mm256_extract_epi16(v, 8);
+        memcpy(ors + f, &low, 2);
+        memcpy(ors + f + 2, &high, 2);
+    }
+#else
+    (void)bytes, (void)n, (void)ors;
+#endif
+    return f;
+}
+
+static inline Py_ssize_t KERNEL(fold4_uint16_t)(const uint8_t *bytes, Py_ssize_t n, uint16_t *ors) {
+    Py_ssize_t f = 0;
+#ifdef KERNEL_AVX2
+    const __m256i pick = _mm256_setr_epi8(0, 1, 8, 9, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 8, 9,
+                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    for (; f + 4 <= n; f += 4) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(bytes + 8 * f));
+        v = _mm256_or_si256(v, _mm256_srli_epi64(v, 32));
+        v = _mm256_shuffle_epi8(_mm256_or_si256(v, _mm256_srli_epi64(v, 16)), pick);
+        uint32_t low = (uint32_t)_mm256_extract_epi32(v, 0), high = (uint32_t)_mm256_extract_epi32(v, 4);
+        memcpy(ors + f, &low, 4);
+        memcpy(ors + f + 2, &high, 4);
+    }
+#else
+    (void)bytes, (void)n, (void)ors;
+#endif
+    return f;
 }
 
 /* Each pair of words OR-ed into one, in place: words[i] = words[2i] | words[2i + 1] (`n` even). */
 static void KERNEL(or_pairs)(uint64_t *words, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n / 2; i++) words[i] = words[2 * i] | words[2 * i + 1];
+    Py_ssize_t i = 0;
+#ifdef KERNEL_AVX2 /* eight words in, four out: (a0, b0, a2, b2) | (a1, b1, a3, b3), then reordered */
+    for (; i + 4 <= n / 2; i += 4) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(words + 2 * i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(words + 2 * i + 4));
+        __m256i pairs = _mm256_or_si256(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+        _mm256_storeu_si256((__m256i *)(words + i), _mm256_permute4x64_epi64(pairs, 0xd8));
+    }
+#endif
+    for (; i < n / 2; i++) words[i] = words[2 * i] | words[2 * i + 1];
 }
 
 /* The ORs of runs of `r` lanes of `lanes` (n lanes) into `ors`, zero-padded to whole words; returns
@@ -95,7 +177,7 @@ static void KERNEL(or_pairs)(uint64_t *words, Py_ssize_t n) {
 #define KERNEL_RUN_ORS(LANE, LPW)                                                              \
     static void KERNEL(fold_words_##LANE)(const LANE *restrict words, Py_ssize_t n,                 \
                                           LANE *restrict ors) {                                      \
-        for (Py_ssize_t f = 0; f < n; f++) {                                                         \
+        for (Py_ssize_t f = KERNEL(fold4_##LANE)((const uint8_t *)words, n, ors); f < n; f++) {     \
             LANE any = 0;                                                                            \
             for (int k = 0; k < LPW; k++) any |= words[f * LPW + k];                                 \
             ors[f] = any;                                                                            \
