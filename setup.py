@@ -12,7 +12,7 @@ setup(
             "forms.sim._zeroskip_native",
             ["src/forms/sim/_zeroskip_native.c"],
             depends=["src/forms/sim/_zeroskip_kernel.h"],
-            extra_compile_args=["-O3", "-pthread"],
+            extra_compile_args=["-O3", "-pthread", "-fno-strict-aliasing"],  # scratch words read as lanes
             extra_link_args=["-pthread"],
             optional=True,
         )

@@ -143,6 +143,26 @@ def test_the_kernel_for_any_processor_counts_as_the_fast_one(
     )
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("tile_rows", [0, -4, 2])
+def test_a_row_tile_shorter_than_a_sub_array_is_refused(compiled: bool, tile_rows: int) -> None:
+    """Both paths refuse a row tile that is not a positive multiple of the sub-array (no crash)."""
+    codes = torch.ones(2, 1, 16, dtype=torch.int32)
+    with pytest.raises(ValueError, match="positive multiple"):
+        zeroskip.count_subarray_steps(
+            codes, digit_plan(8, 1, False), 4, tile_rows=tile_rows, compiled=compiled
+        )
+
+
+def test_codes_without_groups_count_nothing() -> None:
+    """Zero groups (or vectors) count nothing on either path."""
+    plan = digit_plan(8, 1, False)
+    codes = torch.ones(3, 0, 16, dtype=torch.int32)
+    assert zeroskip.count_subarray_steps(codes, plan, 4) == zeroskip.count_subarray_steps(
+        codes, plan, 4, compiled=False
+    )
+
+
 @needs_native
 def test_strided_codes_are_counted_as_their_values() -> None:
     """A view that is not contiguous (a transposed batch) counts as its contiguous copy."""
@@ -158,7 +178,10 @@ def test_strided_codes_are_counted_as_their_values() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"tile_rows": 6}, "tile_rows a multiple of fragment"),
+        ({"tile_rows": 6}, "positive multiple of fragment"),
+        ({"tile_rows": 0}, "positive multiple of fragment"),
+        ({"tile_rows": -4}, "positive multiple of fragment"),
+        ({"wider": [[64, 1]]}, "1 to 63 bits"),
         ({"fragment": 0}, "fragment >= 1"),
         ({"lane_bits": 12}, "8 or 16 bits"),
         ({"out": np.zeros(5, np.float32)}, "one item per code"),

@@ -306,6 +306,7 @@ static void *KERNEL(run_job)(void *arg) {
     copy_fn narrow = KERNEL(narrower)(job->kind, job->wide);
     split_fn split = out_values ? KERNEL(splitter)(job->kind, job->out_kind, job->wide) : NULL;
     size_t row_bytes = (size_t)((rows + 8) * lane_bytes + 8) / 8 * 8;
+    if (job->first >= job->last) return NULL; /* nothing to count: no scratch */
     uint8_t *scratch = calloc(4, row_bytes); /* lanes, sub-array ORs, tile ORs (zero tails); words */
     if (!scratch) {
         job->failed = 1;

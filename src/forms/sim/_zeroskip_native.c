@@ -89,9 +89,9 @@ static inline int popcount_words(uint64_t word) { /* a few word operations: no l
 typedef void (*copy_fn)(const void *, void *, Py_ssize_t);
 typedef void (*split_fn)(const void *, void *, void *, Py_ssize_t);
 
-/* The kernel, once for processors with AVX2 and popcount (x86-64 with GCC or Clang), once for any
+/* The kernel, once for processors with AVX2 and popcount (x86-64 with GCC), once for any
    (where x86-64's base instruction set has no popcount, a few word operations count). */
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) /* clang ignores GCC's target pragma */
 #define KERNEL_FAST 1
 #pragma GCC push_options
 #pragma GCC target("avx2,popcnt")
@@ -185,8 +185,14 @@ static int parse_wider(PyObject *wider, job_t *job) {
     int ok = n <= MAX_WIDER;
     if (!ok) PyErr_SetString(PyExc_ValueError, "at most 16 (shift, mask) pairs");
     for (Py_ssize_t j = 0; ok && j < n; j++) {
-        unsigned long long mask;
-        ok = PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, j), "iK", &job->wider_shift[j], &mask);
+        unsigned long long mask = 0;
+        PyObject *pair = PySequence_Tuple(PySequence_Fast_GET_ITEM(seq, j));
+        ok = pair && PyArg_ParseTuple(pair, "iK", &job->wider_shift[j], &mask);
+        Py_XDECREF(pair);
+        if (ok && (job->wider_shift[j] < 1 || job->wider_shift[j] > 63)) {
+            PyErr_SetString(PyExc_ValueError, "wider shifts are 1 to 63 bits");
+            ok = 0;
+        }
         job->wider_mask[j] = mask;
     }
     job->wider = (int)n;
@@ -196,13 +202,14 @@ static int parse_wider(PyObject *wider, job_t *job) {
 
 /* What is wrong with the arguments, or NULL. */
 static const char *check(const job_t *job, const Py_buffer *out, Py_ssize_t items) {
-    if ((int)job->kind < 0) return "codes must be int8/16/32/64, uint8/16, float32 or float64";
-    if (job->rows < 1 || job->groups < 1 || job->fragment < 1 || job->tile_rows % job->fragment)
-        return "need rows, groups and fragment >= 1 and tile_rows a multiple of fragment";
+    if (job->rows < 1 || job->groups < 1 || job->fragment < 1 || job->tile_rows < job->fragment ||
+        job->tile_rows % job->fragment)
+        return "need rows, groups and fragment >= 1 and tile_rows a positive multiple of fragment";
+    if (job->rows > PY_SSIZE_T_MAX / job->groups) return "rows x groups overflows";
     if (items % (job->rows * job->groups)) return "the codes are not whole vectors of groups x rows";
-    if (out && out->len != items * kind_bytes(job->out_kind)) return "out must hold one item per code";
     if (out && job->out_kind != (job->wide ? K_U16 : K_U8) && job->out_kind != K_F32 && job->out_kind != K_F64)
         return "out must be lanes (uint8 or uint16, lane_bits wide) or float32/float64 values";
+    if (out && out->len != items * kind_bytes(job->out_kind)) return "out must hold one item per code";
     return NULL;
 }
 
@@ -232,10 +239,12 @@ static PyObject *count(PyObject *Py_UNUSED(self), PyObject *args) {
     if (held == wanted) {
         Py_buffer *codes = &bufs[0], *out = wanted == 2 ? &bufs[1] : NULL;
         Py_ssize_t items = codes->itemsize ? codes->len / codes->itemsize : 0;
-        job.kind = (kind_t)buffer_kind(codes);
-        job.out_kind = out ? (kind_t)buffer_kind(out) : K_NONE;
+        int kind = buffer_kind(codes), out_kind = out ? buffer_kind(out) : K_NONE;
+        job.kind = kind < 0 ? K_NONE : (kind_t)kind;
+        job.out_kind = out_kind < 0 ? K_NONE : (kind_t)out_kind;
         job.wide = lane_bits == 16;
-        error = check(&job, out, items);
+        error = kind < 0 || job.kind == K_NONE ? "codes must be int8/16/32/64, uint8/16, float32 or float64"
+                                               : check(&job, out, items);
         if (error) {
             PyErr_SetString(PyExc_ValueError, error);
         } else {

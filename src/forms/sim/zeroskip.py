@@ -302,9 +302,11 @@ def count_subarray_steps(
     8-bit codes, 4 up to 16-bit, kept per thread for the next call).
     """
     tile_rows = fragment_size if tile_rows is None else tile_rows
-    if tile_rows % fragment_size:
-        raise ValueError(f"tile_rows={tile_rows} is not a multiple of the sub-array rows {fragment_size}")
-    if compiled and codes.shape[-1] and native_applies(codes, plan):
+    if fragment_size < 1 or tile_rows < fragment_size or tile_rows % fragment_size:
+        raise ValueError(
+            f"tile_rows={tile_rows} is not a positive multiple of the sub-array rows {fragment_size}"
+        )
+    if compiled and codes.numel() and native_applies(codes, plan):
         return _compiled_counts(codes, plan, fragment_size, tile_rows, crossbars_per_tile)
     vectors, groups, rows = codes.shape
     chunks = -(-vectors * groups * rows // chunk_elements)
@@ -357,7 +359,7 @@ def narrow_and_count(codes: Tensor, plan: DigitPlan, encoded: EncodedLayer) -> t
     """:func:`narrow_codes` of ``codes`` and their :func:`count_layer_activity`, in one pass where the
     compiled counting applies (the lanes then written by it)."""
     lane = lane_dtype(plan)
-    if lane is None or not (codes.shape[-1] and native_applies(codes, plan)):
+    if lane is None or not (codes.numel() and native_applies(codes, plan)):
         narrowed = narrow_codes(codes, plan)
         return narrowed, count_layer_activity(narrowed, plan, encoded)
     lanes = None
@@ -377,7 +379,7 @@ def convert_and_count(
     their :func:`count_layer_activity`: in one compiled pass where it applies, so that the codes are read
     once for both (the exact path's conversion, :func:`~forms.sim.integer_gemm.exact_matmul`)."""
     fused = values.dtype in (torch.float32, torch.float64) and values.is_contiguous()
-    if fused and codes.shape[-1] and native_applies(codes, plan):
+    if fused and codes.numel() and native_applies(codes, plan):
         return _compiled_counts(
             codes, plan, encoded.fragment_size, encoded.crossbar_rows, encoded.crossbars_per_row_tile, values
         )
