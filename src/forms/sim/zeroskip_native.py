@@ -9,8 +9,8 @@ install by setup.py) reads each code once: it narrows a row of codes into a lane
 torch passes do, by popcounts of digit flags (:func:`~forms.sim.digit_lanes.lane_masks`, built from the
 plan, so the digit rules stay in Python) of the lanes, of their sub-arrays' ORs and of the row tiles'
 ORs, in words of lanes in cache; rows are split over the intra-op thread count with the GIL released.
-On x86-64 a copy compiled for AVX2 and popcount runs where the processor has them. The property tests
-hold the compiled pass equal to the torch passes.
+On x86-64 (built by GCC) a copy compiled for AVX2 and popcount runs where the processor has them. The
+property tests hold the compiled pass equal to the torch passes.
 
 It applies to codes on the CPU of at most 16 bits, held as int8/16/32/64, uint8 or float32/64. The
 extension is optional: where it was not built (no C compiler at install) :func:`native_applies` is
