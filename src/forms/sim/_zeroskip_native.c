@@ -108,6 +108,8 @@ typedef void (*split_fn)(const void *, void *, void *, Py_ssize_t);
 #undef KERNEL_COPY
 #undef KERNEL_SPLIT
 #undef KERNEL_COPIES
+#endif
+#if defined(__x86_64__) && !defined(__POPCNT__) /* the base instruction set: no popcount instruction */
 #define KERNEL_POPCOUNT popcount_words
 #else
 #define KERNEL_POPCOUNT __builtin_popcountll

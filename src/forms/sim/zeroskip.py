@@ -138,8 +138,13 @@ def narrow_codes(codes: Tensor, plan: DigitPlan) -> Tensor:
     as they are) and computes with them (the GEMM engine reads 8-bit digits' bytes). Up to
     :data:`NARROWED_SCRATCH_CODES` codes they are this thread's scratch buffer, valid until its next
     call."""
-    ws = thread_scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
-    return _lane_codes(codes, plan, ws, "narrowed")
+    return _lane_codes(codes, plan, _narrowed_workspace(codes), "narrowed")
+
+
+def _narrowed_workspace(codes: Tensor) -> Workspace:
+    """Where ``codes`` are narrowed: this thread's kept scratch up to :data:`NARROWED_SCRATCH_CODES`
+    codes, a workspace of their own beyond."""
+    return thread_scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
 
 
 def _word_blocks(lanes: Tensor) -> list[Tensor]:
@@ -364,8 +369,7 @@ def narrow_and_count(codes: Tensor, plan: DigitPlan, encoded: EncodedLayer) -> t
         return narrowed, count_layer_activity(narrowed, plan, encoded)
     lanes = None
     if codes.dtype != lane:
-        ws = thread_scratch() if codes.numel() <= NARROWED_SCRATCH_CODES else Workspace()
-        lanes = ws.take("narrowed", tuple(codes.shape), lane, codes.device)
+        lanes = _narrowed_workspace(codes).take("narrowed", tuple(codes.shape), lane, codes.device)
     counts = _compiled_counts(
         codes, plan, encoded.fragment_size, encoded.crossbar_rows, encoded.crossbars_per_row_tile, lanes
     )
